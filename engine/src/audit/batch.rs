@@ -1,0 +1,158 @@
+//! Group commit of read entries. redb has one writer and no group commit of
+//! its own, so readers queue their entries here and one of them (the
+//! leader) writes the whole queue in one transaction and one fsync.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use super::{AuditError, Record};
+
+type FlushResult = Result<(), String>;
+
+/// How read entries reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditDurability {
+    /// A read returns only after its audit entry is durable (the default).
+    /// Concurrent readers share one commit.
+    Durable,
+    /// A read returns once its entry is queued; the queue is committed at
+    /// least every `flush_interval` and when it reaches `max_pending`
+    /// entries, and on close. A crash can lose at most the entries queued
+    /// since the last flush. Writes are always durable with their entry.
+    Buffered {
+        /// Longest time an entry waits in memory.
+        flush_interval: std::time::Duration,
+        /// Most entries held in memory before a reader flushes them itself.
+        max_pending: usize,
+    },
+}
+
+impl AuditDurability {
+    /// Buffered with a 100 ms flush interval and at most 10,000 pending entries.
+    pub const fn buffered() -> Self {
+        AuditDurability::Buffered {
+            flush_interval: std::time::Duration::from_millis(100),
+            max_pending: 10_000,
+        }
+    }
+}
+
+struct State {
+    queue: Vec<Record>,
+    /// Completion of the batch now filling.
+    batch: Arc<OnceLock<FlushResult>>,
+    flushing: bool,
+    /// A failed background flush; reads fail closed until a flush succeeds.
+    failed: Option<String>,
+}
+
+pub(crate) struct Batcher {
+    state: Mutex<State>,
+    flushed: Condvar,
+    mode: AuditDurability,
+}
+
+impl Batcher {
+    pub(crate) fn new(mode: AuditDurability) -> Self {
+        Self {
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                batch: Arc::new(OnceLock::new()),
+                flushing: false,
+                failed: None,
+            }),
+            flushed: Condvar::new(),
+            mode,
+        }
+    }
+
+    pub(crate) fn mode(&self) -> AuditDurability {
+        self.mode
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `record`. In durable mode, returns once it is committed.
+    pub(crate) fn record(
+        &self,
+        record: Record,
+        write: &dyn Fn(&[Record]) -> FlushResult,
+    ) -> Result<(), AuditError> {
+        let mut state = self.lock();
+        if let Some(err) = &state.failed {
+            return Err(AuditError::Unwritable(err.clone()));
+        }
+        state.queue.push(record);
+        if let AuditDurability::Buffered { max_pending, .. } = self.mode
+            && state.queue.len() < max_pending
+        {
+            return Ok(());
+        }
+        let mine = Arc::clone(&state.batch);
+        loop {
+            if let Some(result) = mine.get() {
+                return result.clone().map_err(AuditError::Unwritable);
+            }
+            state = if state.flushing {
+                self.flushed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner)
+            } else {
+                self.lead(state, write)
+            };
+        }
+    }
+
+    /// Commits everything queued so far.
+    pub(crate) fn flush(&self, write: &dyn Fn(&[Record]) -> FlushResult) -> Result<(), AuditError> {
+        let mut state = self.lock();
+        while state.flushing {
+            state = self
+                .flushed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let mine = Arc::clone(&state.batch);
+        drop(self.lead(state, write));
+        match mine.get() {
+            Some(Err(e)) => Err(AuditError::Unwritable(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the queue, writes it without holding the lock, publishes the
+    /// result to everyone waiting on that batch.
+    fn lead<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        write: &dyn Fn(&[Record]) -> FlushResult,
+    ) -> MutexGuard<'a, State> {
+        let queue = std::mem::take(&mut state.queue);
+        let done = std::mem::replace(&mut state.batch, Arc::new(OnceLock::new()));
+        state.flushing = true;
+        drop(state);
+        let result = if queue.is_empty() {
+            Ok(())
+        } else {
+            write(&queue)
+        };
+        let mut state = self.lock();
+        match &result {
+            Ok(()) => state.failed = None,
+            Err(e) if matches!(self.mode, AuditDurability::Buffered { .. }) => {
+                // Readers were already served: keep their entries for the
+                // next attempt and refuse further reads until it succeeds.
+                let mut kept = queue;
+                kept.append(&mut state.queue);
+                state.queue = kept;
+                state.failed = Some(e.clone());
+            }
+            Err(_) => {}
+        }
+        let _ = done.set(result);
+        state.flushing = false;
+        self.flushed.notify_all();
+        state
+    }
+}

@@ -1,0 +1,375 @@
+//! Keys and ciphers. `crypto` owns the master key (KEK) and everything derived
+//! from it: the wrapping of per-customer data keys (DEKs), field sealing with
+//! XChaCha20-Poly1305, keyed blind indexes and the audit-chain key.
+//!
+//! INVARIANT: key material lives only in `Zeroizing` buffers or in cipher
+//! instances that zeroize on drop; nothing here is ever written to disk
+//! except a DEK wrapped by the KEK.
+
+use std::fmt;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Errors about keys and ciphertexts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The master key has the wrong size or encoding.
+    #[error("invalid master key: {0}; expected 32 bytes written as 64 hex characters")]
+    InvalidKey(String),
+    /// The key file could not be read or written.
+    #[error("cannot use key file `{path}`: {source}")]
+    KeyFile {
+        /// The key file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The environment variable that should hold the key is missing.
+    #[error("environment variable `{0}` holds no master key")]
+    KeyEnv(String),
+    /// The master key does not match the database.
+    #[error(
+        "wrong master key: this database was created with a different key; nothing was written"
+    )]
+    WrongKey,
+    /// A ciphertext failed authentication: it was altered or moved from
+    /// another customer, field or key version.
+    #[error("cannot open `{what}`: the ciphertext was altered or does not belong to this record")]
+    Unseal {
+        /// What was being opened, e.g. `customer 7 field phone`.
+        what: String,
+    },
+    /// The operating system's random source failed.
+    #[error("random source failed: {0}")]
+    Random(String),
+}
+
+/// The 32-byte master key (KEK). It never touches the disk in the clear and
+/// is zeroized when dropped.
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// A fresh random key from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&key);
+        Self(bytes)
+    }
+
+    /// A key from its 32 raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// A key written as 64 hex characters (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
+        let text = text.trim();
+        if text.len() != 64 {
+            return Err(CryptoError::InvalidKey(format!(
+                "{} characters of text",
+                text.len()
+            )));
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        for (slot, pair) in bytes.iter_mut().zip(text.as_bytes().chunks(2)) {
+            let hex = std::str::from_utf8(pair)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+                .ok_or_else(|| CryptoError::InvalidKey("not hexadecimal".into()))?;
+            *slot = hex;
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The key as 64 lowercase hex characters.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::with_capacity(64));
+        for byte in self.0.iter() {
+            out.push_str(&format!("{byte:02x}"));
+        }
+        out
+    }
+
+    /// Reads a key file holding the key in hex.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, CryptoError> {
+        let path = path.as_ref();
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+            CryptoError::KeyFile {
+                path: path.display().to_string(),
+                source,
+            }
+        })?);
+        Self::from_hex(&text)
+    }
+
+    /// Reads the key in hex from an environment variable.
+    pub fn from_env(var: &str) -> Result<Self, CryptoError> {
+        let text =
+            Zeroizing::new(std::env::var(var).map_err(|_| CryptoError::KeyEnv(var.to_string()))?);
+        Self::from_hex(&text)
+    }
+
+    /// Writes the key in hex to a new file readable by its owner only (0600).
+    /// Refuses to overwrite an existing file.
+    pub fn write_new_file(&self, path: impl AsRef<Path>) -> Result<(), CryptoError> {
+        use std::io::Write;
+        let path = path.as_ref();
+        let err = |source| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(err)?;
+        file.write_all(self.to_hex().as_bytes()).map_err(err)?;
+        file.write_all(b"\n").map_err(err)?;
+        file.sync_all().map_err(err)
+    }
+
+    fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(context, self.0.as_slice()))
+    }
+}
+
+/// Everything the engine derives from the master key, held for the life of
+/// an open engine.
+pub(crate) struct Keyring {
+    wrap: XChaCha20Poly1305,
+    blind: Zeroizing<[u8; 32]>,
+    audit: Zeroizing<[u8; 32]>,
+    check: [u8; 32],
+}
+
+/// The version of the master key that wraps new data keys. Rotation will
+/// bump it; it is bound into every AAD so old and new ciphertexts never mix.
+pub(crate) const KEY_VERSION: u32 = 1;
+
+const WRAP_AAD: &[u8] = b"custodian dek v1";
+
+impl Keyring {
+    pub(crate) fn new(master: &MasterKey) -> Self {
+        let wrap_key = master.derive("custodian 2026 dek wrapping");
+        Self {
+            wrap: XChaCha20Poly1305::new(wrap_key.as_slice().into()),
+            blind: master.derive("custodian 2026 blind index"),
+            audit: master.derive("custodian 2026 audit chain"),
+            check: *master.derive("custodian 2026 key check"),
+        }
+    }
+
+    /// The key-check value stored in the database: it proves a key is the
+    /// right one without revealing it.
+    pub(crate) fn check_value(&self) -> [u8; 32] {
+        self.check
+    }
+
+    pub(crate) fn audit_key(&self) -> &[u8; 32] {
+        &self.audit
+    }
+
+    /// A fresh data key for `customer`, returned with its wrapped form.
+    pub(crate) fn new_data_key(&self, customer: u64) -> Result<(DataKey, Vec<u8>), CryptoError> {
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let wrapped = seal_raw(&self.wrap, &key, &dek_aad(customer, KEY_VERSION))?;
+        let data_key = DataKey {
+            aead: XChaCha20Poly1305::new(&key),
+            customer,
+            version: KEY_VERSION,
+        };
+        Ok((data_key, encode_wrapped(KEY_VERSION, wrapped)))
+    }
+
+    /// Unwraps the stored data key of `customer`.
+    pub(crate) fn open_data_key(
+        &self,
+        customer: u64,
+        stored: &[u8],
+    ) -> Result<DataKey, CryptoError> {
+        let unwrap_err = || CryptoError::Unseal {
+            what: format!("data key of customer {customer}"),
+        };
+        let (version, wrapped) = decode_wrapped(stored).ok_or_else(unwrap_err)?;
+        let key = Zeroizing::new(
+            open_raw(&self.wrap, &wrapped, &dek_aad(customer, version))
+                .map_err(|_| unwrap_err())?,
+        );
+        if key.len() != 32 {
+            return Err(unwrap_err());
+        }
+        Ok(DataKey {
+            aead: XChaCha20Poly1305::new(key.as_slice().into()),
+            customer,
+            version,
+        })
+    }
+
+    /// The keyed blind index of a normalized value of `field`. Equal values
+    /// give equal indexes; without the master key an index reveals nothing.
+    pub(crate) fn blind_index(&self, field: &str, normalized: &str) -> [u8; 16] {
+        let mut hasher = blake3::Hasher::new_keyed(&self.blind);
+        hasher.update(field.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(normalized.as_bytes());
+        let hash = hasher.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&hash.as_bytes()[..16]);
+        out
+    }
+}
+
+fn dek_aad(customer: u64, version: u32) -> Vec<u8> {
+    let mut aad = WRAP_AAD.to_vec();
+    aad.extend_from_slice(&customer.to_le_bytes());
+    aad.extend_from_slice(&version.to_le_bytes());
+    aad
+}
+
+fn encode_wrapped(version: u32, wrapped: Sealed) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 24 + wrapped.ciphertext.len());
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&wrapped.nonce);
+    out.extend_from_slice(&wrapped.ciphertext);
+    out
+}
+
+fn decode_wrapped(stored: &[u8]) -> Option<(u32, Sealed)> {
+    let version = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?);
+    let nonce: [u8; 24] = stored.get(4..28)?.try_into().ok()?;
+    let ciphertext = stored.get(28..)?.to_vec();
+    Some((version, Sealed { nonce, ciphertext }))
+}
+
+/// A ciphertext with its nonce, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Sealed {
+    pub(crate) nonce: [u8; 24],
+    pub(crate) ciphertext: Vec<u8>,
+}
+
+fn seal_raw(aead: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let ciphertext = aead
+        .encrypt(&nonce, Payload { msg: plain, aad })
+        .map_err(|_| CryptoError::Random("encryption failed".into()))?;
+    Ok(Sealed {
+        nonce: nonce.into(),
+        ciphertext,
+    })
+}
+
+fn open_raw(aead: &XChaCha20Poly1305, sealed: &Sealed, aad: &[u8]) -> Result<Vec<u8>, ()> {
+    aead.decrypt(
+        XNonce::from_slice(&sealed.nonce),
+        Payload {
+            msg: &sealed.ciphertext,
+            aad,
+        },
+    )
+    .map_err(|_| ())
+}
+
+/// A customer's unwrapped data key, ready to seal and open that customer's
+/// fields. The cipher zeroizes its key when dropped.
+pub(crate) struct DataKey {
+    aead: XChaCha20Poly1305,
+    customer: u64,
+    version: u32,
+}
+
+impl DataKey {
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
+    // AAD = customer id, key version and slot name: a ciphertext opens only
+    // where it was sealed.
+    fn aad(&self, slot: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(12 + slot.len());
+        aad.extend_from_slice(&self.customer.to_le_bytes());
+        aad.extend_from_slice(&self.version.to_le_bytes());
+        aad.extend_from_slice(slot.as_bytes());
+        aad
+    }
+
+    /// Seals `plain` for `slot` (a field name, or e.g. `interaction/9/summary`).
+    pub(crate) fn seal(&self, slot: &str, plain: &str) -> Result<Sealed, CryptoError> {
+        seal_raw(&self.aead, plain.as_bytes(), &self.aad(slot))
+    }
+
+    /// Opens what [`DataKey::seal`] sealed for the same customer and slot.
+    pub(crate) fn open(&self, slot: &str, sealed: &Sealed) -> Result<String, CryptoError> {
+        let err = || CryptoError::Unseal {
+            what: format!("customer {} {slot}", self.customer),
+        };
+        let plain = open_raw(&self.aead, sealed, &self.aad(slot)).map_err(|_| err())?;
+        String::from_utf8(plain).map_err(|_| err())
+    }
+}
+
+/// Random bytes from the operating system's CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut out = [0u8; N];
+    OsRng.fill_bytes(&mut out);
+    out
+}
+
+/// A keyed hash for the audit chain.
+pub(crate) fn keyed_hash(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    for part in parts {
+        hasher.update(part);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+/// Hex rendering of bytes, for hashes shown to people.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_bad_keys() {
+        let key = MasterKey::generate();
+        let again = MasterKey::from_hex(&key.to_hex()).unwrap();
+        assert_eq!(key.to_hex(), again.to_hex());
+        assert!(MasterKey::from_hex("abc").is_err());
+        assert!(MasterKey::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn sealed_field_opens_only_in_its_slot_and_customer() {
+        let ring = Keyring::new(&MasterKey::generate());
+        let (key, wrapped) = ring.new_data_key(7).unwrap();
+        let sealed = key.seal("phone", "+8613800138000").unwrap();
+        assert_eq!(key.open("phone", &sealed).unwrap(), "+8613800138000");
+        assert!(key.open("email", &sealed).is_err());
+        let reopened = ring.open_data_key(7, &wrapped).unwrap();
+        assert_eq!(reopened.open("phone", &sealed).unwrap(), "+8613800138000");
+        assert!(ring.open_data_key(8, &wrapped).is_err());
+        let (other, _) = ring.new_data_key(8).unwrap();
+        assert!(other.open("phone", &sealed).is_err());
+    }
+}

@@ -1,0 +1,518 @@
+//! Customer records: create, read, update, delete, search, count.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Context, Engine, Event, Inner, from_micros, now_micros};
+use crate::audit::{self, Outcome};
+use crate::crypto::DataKey;
+use crate::identity::{Actor, field_access};
+use crate::model::{
+    Customer, CustomerId, CustomerUpdate, FieldType, ModelError, NewCustomer, Sensitivity, Shown,
+    Status, mask_value,
+};
+use crate::store::{Index, SealedField, StoredCustomer, Writer};
+use crate::{Error, Result};
+
+/// What to look customers up by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// Exact value of a blind-indexed field (phone, email, ID number),
+    /// through its keyed index: no plaintext is compared or stored.
+    Field {
+        /// The field, e.g. `phone`.
+        field: String,
+        /// The value as a person would type it; normalized before lookup.
+        value: String,
+    },
+    /// Customers owned by a principal.
+    Owner(String),
+    /// Customers carrying a tag (in the `tags` field).
+    Tag(String),
+    /// Customers in a lifecycle status.
+    Status(Status),
+}
+
+impl Query {
+    /// Shorthand for [`Query::Field`].
+    pub fn field(field: impl Into<String>, value: impl Into<String>) -> Self {
+        Query::Field {
+            field: field.into(),
+            value: value.into(),
+        }
+    }
+
+    /// How the query is named in the audit chain: never the searched value.
+    fn audit_target(&self) -> String {
+        match self {
+            Query::Field { field, .. } => format!("search {field}"),
+            Query::Owner(o) => format!("search owner {o}"),
+            Query::Tag(t) => format!("search tag {t}"),
+            Query::Status(s) => format!("search status {}", s.as_str()),
+        }
+    }
+}
+
+/// An index entry in owned form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum IndexKey {
+    Blind([u8; 16]),
+    Owner(String),
+    Tag(String),
+    Status(String),
+}
+
+impl IndexKey {
+    fn as_index(&self) -> Index<'_> {
+        match self {
+            IndexKey::Blind(b) => Index::Blind(b),
+            IndexKey::Owner(o) => Index::Owner(o),
+            IndexKey::Tag(t) => Index::Tag(t),
+            IndexKey::Status(s) => Index::Status(s),
+        }
+    }
+}
+
+/// Refuses inside a write transaction: the refusal's audit entry commits,
+/// the change does not.
+pub(crate) fn refuse<T>(
+    inner: &Inner,
+    w: &mut Writer<'_>,
+    ctx: &Context,
+    event: Event<'_>,
+    error: Error,
+) -> Result<Result<T>> {
+    let outcome = match &error {
+        Error::Denied(reason) => Outcome::Denied(reason.clone()),
+        other => Outcome::Failed(other.to_string()),
+    };
+    audit::append(w, inner.ring.audit_key(), &event.record(ctx, outcome))?;
+    Ok(Err(error))
+}
+
+/// Resolves the actor inside a write transaction.
+pub(crate) fn writer_actor(w: &Writer<'_>, ctx: &Context) -> Result<Result<Actor, String>> {
+    Ok(Actor::resolve(
+        ctx.principal(),
+        w.principal(ctx.principal())?,
+    ))
+}
+
+impl Inner {
+    /// Validates and normalizes every given field, then checks required ones.
+    pub(crate) fn normalize_fields(
+        &self,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ModelError> {
+        let mut out = BTreeMap::new();
+        for (name, raw) in fields {
+            let value = self.schema.normalize(name, raw)?;
+            if !value.is_empty() {
+                out.insert(name.clone(), value);
+            }
+        }
+        for def in self.schema.fields() {
+            if def.required && !out.contains_key(&def.name) {
+                return Err(ModelError::Required {
+                    field: def.name.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the sealed record of a new customer and its wrapped data key.
+    pub(crate) fn seal_customer(
+        &self,
+        id: CustomerId,
+        owner: &str,
+        fields: BTreeMap<String, String>,
+        now: i64,
+    ) -> Result<(StoredCustomer, Vec<u8>)> {
+        let (key, wrapped) = self.ring.new_data_key(id)?;
+        let mut record = StoredCustomer {
+            id,
+            owner: owner.to_string(),
+            status: Status::Active.as_str().to_string(),
+            created_at: now,
+            updated_at: now,
+            last_interaction_at: None,
+            key_version: key.version(),
+            public: BTreeMap::new(),
+            sealed: BTreeMap::new(),
+            blind: BTreeMap::new(),
+        };
+        for (name, value) in fields {
+            self.put_field(&mut record, &key, name, value)?;
+        }
+        Ok((record, wrapped))
+    }
+
+    fn put_field(
+        &self,
+        record: &mut StoredCustomer,
+        key: &DataKey,
+        name: String,
+        value: String,
+    ) -> Result<()> {
+        let def = self.schema.require(&name)?;
+        if def.is_blind_indexed() {
+            record
+                .blind
+                .insert(name.clone(), self.ring.blind_index(&name, &value));
+        }
+        if def.is_sealed() {
+            let field = SealedField {
+                sealed: key.seal(&name, &value)?,
+                masked: mask_value(def.kind, &value),
+            };
+            record.sealed.insert(name, field);
+        } else {
+            record.public.insert(name, value);
+        }
+        Ok(())
+    }
+
+    fn clear_field(&self, record: &mut StoredCustomer, name: &str) {
+        record.public.remove(name);
+        record.sealed.remove(name);
+        record.blind.remove(name);
+    }
+
+    pub(crate) fn index_keys(&self, record: &StoredCustomer) -> Vec<IndexKey> {
+        let mut keys = vec![
+            IndexKey::Owner(record.owner.clone()),
+            IndexKey::Status(record.status.clone()),
+        ];
+        keys.extend(record.blind.values().map(|b| IndexKey::Blind(*b)));
+        for (name, value) in &record.public {
+            if self
+                .schema
+                .field(name)
+                .is_some_and(|d| d.kind == FieldType::List)
+            {
+                keys.extend(
+                    value
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|item| IndexKey::Tag(format!("{name}:{item}"))),
+                );
+            }
+        }
+        keys
+    }
+
+    pub(crate) fn index(
+        &self,
+        w: &mut Writer<'_>,
+        record: &StoredCustomer,
+        add: bool,
+    ) -> Result<()> {
+        for key in self.index_keys(record) {
+            w.index(key.as_index(), record.id, add)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn data_key(&self, id: CustomerId) -> Result<DataKey> {
+        let wrapped = self
+            .keys
+            .get(id)?
+            .ok_or_else(|| crate::crypto::CryptoError::Unseal {
+                what: format!("customer {id}: its data key was destroyed"),
+            })?;
+        Ok(self.ring.open_data_key(id, &wrapped)?)
+    }
+
+    /// The customer as `actor` may see it. Decrypts only when a field is
+    /// shown in full.
+    pub(crate) fn view(&self, record: &StoredCustomer, actor: &Actor) -> Result<Customer> {
+        let entitled = actor.entitled(&record.owner);
+        let mut fields = BTreeMap::new();
+        let mut masked = BTreeSet::new();
+        for (name, value) in &record.public {
+            fields.insert(name.clone(), value.clone());
+        }
+        let mut key: Option<DataKey> = None;
+        for (name, sealed) in &record.sealed {
+            let sensitivity = self
+                .schema
+                .field(name)
+                .map_or(Sensitivity::Sensitive, |d| d.sensitivity);
+            match field_access(entitled, sensitivity) {
+                Some(Shown::Full) => {
+                    let key = match &mut key {
+                        Some(k) => k,
+                        empty => empty.insert(self.data_key(record.id)?),
+                    };
+                    fields.insert(name.clone(), key.open(name, &sealed.sealed)?);
+                }
+                Some(Shown::Masked) => {
+                    fields.insert(name.clone(), sealed.masked.clone());
+                    masked.insert(name.clone());
+                }
+                None => {}
+            }
+        }
+        Ok(Customer {
+            id: record.id,
+            owner: record.owner.clone(),
+            status: Status::parse(&record.status)?,
+            created_at: from_micros(record.created_at),
+            updated_at: from_micros(record.updated_at),
+            last_interaction_at: record.last_interaction_at.map(from_micros),
+            fields,
+            masked,
+        })
+    }
+
+    /// Checks that `owner` may receive customers from `actor`.
+    pub(crate) fn check_owner(
+        &self,
+        w: &Writer<'_>,
+        actor: &Actor,
+        owner: &str,
+    ) -> Result<Result<()>> {
+        if owner != actor.name && !actor.admin {
+            return Ok(Err(Error::Denied(format!(
+                "principal `{}` may not assign customers to `{owner}`: only admins assign to others",
+                actor.name
+            ))));
+        }
+        match w.principal(owner)? {
+            Some(p) if p.active => Ok(Ok(())),
+            Some(_) => Ok(Err(Error::Denied(format!(
+                "owner `{owner}` is deactivated"
+            )))),
+            None => Ok(Err(Error::NotFound(format!("owner `{owner}`")))),
+        }
+    }
+}
+
+impl Engine {
+    /// Creates a customer and returns its id. Fields are validated against
+    /// the schema; personal ones are sealed under a fresh data key.
+    pub fn create_customer(&self, ctx: &Context, new: NewCustomer) -> Result<CustomerId> {
+        let rows = std::iter::once((1, Ok(new)));
+        let report = self.import(ctx, rows, &super::ImportOptions::default(), |_| {})?;
+        match (report.first_id, report.errors.into_iter().next()) {
+            (Some(id), _) => Ok(id),
+            (None, Some(row)) => Err(row.error),
+            (None, None) => Err(Error::NotFound("created customer".into())),
+        }
+    }
+
+    /// Reads one customer, as the acting principal may see it.
+    pub fn customer(&self, ctx: &Context, id: CustomerId) -> Result<Customer> {
+        let inner = &self.inner;
+        let event = move || Event::new("customer.read").customer(id);
+        let (actor, record) = inner.store.read(|r| {
+            let actor = inner.actor(r, ctx, event)?;
+            Ok::<_, Error>((actor, r.customer(id)?))
+        })?;
+        let Some(record) = record else {
+            let error = Error::NotFound(format!("customer {id}"));
+            inner.audit_read(event().record(ctx, Outcome::Failed(error.to_string())))?;
+            return Err(error);
+        };
+        let view = inner.view(&record, &actor)?;
+        let fields = view.fields.keys().cloned().collect();
+        inner.audit_read(event().fields(fields).record(ctx, Outcome::Ok))?;
+        Ok(view)
+    }
+
+    /// Finds customers, at most `limit`, each as the acting principal may see it.
+    pub fn find_customers(
+        &self,
+        ctx: &Context,
+        query: &Query,
+        limit: usize,
+    ) -> Result<Vec<Customer>> {
+        let inner = &self.inner;
+        let index = match query {
+            Query::Field { field, value } => {
+                let def = inner.schema.require(field)?;
+                if !def.is_blind_indexed() {
+                    return Err(ModelError::Attribute {
+                        what: "search".into(),
+                        reason: format!(
+                            "field `{field}` is not searchable; search by a phone, email or id_number field, owner, tag or status"
+                        ),
+                    }
+                    .into());
+                }
+                let normalized = inner.schema.normalize(field, value)?;
+                IndexKey::Blind(inner.ring.blind_index(field, &normalized))
+            }
+            Query::Owner(o) => IndexKey::Owner(o.clone()),
+            Query::Tag(t) => IndexKey::Tag(format!("tags:{}", t.to_lowercase())),
+            Query::Status(s) => IndexKey::Status(s.as_str().to_string()),
+        };
+        let target = query.audit_target();
+        let event = || Event::new("customer.search").target(target.clone());
+        let (actor, records) = inner.store.read(|r| {
+            let actor = inner.actor(r, ctx, || {
+                Event::new("customer.search").target(query.audit_target())
+            })?;
+            let mut records = Vec::new();
+            for id in r.lookup(index.as_index())?.into_iter().take(limit) {
+                records.extend(r.customer(id)?);
+            }
+            Ok::<_, Error>((actor, records))
+        })?;
+        let views = records
+            .iter()
+            .map(|rec| inner.view(rec, &actor))
+            .collect::<Result<Vec<_>>>()?;
+        let mut ev = event();
+        ev.customers = views.iter().map(|c| c.id).collect();
+        let fields: BTreeSet<String> = views
+            .iter()
+            .flat_map(|c| c.fields.keys().cloned())
+            .collect();
+        inner.audit_read(
+            ev.fields(fields.into_iter().collect())
+                .record(ctx, Outcome::Ok),
+        )?;
+        Ok(views)
+    }
+
+    /// How many customers the database holds.
+    pub fn count_customers(&self, ctx: &Context) -> Result<u64> {
+        let inner = &self.inner;
+        let event = || Event::new("customer.count");
+        let count = inner.store.read(|r| {
+            inner.actor(r, ctx, event)?;
+            Ok::<_, Error>(r.customer_count()?)
+        })?;
+        inner.audit_read(event().record(ctx, Outcome::Ok))?;
+        Ok(count)
+    }
+
+    /// Changes a customer's fields or owner. Only its owner or an admin may.
+    pub fn update_customer(
+        &self,
+        ctx: &Context,
+        id: CustomerId,
+        update: CustomerUpdate,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let set = inner.normalize_fields_partial(&update.set)?;
+        for name in &update.clear {
+            let def = inner.schema.require(name)?;
+            if def.required {
+                return Err(ModelError::Required {
+                    field: name.clone(),
+                }
+                .into());
+            }
+        }
+        let mut touched: Vec<String> = set.keys().chain(update.clear.iter()).cloned().collect();
+        if update.owner.is_some() {
+            touched.push("owner".into());
+        }
+        let event = || {
+            Event::new("customer.update")
+                .customer(id)
+                .fields(touched.clone())
+        };
+        // Seal outside the write transaction needs the key; it exists for
+        // every stored customer.
+        let key = match inner.keys.get(id)? {
+            Some(wrapped) => Some(inner.ring.open_data_key(id, &wrapped)?),
+            None => None,
+        };
+        inner.store.write(|w| {
+            let actor = match writer_actor(w, ctx)? {
+                Ok(a) => a,
+                Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
+            };
+            let (Some(mut record), Some(key)) = (w.customer(id)?, key.as_ref()) else {
+                return refuse(inner, w, ctx, event(), Error::NotFound(format!("customer {id}")));
+            };
+            if !actor.entitled(&record.owner) {
+                let reason = format!(
+                    "principal `{}` may not change customer {id}: only its owner `{}` or an admin may",
+                    actor.name, record.owner
+                );
+                return refuse(inner, w, ctx, event(), Error::Denied(reason));
+            }
+            if let Some(owner) = &update.owner
+                && let Err(e) = inner.check_owner(w, &actor, owner)?
+            {
+                return refuse(inner, w, ctx, event(), e);
+            }
+            inner.index(w, &record, false)?;
+            for name in &update.clear {
+                inner.clear_field(&mut record, name);
+            }
+            for (name, value) in &set {
+                inner.clear_field(&mut record, name);
+                inner.put_field(&mut record, key, name.clone(), value.clone())?;
+            }
+            if let Some(owner) = &update.owner {
+                record.owner = owner.clone();
+            }
+            record.updated_at = now_micros();
+            w.put_customer(&record)?;
+            inner.index(w, &record, true)?;
+            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
+            Ok::<_, Error>(Ok(()))
+        })?
+    }
+
+    /// Deletes a customer with its interactions and follow-ups, then
+    /// destroys its data key in the key store and every mirror.
+    pub fn delete_customer(&self, ctx: &Context, id: CustomerId) -> Result<()> {
+        let inner = &self.inner;
+        let event = || Event::new("customer.delete").customer(id);
+        inner.store.write(|w| {
+            let actor = match writer_actor(w, ctx)? {
+                Ok(a) => a,
+                Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
+            };
+            let Some(record) = w.customer(id)? else {
+                return refuse(inner, w, ctx, event(), Error::NotFound(format!("customer {id}")));
+            };
+            if !actor.entitled(&record.owner) {
+                let reason = format!(
+                    "principal `{}` may not delete customer {id}: only its owner `{}` or an admin may",
+                    actor.name, record.owner
+                );
+                return refuse(inner, w, ctx, event(), Error::Denied(reason));
+            }
+            inner.index(w, &record, false)?;
+            w.remove_customer(id)?;
+            w.remove_interactions(id)?;
+            w.remove_followups(id)?;
+            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
+            Ok::<_, Error>(Ok(()))
+        })??;
+        // INVARIANT: the record is gone before its key; a crash here leaves
+        // an orphan key that the next open collects.
+        inner.keys.remove(&[id])?;
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Normalizes fields being set, without the required-field check.
+    fn normalize_fields_partial(
+        &self,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ModelError> {
+        let mut out = BTreeMap::new();
+        for (name, raw) in fields {
+            let value = self.schema.normalize(name, raw)?;
+            if value.is_empty() {
+                if self.schema.require(name)?.required {
+                    return Err(ModelError::Required {
+                        field: name.clone(),
+                    });
+                }
+                continue;
+            }
+            out.insert(name.clone(), value);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,351 @@
+//! Creating customers in batches: from the API or from a CSV file. Each
+//! batch is one key-store write and one data transaction, with one audit
+//! entry per customer created.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use super::customers::{refuse, writer_actor};
+use super::{Context, Engine, Event, Inner, now_micros};
+use crate::audit::{self, Outcome};
+use crate::identity::Actor;
+use crate::model::{CustomerId, ModelError, NewCustomer};
+use crate::store::StoredCustomer;
+use crate::{Error, Result};
+
+/// How an import runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Customers committed per transaction (default 5,000). Each commit
+    /// is acknowledged through the progress callback.
+    pub batch_size: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self { batch_size: 5_000 }
+    }
+}
+
+/// Reported after every committed batch: everything counted here is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportProgress {
+    /// Customers committed so far.
+    pub imported: u64,
+    /// Rows skipped so far.
+    pub skipped: u64,
+    /// The last input line whose customer is committed.
+    pub last_line: u64,
+    /// The ids committed in this batch.
+    pub ids: std::ops::RangeInclusive<CustomerId>,
+}
+
+/// A row that was not imported, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct RowError {
+    /// The input line (1 is the CSV header).
+    pub line: u64,
+    /// Why it was refused; the message names the field.
+    pub error: Error,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Customers created.
+    pub imported: u64,
+    /// The first id created, if any.
+    pub first_id: Option<CustomerId>,
+    /// The last id created, if any.
+    pub last_id: Option<CustomerId>,
+    /// Rows skipped, with their reasons.
+    pub errors: Vec<RowError>,
+}
+
+struct Row {
+    line: u64,
+    owner: String,
+    fields: BTreeMap<String, String>,
+}
+
+impl Engine {
+    /// Creates many customers in few transactions. Rows that fail validation
+    /// are reported and skipped; the others are imported.
+    pub fn import_customers(
+        &self,
+        ctx: &Context,
+        customers: impl IntoIterator<Item = NewCustomer>,
+        options: &ImportOptions,
+        progress: impl FnMut(&ImportProgress),
+    ) -> Result<ImportReport> {
+        let rows = customers.into_iter().enumerate();
+        self.import(
+            ctx,
+            rows.map(|(i, c)| (i as u64 + 1, Ok(c))),
+            options,
+            progress,
+        )
+    }
+
+    /// Imports a CSV file whose header row names schema fields (and
+    /// optionally `owner`). Malformed rows, non-UTF-8 values and invalid
+    /// fields are reported by line and field and skipped; an unknown column
+    /// refuses the whole file before anything is written.
+    pub fn import_csv(
+        &self,
+        ctx: &Context,
+        input: impl Read,
+        options: &ImportOptions,
+        progress: impl FnMut(&ImportProgress),
+    ) -> Result<ImportReport> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(input);
+        let header_error = |reason: String| ModelError::Attribute {
+            what: "CSV header (line 1)".into(),
+            reason,
+        };
+        let headers = reader
+            .byte_headers()
+            .map_err(|e| header_error(e.to_string()))?
+            .clone();
+        let mut columns = Vec::new();
+        for (index, raw) in headers.iter().enumerate() {
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| header_error(format!("column {} is not UTF-8", index + 1)))?
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .to_string();
+            if name != "owner" {
+                self.inner.schema.require(&name)?;
+            }
+            if columns.contains(&name) {
+                return Err(header_error(format!("column `{name}` appears twice")).into());
+            }
+            columns.push(name);
+        }
+        let mut io_error = None;
+        let rows = reader.into_byte_records().map_while(|result| {
+            let record = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    if let csv::ErrorKind::Io(_) = e.kind() {
+                        io_error = Some(e.to_string());
+                        return None;
+                    }
+                    let error = ModelError::Attribute {
+                        what: "CSV row".into(),
+                        reason: e.to_string(),
+                    };
+                    return Some((line, Err(error.into())));
+                }
+            };
+            let line = record.position().map_or(0, |p| p.line());
+            Some((line, csv_row(&columns, &record)))
+        });
+        let report = self.import(ctx, rows, options, progress)?;
+        match io_error {
+            Some(e) => Err(ModelError::Attribute {
+                what: "CSV file".into(),
+                reason: format!(
+                    "read failed after {} customers were imported: {e}",
+                    report.imported
+                ),
+            }
+            .into()),
+            None => Ok(report),
+        }
+    }
+
+    pub(crate) fn import(
+        &self,
+        ctx: &Context,
+        rows: impl Iterator<Item = (u64, Result<NewCustomer>)>,
+        options: &ImportOptions,
+        mut progress: impl FnMut(&ImportProgress),
+    ) -> Result<ImportReport> {
+        let inner = &self.inner;
+        let event = || Event::new("customer.create");
+        let actor = inner.store.read(|r| inner.actor(r, ctx, event))?;
+        let batch_size = options.batch_size.max(1);
+        let mut report = ImportReport::default();
+        let mut owners: HashMap<String, Result<(), String>> = HashMap::new();
+        let mut batch: Vec<Row> = Vec::with_capacity(batch_size);
+        for (line, row) in rows {
+            let row = row.and_then(|new| {
+                let owner = new.owner.unwrap_or_else(|| actor.name.clone());
+                let allowed = owners
+                    .entry(owner.clone())
+                    .or_insert_with(|| inner.owner_allowed(&actor, &owner));
+                if let Err(reason) = allowed {
+                    return Err(Error::Denied(reason.clone()));
+                }
+                let fields = inner.normalize_fields(&new.fields)?;
+                Ok(Row {
+                    line,
+                    owner,
+                    fields,
+                })
+            });
+            match row {
+                Ok(row) => batch.push(row),
+                Err(error) => report.errors.push(RowError { line, error }),
+            }
+            if batch.len() >= batch_size {
+                inner.commit_batch(ctx, std::mem::take(&mut batch), &mut report, &mut progress)?;
+            }
+        }
+        if !batch.is_empty() {
+            inner.commit_batch(ctx, batch, &mut report, &mut progress)?;
+        }
+        Ok(report)
+    }
+}
+
+fn csv_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewCustomer> {
+    if record.len() != columns.len() {
+        return Err(ModelError::Attribute {
+            what: "CSV row".into(),
+            reason: format!(
+                "it has {} fields but the header has {}",
+                record.len(),
+                columns.len()
+            ),
+        }
+        .into());
+    }
+    let mut new = NewCustomer::new();
+    for (name, raw) in columns.iter().zip(record.iter()) {
+        let value = std::str::from_utf8(raw).map_err(|_| ModelError::Invalid {
+            field: name.clone(),
+            reason: "the value is not UTF-8 text".into(),
+        })?;
+        if name == "owner" {
+            if !value.trim().is_empty() {
+                new.owner = Some(value.trim().to_string());
+            }
+        } else {
+            new.fields.insert(name.clone(), value.to_string());
+        }
+    }
+    Ok(new)
+}
+
+impl Inner {
+    fn owner_allowed(&self, actor: &Actor, owner: &str) -> Result<(), String> {
+        if owner != actor.name && !actor.admin {
+            return Err(format!(
+                "principal `{}` may not assign customers to `{owner}`: only admins assign to others",
+                actor.name
+            ));
+        }
+        match self.store.read(|r| r.principal(owner)) {
+            Ok(Some(p)) if p.active => Ok(()),
+            Ok(Some(_)) => Err(format!("owner `{owner}` is deactivated")),
+            Ok(None) => Err(format!("owner `{owner}` is not a principal")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn commit_batch(
+        &self,
+        ctx: &Context,
+        rows: Vec<Row>,
+        report: &mut ImportReport,
+        progress: &mut impl FnMut(&ImportProgress),
+    ) -> Result<()> {
+        let count = rows.len() as u64;
+        let first = self.reserve_ids(count);
+        let last_line = rows.last().map_or(0, |r| r.line);
+        let now = now_micros();
+        let sealed = self.seal_all(first, rows, now)?;
+        let keys: Vec<(u64, Vec<u8>)> = sealed
+            .iter()
+            .map(|(record, wrapped)| (record.id, wrapped.clone()))
+            .collect();
+        // INVARIANT: keys are durable before the records that need them.
+        self.keys.put(&keys)?;
+        let written = self.store.write(|w| {
+            let event = || Event::new("customer.create");
+            if let Err(reason) = writer_actor(w, ctx)? {
+                return refuse(self, w, ctx, event(), Error::Denied(reason));
+            }
+            for (record, _) in &sealed {
+                w.put_customer(record)?;
+                self.index(w, record, true)?;
+                w.record_id(record.id);
+                let fields = record
+                    .public
+                    .keys()
+                    .chain(record.sealed.keys())
+                    .cloned()
+                    .collect();
+                let entry = event().customer(record.id).fields(fields);
+                audit::append(w, self.ring.audit_key(), &entry.record(ctx, Outcome::Ok))?;
+            }
+            Ok::<_, Error>(Ok(()))
+        });
+        let ids: Vec<u64> = keys.iter().map(|(id, _)| *id).collect();
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                // Nothing committed: the keys are orphans; drop them now.
+                let _ = self.keys.remove(&ids);
+                return Err(e);
+            }
+        }
+        let last_id = first + count - 1;
+        report.imported += count;
+        report.first_id.get_or_insert(first);
+        report.last_id = Some(last_id);
+        progress(&ImportProgress {
+            imported: report.imported,
+            skipped: report.errors.len() as u64,
+            last_line,
+            ids: first..=last_id,
+        });
+        Ok(())
+    }
+
+    /// Seals a batch, on every core when it is large enough to pay off.
+    fn seal_all(
+        &self,
+        first: u64,
+        rows: Vec<Row>,
+        now: i64,
+    ) -> Result<Vec<(StoredCustomer, Vec<u8>)>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let seal = |(offset, row): (usize, Row)| {
+            self.seal_customer(first + offset as u64, &row.owner, row.fields, now)
+        };
+        if threads < 2 || rows.len() < 256 {
+            return rows.into_iter().enumerate().map(seal).collect();
+        }
+        let chunk = rows.len().div_ceil(threads);
+        let mut numbered: Vec<(usize, Row)> = rows.into_iter().enumerate().collect();
+        let mut parts = Vec::new();
+        while !numbered.is_empty() {
+            let rest = numbered.split_off(chunk.min(numbered.len()));
+            parts.push(std::mem::replace(&mut numbered, rest));
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || part.into_iter().map(seal).collect::<Result<Vec<_>>>())
+                })
+                .collect();
+            let mut out = Vec::new();
+            for handle in handles {
+                match handle.join() {
+                    Ok(part) => out.extend(part?),
+                    Err(_) => return Err(Error::Config("a sealing thread panicked".into())),
+                }
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,468 @@
+//! The facade: opening an engine and the one path every operation takes
+//! (resolve the actor → decide → one write transaction with its audit entry
+//! → the view the actor may see).
+
+mod activity;
+mod admin;
+mod customers;
+mod import;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use chrono::{DateTime, Utc};
+
+pub use customers::Query;
+pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
+
+use crate::audit::{self, AuditDurability, Batcher, Outcome, Record};
+use crate::crypto::{CryptoError, Keyring, MasterKey};
+use crate::identity::{ADMIN_ROLE, Actor, PrincipalKind};
+use crate::model::Schema;
+use crate::store::{
+    Identity, KeyStore, Location, Reader, StorageBackend, Store, StoreError, StoredPrincipal,
+};
+use crate::{Error, Result};
+
+/// Who is acting, and for which purpose. Every operation takes one; both are
+/// written to the audit entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    principal: String,
+    purpose: String,
+}
+
+impl Context {
+    /// `principal` acting for `purpose` (e.g. `sales_contact`, `support`).
+    pub fn new(principal: impl Into<String>, purpose: impl Into<String>) -> Self {
+        Self {
+            principal: principal.into(),
+            purpose: purpose.into(),
+        }
+    }
+
+    /// The acting principal's name.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// The stated purpose.
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+}
+
+/// Builds an [`Engine`]. Defaults: the key store beside the data file
+/// (`<path>.keys`), no mirrors, the bundled schema for a new database, the
+/// first principal named `admin`, durable read auditing.
+pub struct EngineBuilder {
+    path: Option<PathBuf>,
+    backend: Option<Box<dyn StorageBackend>>,
+    key: Option<MasterKey>,
+    key_store: Option<PathBuf>,
+    mirrors: Vec<PathBuf>,
+    schema: Option<Schema>,
+    create: bool,
+    admin: String,
+    durability: AuditDurability,
+}
+
+impl EngineBuilder {
+    /// The data file.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// The master key (from a key file, an environment variable or a KMS).
+    pub fn master_key(mut self, key: MasterKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Where the key store lives; `<path>.keys` by default.
+    pub fn key_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_store = Some(path.into());
+        self
+    }
+
+    /// Another path that receives every key-store write (a mirror on another
+    /// disk). Erasure destroys keys in every mirror.
+    pub fn key_mirror(mut self, path: impl Into<PathBuf>) -> Self {
+        self.mirrors.push(path.into());
+        self
+    }
+
+    /// The schema of a database created by this builder (ignored when the
+    /// database exists: its stored schema applies).
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Create the database if it does not exist (off by default).
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// The name of the first administrator of a new database.
+    pub fn initial_admin(mut self, name: impl Into<String>) -> Self {
+        self.admin = name.into();
+        self
+    }
+
+    /// How read entries reach the audit chain; see [`AuditDurability`].
+    pub fn audit_durability(mut self, durability: AuditDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Keep the data file on a custom medium instead of `path` (the key
+    /// store still needs `path` or [`EngineBuilder::key_store`]).
+    pub fn storage_backend(mut self, backend: Box<dyn StorageBackend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Opens the engine: checks the key before writing anything, repairs
+    /// after a crash, collects orphan keys.
+    pub fn open(self) -> Result<Engine> {
+        let key = self
+            .key
+            .ok_or_else(|| Error::Config("no master key given".into()))?;
+        let ring = Keyring::new(&key);
+        drop(key);
+        let key_store_path = match (&self.key_store, &self.path) {
+            (Some(k), _) => k.clone(),
+            (None, Some(p)) => with_suffix(p, ".keys"),
+            (None, None) => {
+                return Err(Error::Config("give a data path or a key store path".into()));
+            }
+        };
+        let data_exists = match (&self.backend, &self.path) {
+            (Some(b), _) => !b
+                .is_empty()
+                .map_err(|e| StoreError::Backend(e.to_string()))?,
+            (None, Some(p)) => Store::exists(p),
+            (None, None) => return Err(Error::Config("give a data path".into())),
+        };
+        let keys_exist = key_store_path.exists();
+        // Check the key against both files read-only: a wrong key writes nothing.
+        if keys_exist {
+            check(KeyStore::peek_key_check(&key_store_path), &ring)?;
+        }
+        if data_exists
+            && self.backend.is_none()
+            && let Some(p) = &self.path
+        {
+            check(Store::peek_key_check(p), &ring)?;
+        }
+        if data_exists && !keys_exist {
+            return Err(StoreError::Missing(key_store_path.display().to_string()).into());
+        }
+        if !data_exists && !self.create {
+            let shown = self
+                .path
+                .as_ref()
+                .map_or_else(|| "the storage backend".into(), |p| p.display().to_string());
+            return Err(StoreError::Missing(shown).into());
+        }
+        let schema = self.schema.unwrap_or_default();
+        let creating = !data_exists;
+        let store_id = crate::crypto::random_bytes::<16>();
+        let identity = creating.then(|| Identity {
+            key_check: ring.check_value(),
+            store_id,
+            schema: schema.source(),
+        });
+        let keys = KeyStore::open(
+            &key_store_path,
+            &self.mirrors,
+            (creating || !keys_exist).then_some((ring.check_value(), store_id)),
+        )?;
+        let location = match self.backend {
+            Some(b) => Location::Backend(b),
+            None => match &self.path {
+                Some(p) => Location::Path(p),
+                None => return Err(Error::Config("give a data path".into())),
+            },
+        };
+        let (store, meta) = Store::open(location, identity)?;
+        if meta.key_check != Some(ring.check_value()) {
+            return Err(CryptoError::WrongKey.into());
+        }
+        if meta.store_id.is_some() && keys.store_id()? != meta.store_id {
+            return Err(StoreError::KeyStoreMismatch(key_store_path.display().to_string()).into());
+        }
+        let schema = match meta.schema {
+            Some(text) => Schema::from_toml(&text)?,
+            None => schema,
+        };
+        let inner = Arc::new(Inner {
+            store,
+            keys,
+            ring,
+            schema,
+            batcher: Batcher::new(self.durability),
+            next_id: AtomicU64::new(meta.next_id),
+            key_store_path,
+        });
+        if creating {
+            inner.bootstrap_admin(&self.admin)?;
+        }
+        inner.collect_orphan_keys()?;
+        if let AuditDurability::Buffered { flush_interval, .. } = self.durability {
+            spawn_flusher(Arc::downgrade(&inner), flush_interval);
+        }
+        Ok(Engine { inner })
+    }
+}
+
+fn check(found: Result<Option<[u8; 32]>, StoreError>, ring: &Keyring) -> Result<()> {
+    match found {
+        Ok(Some(check)) if check != ring.check_value() => Err(CryptoError::WrongKey.into()),
+        // A file that needs crash repair cannot be opened read-only; the
+        // key is checked again after the repairing open, before any write.
+        Ok(_) | Err(_) => Ok(()),
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut os = path.as_os_str().to_owned();
+    os.push(suffix);
+    PathBuf::from(os)
+}
+
+fn spawn_flusher(inner: Weak<Inner>, interval: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("custodian-audit-flush".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(inner) = inner.upgrade() else { break };
+                // A failure is kept by the batcher, which then refuses reads.
+                let _ = inner.flush_audit();
+            }
+        });
+    // Without the thread, entries still flush at `max_pending` and on close.
+    drop(spawned);
+}
+
+/// An open Custodian database. Cheap to clone; share it between threads.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("key_store", &self.inner.key_store_path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    keys: KeyStore,
+    ring: Keyring,
+    schema: Schema,
+    batcher: Batcher,
+    next_id: AtomicU64,
+    key_store_path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.flush_audit();
+    }
+}
+
+pub(crate) fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+impl Engine {
+    /// Starts configuring an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            path: None,
+            backend: None,
+            key: None,
+            key_store: None,
+            mirrors: Vec::new(),
+            schema: None,
+            create: false,
+            admin: "admin".into(),
+            durability: AuditDurability::Durable,
+        }
+    }
+
+    /// The schema in force.
+    pub fn schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    /// The key store's path.
+    pub fn key_store_path(&self) -> &Path {
+        &self.inner.key_store_path
+    }
+
+    /// How read entries are audited.
+    pub fn audit_durability(&self) -> AuditDurability {
+        self.inner.batcher.mode()
+    }
+
+    /// Commits every queued read entry now.
+    pub fn flush_audit(&self) -> Result<()> {
+        self.inner.flush_audit()
+    }
+}
+
+/// What a [`Record`] is about, filled in by each operation.
+pub(crate) struct Event<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) target: Option<String>,
+    pub(crate) customers: Vec<u64>,
+    pub(crate) fields: Vec<String>,
+}
+
+impl<'a> Event<'a> {
+    pub(crate) fn new(action: &'a str) -> Self {
+        Self {
+            action,
+            target: None,
+            customers: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub(crate) fn customer(mut self, id: u64) -> Self {
+        self.target = Some(format!("customer {id}"));
+        self.customers = vec![id];
+        self
+    }
+
+    pub(crate) fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    pub(crate) fn fields(mut self, fields: Vec<String>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    pub(crate) fn record(self, ctx: &Context, outcome: Outcome) -> Record {
+        Record {
+            at: now_micros(),
+            actor: ctx.principal.clone(),
+            action: self.action.to_string(),
+            target: self.target,
+            customers: self.customers,
+            fields: self.fields,
+            purpose: ctx.purpose.clone(),
+            outcome,
+        }
+    }
+}
+
+impl Inner {
+    fn flush_audit(&self) -> Result<()> {
+        self.batcher.flush(&|records| self.write_records(records))?;
+        Ok(())
+    }
+
+    fn write_records(&self, records: &[Record]) -> Result<(), String> {
+        let key = self.ring.audit_key();
+        self.store
+            .write(|w| {
+                for record in records {
+                    audit::append(w, key, record)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Audits an operation that changed nothing (a read, a search, a denial),
+    /// through the group commit.
+    pub(crate) fn audit_read(&self, record: Record) -> Result<()> {
+        self.batcher
+            .record(record, &|records| self.write_records(records))?;
+        Ok(())
+    }
+
+    /// Audits a refusal and returns it as the error.
+    pub(crate) fn deny<T>(&self, ctx: &Context, event: Event<'_>, reason: String) -> Result<T> {
+        self.audit_read(event.record(ctx, Outcome::Denied(reason.clone())))?;
+        Err(Error::Denied(reason))
+    }
+
+    /// Resolves the acting principal in a snapshot; a refusal is audited.
+    pub(crate) fn actor(
+        &self,
+        r: &Reader,
+        ctx: &Context,
+        event: impl FnOnce() -> Event<'static>,
+    ) -> Result<Actor> {
+        match Actor::resolve(&ctx.principal, r.principal(&ctx.principal)?) {
+            Ok(actor) => Ok(actor),
+            Err(reason) => self.deny(ctx, event(), reason),
+        }
+    }
+
+    /// Reserves `n` consecutive ids.
+    pub(crate) fn reserve_ids(&self, n: u64) -> u64 {
+        self.next_id.fetch_add(n, Ordering::Relaxed)
+    }
+
+    fn bootstrap_admin(&self, name: &str) -> Result<()> {
+        crate::identity::check_name(name)?;
+        let ctx = Context::new(name, "setup");
+        let key = self.ring.audit_key();
+        self.store.write(|w| {
+            if w.principal_count()? > 0 {
+                return Ok(());
+            }
+            w.put_principal(&StoredPrincipal {
+                name: name.to_string(),
+                kind: PrincipalKind::User,
+                roles: vec![ADMIN_ROLE.to_string()],
+                active: true,
+                created_at: now_micros(),
+            })?;
+            let event = Event::new("principal.create").target(format!("principal {name}"));
+            audit::append(w, key, &event.record(&ctx, Outcome::Ok))?;
+            Ok::<_, Error>(())
+        })
+    }
+
+    /// Removes keys whose customer never committed (a crash between the
+    /// key-store write and the data write).
+    fn collect_orphan_keys(&self) -> Result<()> {
+        let customers = self.store.read(|r| Ok::<_, Error>(r.customer_count()?))?;
+        if self.keys.len()? <= customers {
+            return Ok(());
+        }
+        let live: std::collections::BTreeSet<u64> = self
+            .store
+            .read(|r| Ok::<_, Error>(r.customer_ids()?))?
+            .into_iter()
+            .collect();
+        let orphans: Vec<u64> = self
+            .keys
+            .ids()?
+            .into_iter()
+            .filter(|id| !live.contains(id))
+            .collect();
+        self.keys.remove(&orphans)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! The engine's error type, gathering each module's own.
+
+/// Every error the engine returns. Each says what was refused and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Keys and ciphertexts.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Records and schema.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// The audit chain.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// Principals.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// The acting principal may not do this.
+    #[error("access denied: {0}")]
+    Denied(String),
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The engine was configured wrongly.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,62 @@
+//! Custodian: an embeddable engine for customer-relationship data that
+//! keeps personal data safe by default.
+//!
+//! Customer records, interactions and follow-ups live in one redb file.
+//! Personal fields are sealed with XChaCha20-Poly1305 under a per-customer
+//! key that exists only wrapped, in a separate key store. Every operation,
+//! reads included, appends to a keyed hash chain written in the same
+//! transaction. Each call names who acts and why (a [`Context`]), and gets
+//! back only what that principal may see.
+//!
+//! ```
+//! use custodian::{Context, Engine, MasterKey, NewCustomer, Query};
+//!
+//! # fn main() -> Result<(), custodian::Error> {
+//! let dir = tempfile::tempdir().expect("temp dir");
+//! let engine = Engine::builder()
+//!     .path(dir.path().join("crm.redb"))
+//!     .master_key(MasterKey::generate())
+//!     .create(true)
+//!     .open()?;
+//! let admin = Context::new("admin", "onboarding");
+//! engine.add_principal(&admin, "wang", custodian::PrincipalKind::User, &["sales"])?;
+//!
+//! let id = engine.create_customer(
+//!     &admin,
+//!     NewCustomer::new().field("name", "Li Na").field("phone", "138 0013 8000"),
+//! )?;
+//! // The owner sees everything; another principal sees personal fields masked.
+//! assert_eq!(engine.customer(&admin, id)?.get("phone"), Some("+8613800138000"));
+//! let wang = Context::new("wang", "sales_contact");
+//! assert_eq!(engine.customer(&wang, id)?.get("phone"), Some("138****8000"));
+//! // Exact lookup goes through a keyed blind index.
+//! let found = engine.find_customers(&wang, &Query::field("phone", "13800138000"), 10)?;
+//! assert_eq!(found[0].id, id);
+//! // Every one of those calls is in the tamper-evident audit chain.
+//! assert!(engine.verify_audit(None)?.entries >= 5);
+//! # Ok(())
+//! # }
+//! ```
+
+mod audit;
+mod crypto;
+mod engine;
+mod error;
+mod identity;
+mod model;
+mod store;
+
+pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
+pub use crypto::{CryptoError, MasterKey};
+pub use engine::{
+    Context, Engine, EngineBuilder, ImportOptions, ImportProgress, ImportReport, Query, RowError,
+};
+pub use error::{Error, Result};
+pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind};
+pub use model::{
+    Channel, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA, Direction, FieldDef, FieldType,
+    FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer, NewFollowUp,
+    NewInteraction, OrderItem, Schema, Sensitivity, Shown, Status, format_amount, mask_value,
+    parse_amount,
+};
+pub use store::{FileStorage, StorageBackend, StoreError};

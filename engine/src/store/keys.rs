@@ -1,0 +1,217 @@
+//! The key store: wrapped data keys, in a redb file of its own beside the
+//! data file, mirrored to any number of further paths. Data files and their
+//! backups never hold a key, so destroying a key here (and in the mirrors)
+//! makes every copy of that customer's ciphertext unreadable.
+//!
+//! INVARIANT: every customer in the data file has a key here. Writes are
+//! ordered so a crash leaves at most an orphan key (a key without a
+//! customer), which [`KeyStore::remove`] collects at open.
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use super::StoreError;
+
+const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("data_keys");
+const KMETA: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const GENERATION: &str = "generation";
+const CHECK: &str = "key_check";
+const STORE_ID: &str = "store_id";
+
+/// The primary key store and its mirrors.
+pub(crate) struct KeyStore {
+    primary: Database,
+    mirrors: Vec<Database>,
+}
+
+impl KeyStore {
+    /// Reads the key-check value of an existing key store without writing to it.
+    pub(crate) fn peek_key_check(path: &Path) -> Result<Option<[u8; 32]>, StoreError> {
+        let db = redb::ReadOnlyDatabase::open(path)?;
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(KMETA) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(meta
+            .get(CHECK)?
+            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok()))
+    }
+
+    /// Opens the key store at `path` (creating it with `identity` if given)
+    /// and brings every mirror up to date.
+    pub(crate) fn open(
+        path: &Path,
+        mirrors: &[PathBuf],
+        identity: Option<([u8; 32], [u8; 16])>,
+    ) -> Result<Self, StoreError> {
+        let primary = open_one(path, identity.is_some())?;
+        init(&primary, identity)?;
+        let store_id = read_meta(&primary, STORE_ID)?;
+        let generation = read_meta(&primary, GENERATION)?;
+        let mut opened = Vec::new();
+        for mirror in mirrors {
+            let db = open_one(mirror, true)?;
+            let mirror_id = read_meta(&db, STORE_ID)?;
+            if mirror_id.is_some() && mirror_id != store_id {
+                return Err(StoreError::KeyStoreMismatch(mirror.display().to_string()));
+            }
+            if read_meta(&db, GENERATION)? != generation {
+                copy_all(&primary, &db)?;
+            }
+            opened.push(db);
+        }
+        Ok(Self {
+            primary,
+            mirrors: opened,
+        })
+    }
+
+    /// The store id recorded at creation.
+    pub(crate) fn store_id(&self) -> Result<Option<[u8; 16]>, StoreError> {
+        Ok(read_meta(&self.primary, STORE_ID)?.and_then(|v| v.try_into().ok()))
+    }
+
+    /// Durably stores wrapped keys in the primary and every mirror.
+    pub(crate) fn put(&self, keys: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        self.each(|db| {
+            apply(db, |table| {
+                for (id, wrapped) in keys {
+                    table.insert(*id, wrapped.as_slice())?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Durably destroys keys in the primary and every mirror.
+    pub(crate) fn remove(&self, ids: &[u64]) -> Result<(), StoreError> {
+        self.each(|db| {
+            apply(db, |table| {
+                for id in ids {
+                    table.remove(*id)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// The wrapped key of `id`, if it exists.
+    pub(crate) fn get(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.primary.begin_read()?;
+        let table = txn.open_table(KEYS)?;
+        Ok(table.get(id)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Number of keys held.
+    pub(crate) fn len(&self) -> Result<u64, StoreError> {
+        let txn = self.primary.begin_read()?;
+        Ok(txn.open_table(KEYS)?.len()?)
+    }
+
+    /// Every id with a key.
+    pub(crate) fn ids(&self) -> Result<Vec<u64>, StoreError> {
+        let txn = self.primary.begin_read()?;
+        let table = txn.open_table(KEYS)?;
+        table.iter()?.map(|r| Ok(r?.0.value())).collect()
+    }
+
+    fn each(&self, f: impl Fn(&Database) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        f(&self.primary)?;
+        for mirror in &self.mirrors {
+            f(mirror)?;
+        }
+        Ok(())
+    }
+}
+
+fn open_one(path: &Path, create: bool) -> Result<Database, StoreError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(64 * 1024 * 1024);
+    if create {
+        Ok(builder.create(path)?)
+    } else if path.exists() {
+        Ok(builder.open(path)?)
+    } else {
+        Err(StoreError::Missing(path.display().to_string()))
+    }
+}
+
+fn init(db: &Database, identity: Option<([u8; 32], [u8; 16])>) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(KEYS)?;
+        let mut meta = txn.open_table(KMETA)?;
+        if meta.get(CHECK)?.is_none()
+            && let Some((check, store_id)) = identity
+        {
+            meta.insert(CHECK, check.as_slice())?;
+            meta.insert(STORE_ID, store_id.as_slice())?;
+            meta.insert(GENERATION, 0u64.to_le_bytes().as_slice())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn read_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(KMETA) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+}
+
+/// One durable write transaction that also bumps the generation counter, so
+/// a mirror that missed a write is recognised and re-copied at next open.
+fn apply(
+    db: &Database,
+    f: impl FnOnce(&mut redb::Table<'_, u64, &'static [u8]>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    {
+        let mut table = txn.open_table(KEYS)?;
+        f(&mut table)?;
+        let mut meta = txn.open_table(KMETA)?;
+        let generation = meta
+            .get(GENERATION)?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        meta.insert(GENERATION, (generation + 1).to_le_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Makes `to` an exact copy of `from`.
+fn copy_all(from: &Database, to: &Database) -> Result<(), StoreError> {
+    let read = from.begin_read()?;
+    let keys = read.open_table(KEYS)?;
+    let meta = read.open_table(KMETA)?;
+    let txn = to.begin_write()?;
+    txn.delete_table(KEYS)?;
+    txn.delete_table(KMETA)?;
+    {
+        let mut out = txn.open_table(KEYS)?;
+        for entry in keys.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value(), v.value())?;
+        }
+        let mut out_meta = txn.open_table(KMETA)?;
+        for entry in meta.iter()? {
+            let (k, v) = entry?;
+            out_meta.insert(k.value(), v.value())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}

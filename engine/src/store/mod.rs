@@ -1,0 +1,649 @@
+//! Storage. `store` is the only module that imports redb. It owns the table
+//! layout, the versioned record envelope, transactions and the key store.
+//!
+//! The rest of the engine sees two narrow interfaces: [`Writer`] (one write
+//! transaction, every table open) passed to a closure that
+//! [`Store::write`] commits durably, and [`Reader`] (one snapshot). Records
+//! arrive here already sealed: `store` never sees a plaintext personal field.
+
+mod backend;
+mod keys;
+mod records;
+
+use std::path::Path;
+
+use redb::{
+    Database, MultimapTableDefinition, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+
+pub(crate) use backend::BackendAdapter;
+pub use backend::{FileStorage, StorageBackend};
+pub(crate) use keys::KeyStore;
+pub(crate) use records::{
+    SealedField, StoredCustomer, StoredFollowUp, StoredInteraction, StoredPrincipal, decode, encode,
+};
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The storage device or file failed (I/O error, full disk, ...).
+    #[error("storage failure: {0}; nothing was acknowledged")]
+    Backend(String),
+    /// Another process holds the database open.
+    #[error("the database `{0}` is open in another process; close it and retry")]
+    Locked(String),
+    /// The database file does not exist.
+    #[error("no database at `{0}`; create one with `custodian init`")]
+    Missing(String),
+    /// A stored record cannot be decoded.
+    #[error("stored record {0} is corrupt")]
+    Corrupt(String),
+    /// The files were written by a newer format.
+    #[error(
+        "the database uses storage format {found}; this version reads up to {supported}: upgrade Custodian"
+    )]
+    Version {
+        /// The format found.
+        found: u32,
+        /// The newest format this build reads.
+        supported: u32,
+    },
+    /// The key store was made for another database.
+    #[error(
+        "key store `{0}` belongs to another database; point --key-store at this database's key store"
+    )]
+    KeyStoreMismatch(String),
+}
+
+macro_rules! from_redb {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(e: $ty) -> Self {
+                StoreError::Backend(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked("database".into()),
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// The storage format this build writes; older formats are migrated on open.
+pub(crate) const FORMAT: u32 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const CUSTOMERS: TableDefinition<u64, &[u8]> = TableDefinition::new("customers");
+const BLIND: MultimapTableDefinition<&[u8], u64> = MultimapTableDefinition::new("blind_index");
+const BY_OWNER: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_owner");
+const BY_TAG: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_tag");
+const BY_STATUS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_status");
+const INTERACTIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("interactions");
+const FOLLOWUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("followups");
+/// Open follow-ups by (due time in µs, id) → assignee.
+const FOLLOWUPS_OPEN: TableDefinition<(i64, u64), &str> = TableDefinition::new("followups_open");
+const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+const META_FORMAT: &str = "format";
+const META_CHECK: &str = "key_check";
+const META_STORE_ID: &str = "store_id";
+const META_SCHEMA: &str = "schema";
+const META_AUDIT_HEAD: &str = "audit_head";
+const META_NEXT_ID: &str = "next_id";
+
+/// How the data file is reached.
+pub(crate) enum Location<'a> {
+    /// A file path.
+    Path(&'a Path),
+    /// A caller-supplied backend (for fault injection or special media).
+    Backend(Box<dyn StorageBackend>),
+}
+
+/// What a freshly created database records in its meta table.
+pub(crate) struct Identity<'a> {
+    pub(crate) key_check: [u8; 32],
+    pub(crate) store_id: [u8; 16],
+    pub(crate) schema: &'a str,
+}
+
+/// The data file.
+pub(crate) struct Store {
+    db: Database,
+}
+
+/// The head of the audit chain: last sequence number and its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct AuditHead {
+    pub(crate) seq: u64,
+    pub(crate) hash: [u8; 32],
+}
+
+impl AuditHead {
+    fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..8].copy_from_slice(&self.seq.to_le_bytes());
+        out[8..].copy_from_slice(&self.hash);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Self {
+            seq: u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?),
+            hash: bytes.get(8..40)?.try_into().ok()?,
+        })
+    }
+}
+
+impl Store {
+    /// Whether a database exists at `path`.
+    pub(crate) fn exists(path: &Path) -> bool {
+        path.exists()
+    }
+
+    /// Reads the key-check value without writing a byte to the file: the
+    /// database is opened read-only.
+    pub(crate) fn peek_key_check(path: &Path) -> Result<Option<[u8; 32]>, StoreError> {
+        let db = redb::ReadOnlyDatabase::open(path)?;
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let check = meta
+            .get(META_CHECK)?
+            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok());
+        Ok(check)
+    }
+
+    /// Opens (or creates, with `identity`) the data file.
+    pub(crate) fn open(
+        location: Location<'_>,
+        create: Option<Identity<'_>>,
+    ) -> Result<(Self, Meta), StoreError> {
+        let builder = Database::builder();
+        let db = match location {
+            Location::Path(path) if create.is_some() => builder.create(path)?,
+            Location::Path(path) => {
+                if !path.exists() {
+                    return Err(StoreError::Missing(path.display().to_string()));
+                }
+                builder.open(path)?
+            }
+            Location::Backend(backend) => builder.create_with_backend(BackendAdapter(backend))?,
+        };
+        let store = Self { db };
+        let txn = store.db.begin_write()?;
+        {
+            // Create every table so readers never meet a missing one.
+            let mut meta = txn.open_table(META)?;
+            txn.open_table(CUSTOMERS)?;
+            txn.open_multimap_table(BLIND)?;
+            txn.open_multimap_table(BY_OWNER)?;
+            txn.open_multimap_table(BY_TAG)?;
+            txn.open_multimap_table(BY_STATUS)?;
+            txn.open_table(INTERACTIONS)?;
+            txn.open_table(FOLLOWUPS)?;
+            txn.open_table(FOLLOWUPS_OPEN)?;
+            txn.open_table(PRINCIPALS)?;
+            txn.open_table(AUDIT)?;
+            if meta.get(META_FORMAT)?.is_none() {
+                if let Some(identity) = &create {
+                    meta.insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
+                    meta.insert(META_CHECK, identity.key_check.as_slice())?;
+                    meta.insert(META_STORE_ID, identity.store_id.as_slice())?;
+                    meta.insert(META_SCHEMA, identity.schema.as_bytes())?;
+                }
+            }
+        }
+        let meta = Meta::read(&txn)?;
+        txn.commit()?;
+        Ok((store, meta))
+    }
+
+    /// Runs `f` in one write transaction and commits it durably. If `f`
+    /// fails, nothing it wrote is kept.
+    pub(crate) fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let value = {
+            let mut writer = Writer::open(&txn).map_err(E::from)?;
+            let value = f(&mut writer)?;
+            writer.finish().map_err(E::from)?;
+            value
+        };
+        txn.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
+    /// Runs `f` on a consistent snapshot.
+    pub(crate) fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        f(&Reader { txn })
+    }
+}
+
+/// Values fixed when the database was created.
+pub(crate) struct Meta {
+    pub(crate) key_check: Option<[u8; 32]>,
+    pub(crate) store_id: Option<[u8; 16]>,
+    pub(crate) schema: Option<String>,
+    /// The smallest id never handed out.
+    pub(crate) next_id: u64,
+}
+
+fn read_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
+    match meta.get(key)? {
+        Some(v) => <[u8; 8]>::try_from(v.value())
+            .map(|b| Some(u64::from_le_bytes(b)))
+            .map_err(|_| corrupt(format!("meta {key}"))),
+        None => Ok(None),
+    }
+}
+
+impl Meta {
+    fn read(txn: &WriteTransaction) -> Result<Self, StoreError> {
+        let meta = txn.open_table(META)?;
+        if let Some(format) = meta.get(META_FORMAT)? {
+            let found = <[u8; 4]>::try_from(format.value())
+                .map(u32::from_le_bytes)
+                .map_err(|_| StoreError::Corrupt("meta format".into()))?;
+            if found > FORMAT {
+                return Err(StoreError::Version {
+                    found,
+                    supported: FORMAT,
+                });
+            }
+        }
+        Ok(Self {
+            key_check: meta
+                .get(META_CHECK)?
+                .and_then(|v| <[u8; 32]>::try_from(v.value()).ok()),
+            store_id: meta
+                .get(META_STORE_ID)?
+                .and_then(|v| <[u8; 16]>::try_from(v.value()).ok()),
+            schema: meta
+                .get(META_SCHEMA)?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned()),
+            next_id: read_u64(&meta, META_NEXT_ID)?.unwrap_or(1),
+        })
+    }
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+/// One write transaction with every table open.
+pub(crate) struct Writer<'t> {
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+    customers: redb::Table<'t, u64, &'static [u8]>,
+    blind: redb::MultimapTable<'t, &'static [u8], u64>,
+    by_owner: redb::MultimapTable<'t, &'static str, u64>,
+    by_tag: redb::MultimapTable<'t, &'static str, u64>,
+    by_status: redb::MultimapTable<'t, &'static str, u64>,
+    interactions: redb::Table<'t, (u64, u64), &'static [u8]>,
+    followups: redb::Table<'t, u64, &'static [u8]>,
+    followups_open: redb::Table<'t, (i64, u64), &'static str>,
+    principals: redb::Table<'t, &'static str, &'static [u8]>,
+    audit: redb::Table<'t, u64, &'static [u8]>,
+    head: Option<AuditHead>,
+    head_dirty: bool,
+    next_id: Option<u64>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            meta: txn.open_table(META)?,
+            customers: txn.open_table(CUSTOMERS)?,
+            blind: txn.open_multimap_table(BLIND)?,
+            by_owner: txn.open_multimap_table(BY_OWNER)?,
+            by_tag: txn.open_multimap_table(BY_TAG)?,
+            by_status: txn.open_multimap_table(BY_STATUS)?,
+            interactions: txn.open_table(INTERACTIONS)?,
+            followups: txn.open_table(FOLLOWUPS)?,
+            followups_open: txn.open_table(FOLLOWUPS_OPEN)?,
+            principals: txn.open_table(PRINCIPALS)?,
+            audit: txn.open_table(AUDIT)?,
+            head: None,
+            head_dirty: false,
+            next_id: None,
+        })
+    }
+
+    fn finish(mut self) -> Result<(), StoreError> {
+        if self.head_dirty
+            && let Some(head) = self.head
+        {
+            self.meta
+                .insert(META_AUDIT_HEAD, head.encode().as_slice())?;
+        }
+        if let Some(next) = self.next_id {
+            let stored = read_u64(&self.meta, META_NEXT_ID)?.unwrap_or(1);
+            if next > stored {
+                self.meta
+                    .insert(META_NEXT_ID, next.to_le_bytes().as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `id` is in use, so ids handed out after a reopen are
+    /// greater. Ids are reserved in memory (see `Meta::next_id`) so that
+    /// sealing can happen before the write transaction starts.
+    pub(crate) fn record_id(&mut self, id: u64) {
+        let next = id.saturating_add(1);
+        if self.next_id.is_none_or(|n| n < next) {
+            self.next_id = Some(next);
+        }
+    }
+
+    /// The audit head as of this transaction.
+    pub(crate) fn audit_head(&mut self) -> Result<AuditHead, StoreError> {
+        if let Some(head) = self.head {
+            return Ok(head);
+        }
+        let head = match self.meta.get(META_AUDIT_HEAD)? {
+            Some(v) => AuditHead::decode(v.value()).ok_or_else(|| corrupt("audit head"))?,
+            None => AuditHead::default(),
+        };
+        self.head = Some(head);
+        Ok(head)
+    }
+
+    /// Appends an encoded audit entry and moves the head to it.
+    pub(crate) fn push_audit(&mut self, head: AuditHead, bytes: &[u8]) -> Result<(), StoreError> {
+        self.audit.insert(head.seq, bytes)?;
+        self.head = Some(head);
+        self.head_dirty = true;
+        Ok(())
+    }
+
+    /// The stored customer `id`.
+    pub(crate) fn customer(&self, id: u64) -> Result<Option<StoredCustomer>, StoreError> {
+        self.customers
+            .get(id)?
+            .map(|v| decode(v.value(), "customer"))
+            .transpose()
+    }
+
+    /// Inserts or replaces a customer.
+    pub(crate) fn put_customer(&mut self, customer: &StoredCustomer) -> Result<(), StoreError> {
+        self.customers
+            .insert(customer.id, encode(customer)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a customer record (indexes are removed separately).
+    pub(crate) fn remove_customer(&mut self, id: u64) -> Result<(), StoreError> {
+        self.customers.remove(id)?;
+        Ok(())
+    }
+
+    /// Adds or removes index entries for a customer.
+    pub(crate) fn index(&mut self, index: Index<'_>, id: u64, add: bool) -> Result<(), StoreError> {
+        match (index, add) {
+            (Index::Blind(key), true) => self.blind.insert(key.as_slice(), id).map(drop),
+            (Index::Blind(key), false) => self.blind.remove(key.as_slice(), id).map(drop),
+            (Index::Owner(o), true) => self.by_owner.insert(o, id).map(drop),
+            (Index::Owner(o), false) => self.by_owner.remove(o, id).map(drop),
+            (Index::Tag(t), true) => self.by_tag.insert(t, id).map(drop),
+            (Index::Tag(t), false) => self.by_tag.remove(t, id).map(drop),
+            (Index::Status(s), true) => self.by_status.insert(s, id).map(drop),
+            (Index::Status(s), false) => self.by_status.remove(s, id).map(drop),
+        }?;
+        Ok(())
+    }
+
+    /// Stores an interaction.
+    pub(crate) fn put_interaction(&mut self, record: &StoredInteraction) -> Result<(), StoreError> {
+        self.interactions
+            .insert((record.customer, record.id), encode(record)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes every interaction of a customer; returns how many.
+    pub(crate) fn remove_interactions(&mut self, customer: u64) -> Result<usize, StoreError> {
+        let keys: Vec<(u64, u64)> = self
+            .interactions
+            .range((customer, 0)..=(customer, u64::MAX))?
+            .map(|r| r.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for key in &keys {
+            self.interactions.remove(key)?;
+        }
+        Ok(keys.len())
+    }
+
+    /// A follow-up.
+    pub(crate) fn followup(&self, id: u64) -> Result<Option<StoredFollowUp>, StoreError> {
+        self.followups
+            .get(id)?
+            .map(|v| decode(v.value(), "follow-up"))
+            .transpose()
+    }
+
+    /// Stores a follow-up and keeps the open-follow-up index in step.
+    pub(crate) fn put_followup(&mut self, record: &StoredFollowUp) -> Result<(), StoreError> {
+        self.followups
+            .insert(record.id, encode(record)?.as_slice())?;
+        if record.done {
+            self.followups_open.remove((record.due, record.id))?;
+        } else {
+            self.followups_open
+                .insert((record.due, record.id), record.assignee.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Removes every follow-up of a customer.
+    pub(crate) fn remove_followups(&mut self, customer: u64) -> Result<(), StoreError> {
+        let mine: Vec<StoredFollowUp> = self
+            .followups
+            .iter()?
+            .map(|r| {
+                let (_, v) = r?;
+                decode::<StoredFollowUp>(v.value(), "follow-up")
+            })
+            .filter(|r| r.as_ref().map_or(true, |f| f.customer == customer))
+            .collect::<Result<_, _>>()?;
+        for f in mine {
+            self.followups.remove(f.id)?;
+            self.followups_open.remove((f.due, f.id))?;
+        }
+        Ok(())
+    }
+
+    /// A principal.
+    pub(crate) fn principal(&self, name: &str) -> Result<Option<StoredPrincipal>, StoreError> {
+        self.principals
+            .get(name)?
+            .map(|v| decode(v.value(), "principal"))
+            .transpose()
+    }
+
+    /// Inserts or replaces a principal.
+    pub(crate) fn put_principal(&mut self, p: &StoredPrincipal) -> Result<(), StoreError> {
+        self.principals
+            .insert(p.name.as_str(), encode(p)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Every principal.
+    pub(crate) fn principals(&self) -> Result<Vec<StoredPrincipal>, StoreError> {
+        self.principals
+            .iter()?
+            .map(|r| decode(r?.1.value(), "principal"))
+            .collect()
+    }
+
+    /// Number of principals.
+    pub(crate) fn principal_count(&self) -> Result<u64, StoreError> {
+        Ok(self.principals.len()?)
+    }
+}
+
+/// A secondary index key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Index<'a> {
+    /// Keyed blind index of phone, email or ID number.
+    Blind(&'a [u8; 16]),
+    /// Owner name.
+    Owner(&'a str),
+    /// A tag.
+    Tag(&'a str),
+    /// A status name.
+    Status(&'a str),
+}
+
+/// One read snapshot. Tables open on demand.
+pub(crate) struct Reader {
+    txn: ReadTransaction,
+}
+
+impl Reader {
+    /// The stored customer `id`.
+    pub(crate) fn customer(&self, id: u64) -> Result<Option<StoredCustomer>, StoreError> {
+        self.txn
+            .open_table(CUSTOMERS)?
+            .get(id)?
+            .map(|v| decode(v.value(), "customer"))
+            .transpose()
+    }
+
+    /// Number of customers.
+    pub(crate) fn customer_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(CUSTOMERS)?.len()?)
+    }
+
+    /// Every customer id, in order.
+    pub(crate) fn customer_ids(&self) -> Result<Vec<u64>, StoreError> {
+        self.txn
+            .open_table(CUSTOMERS)?
+            .iter()?
+            .map(|r| Ok(r?.0.value()))
+            .collect()
+    }
+
+    /// Customers indexed under `index`.
+    pub(crate) fn lookup(&self, index: Index<'_>) -> Result<Vec<u64>, StoreError> {
+        let values = match index {
+            Index::Blind(key) => self.txn.open_multimap_table(BLIND)?.get(key.as_slice())?,
+            Index::Owner(o) => self.txn.open_multimap_table(BY_OWNER)?.get(o)?,
+            Index::Tag(t) => self.txn.open_multimap_table(BY_TAG)?.get(t)?,
+            Index::Status(s) => self.txn.open_multimap_table(BY_STATUS)?.get(s)?,
+        };
+        values.map(|v| Ok(v?.value())).collect()
+    }
+
+    /// A customer's interactions, oldest id first.
+    pub(crate) fn interactions(&self, customer: u64) -> Result<Vec<StoredInteraction>, StoreError> {
+        self.txn
+            .open_table(INTERACTIONS)?
+            .range((customer, 0)..=(customer, u64::MAX))?
+            .map(|r| decode(r?.1.value(), "interaction"))
+            .collect()
+    }
+
+    /// Open follow-ups due at or before `before_micros`, optionally for one assignee.
+    pub(crate) fn followups_due(
+        &self,
+        before_micros: i64,
+        assignee: Option<&str>,
+    ) -> Result<Vec<StoredFollowUp>, StoreError> {
+        let open = self.txn.open_table(FOLLOWUPS_OPEN)?;
+        let all = self.txn.open_table(FOLLOWUPS)?;
+        let mut out = Vec::new();
+        for entry in open.range((i64::MIN, 0)..=(before_micros, u64::MAX))? {
+            let (key, who) = entry?;
+            if assignee.is_some_and(|a| a != who.value()) {
+                continue;
+            }
+            let (_, id) = key.value();
+            if let Some(v) = all.get(id)? {
+                out.push(decode(v.value(), "follow-up")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A principal.
+    pub(crate) fn principal(&self, name: &str) -> Result<Option<StoredPrincipal>, StoreError> {
+        self.txn
+            .open_table(PRINCIPALS)?
+            .get(name)?
+            .map(|v| decode(v.value(), "principal"))
+            .transpose()
+    }
+
+    /// Every principal, by name.
+    pub(crate) fn principals(&self) -> Result<Vec<StoredPrincipal>, StoreError> {
+        self.txn
+            .open_table(PRINCIPALS)?
+            .iter()?
+            .map(|r| decode(r?.1.value(), "principal"))
+            .collect()
+    }
+
+    /// The recorded audit head.
+    pub(crate) fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        match self.txn.open_table(META)?.get(META_AUDIT_HEAD)? {
+            Some(v) => AuditHead::decode(v.value()).ok_or_else(|| corrupt("audit head")),
+            None => Ok(AuditHead::default()),
+        }
+    }
+
+    /// Calls `f` with each audit entry from `first` on, in sequence order,
+    /// until it returns `false`.
+    pub(crate) fn scan_audit<E: From<StoreError>>(
+        &self,
+        first: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let table = self.txn.open_table(AUDIT).map_err(StoreError::from)?;
+        for entry in table.range(first..).map_err(StoreError::from)? {
+            let (seq, bytes) = entry.map_err(StoreError::from)?;
+            if !f(seq.value(), bytes.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last `n` audit entries, oldest first.
+    pub(crate) fn audit_tail(&self, n: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let table = self.txn.open_table(AUDIT)?;
+        let mut out: Vec<(u64, Vec<u8>)> = table
+            .iter()?
+            .rev()
+            .take(n)
+            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}

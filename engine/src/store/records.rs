@@ -1,0 +1,102 @@
+//! What is stored, and the versioned envelope around it.
+//!
+//! Every value is `[envelope version][postcard bytes]`. postcard is compact
+//! but not self-describing, so a change to any stored struct bumps
+//! `ENVELOPE` and keeps a decoder for the old layout here: a record written
+//! by version N still opens in version N+1.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::crypto::Sealed;
+
+const ENVELOPE: u8 = 1;
+
+/// Serializes a record into its envelope.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![ENVELOPE];
+    let body = postcard::to_stdvec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Opens an envelope.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&ENVELOPE, body)) => {
+            postcard::from_bytes(body).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        }
+        Some((&v, _)) => Err(StoreError::Version {
+            found: u32::from(v),
+            supported: u32::from(ENVELOPE),
+        }),
+        None => Err(StoreError::Corrupt(format!("{what}: empty"))),
+    }
+}
+
+/// A personal or sensitive field: its ciphertext and, for fields shown
+/// masked, the masked rendering (so masked reads need no decryption).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SealedField {
+    pub(crate) sealed: Sealed,
+    pub(crate) masked: String,
+}
+
+/// A customer at rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredCustomer {
+    pub(crate) id: u64,
+    pub(crate) owner: String,
+    pub(crate) status: String,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) last_interaction_at: Option<i64>,
+    pub(crate) key_version: u32,
+    /// Public fields in the clear.
+    pub(crate) public: BTreeMap<String, String>,
+    /// Personal and sensitive fields, sealed.
+    pub(crate) sealed: BTreeMap<String, SealedField>,
+    /// Field → blind index this record is filed under, so an index entry can
+    /// be removed without decrypting.
+    pub(crate) blind: BTreeMap<String, [u8; 16]>,
+}
+
+/// An interaction at rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredInteraction {
+    pub(crate) id: u64,
+    pub(crate) customer: u64,
+    pub(crate) channel: crate::model::Channel,
+    pub(crate) direction: crate::model::Direction,
+    pub(crate) at: i64,
+    pub(crate) logged_by: String,
+    pub(crate) summary: Sealed,
+    pub(crate) body: Option<Sealed>,
+    pub(crate) amount_minor: Option<i64>,
+    pub(crate) items: Vec<crate::model::OrderItem>,
+}
+
+/// A follow-up at rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredFollowUp {
+    pub(crate) id: u64,
+    pub(crate) customer: u64,
+    pub(crate) due: i64,
+    pub(crate) assignee: String,
+    pub(crate) note: Sealed,
+    pub(crate) done: bool,
+    pub(crate) created_by: String,
+}
+
+/// A principal at rest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredPrincipal {
+    pub(crate) name: String,
+    pub(crate) kind: crate::identity::PrincipalKind,
+    pub(crate) roles: Vec<String>,
+    pub(crate) active: bool,
+    pub(crate) created_at: i64,
+}

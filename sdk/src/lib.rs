@@ -1,0 +1,1 @@
+//! Custodian plugin SDK (skeleton): the plugin interface lands with the plugins issue.
