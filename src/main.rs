@@ -1,1 +1,653 @@
-fn main() {}
+//! `custodian`: the operator's command line. It parses arguments, calls the
+//! engine and prints; every rule lives in the `custodian` crate.
+
+mod demo;
+mod output;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use custodian::{
+    AuditDurability, Channel, Checkpoint, Context, CustomerUpdate, Direction, Engine, ImportOptions,
+    MasterKey, NewCustomer, NewFollowUp, NewInteraction, OrderItem, PrincipalKind, Query, Schema,
+    Status, parse_amount,
+};
+
+/// Custodian keeps customer records encrypted, audited and guarded.
+#[derive(Parser)]
+#[command(name = "custodian", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// The database file.
+    #[arg(long, env = "CUSTODIAN_DB", default_value = "custodian.redb", global = true)]
+    db: PathBuf,
+    /// A file holding the master key in hex (or set CUSTODIAN_KEY to the hex key).
+    #[arg(long, env = "CUSTODIAN_KEY_FILE", global = true)]
+    key_file: Option<PathBuf>,
+    /// The key store; `<db>.keys` by default.
+    #[arg(long, global = true)]
+    key_store: Option<PathBuf>,
+    /// A mirror of the key store (repeatable).
+    #[arg(long, global = true)]
+    key_mirror: Vec<PathBuf>,
+    /// The principal acting.
+    #[arg(long = "as", env = "CUSTODIAN_AS", default_value = "admin", global = true)]
+    principal: String,
+    /// The purpose of the access, recorded in the audit chain.
+    #[arg(long, env = "CUSTODIAN_PURPOSE", default_value = "operations", global = true)]
+    purpose: String,
+    /// Print records as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new database (and with --new-key, a new key file).
+    Init {
+        /// Generate a master key and write it (mode 0600) to --key-file, or `<db>.key`.
+        #[arg(long)]
+        new_key: bool,
+        /// A schema file (TOML); the bundled schema otherwise.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// The name of the first administrator.
+        #[arg(long, default_value = "admin")]
+        admin: String,
+    },
+    /// Manage principals.
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+    /// Customer records.
+    #[command(subcommand)]
+    Customer(CustomerCmd),
+    /// Interactions with customers.
+    #[command(subcommand)]
+    Interaction(InteractionCmd),
+    /// Follow-up reminders.
+    #[command(subcommand, name = "followup")]
+    FollowUp(FollowUpCmd),
+    /// The audit chain.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// A guided tour in a fresh folder of its own.
+    Demo {
+        /// Where to create the demo folder (the system temp dir by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrincipalCmd {
+    /// Add a principal.
+    Add {
+        /// Its name.
+        name: String,
+        /// A role (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// A service account rather than a person.
+        #[arg(long)]
+        service: bool,
+    },
+    /// List principals.
+    List,
+    /// Deactivate a principal: it can do nothing from now on.
+    Deactivate {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomerCmd {
+    /// Add a customer from `field=value` pairs; prints its id.
+    Add {
+        /// Fields as `name=value`.
+        #[arg(required = true)]
+        fields: Vec<String>,
+        /// The owner (the acting principal by default).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Show one customer.
+    Get {
+        /// The customer id.
+        id: u64,
+    },
+    /// Find customers by `phone=`, `email=`, `id_number=`, `owner=`, `tag=` or `status=`.
+    Find {
+        /// The criterion as `key=value`.
+        query: String,
+        /// At most this many results.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Change fields (`name=value`; `name=` clears).
+    Update {
+        /// The customer id.
+        id: u64,
+        /// Fields as `name=value`.
+        fields: Vec<String>,
+        /// Hand the customer to another owner.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Delete a customer and destroy its key.
+    Delete {
+        /// The customer id.
+        id: u64,
+    },
+    /// Count customers.
+    Count,
+    /// Import a CSV file whose header names the fields (and optionally `owner`).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Customers per transaction.
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum InteractionCmd {
+    /// Log an interaction.
+    Add {
+        /// The customer id.
+        customer: u64,
+        /// call, email, chat, sms, meeting, visit or order.
+        #[arg(long)]
+        channel: String,
+        /// inbound or outbound.
+        #[arg(long, default_value = "outbound")]
+        direction: String,
+        /// A one-line summary.
+        #[arg(long)]
+        summary: String,
+        /// The full text.
+        #[arg(long)]
+        body: Option<String>,
+        /// When it happened (RFC 3339, `YYYY-MM-DD` or `YYYY-MM-DD HH:MM`, UTC); now by default.
+        #[arg(long)]
+        at: Option<String>,
+        /// For orders: the amount, e.g. 199.00.
+        #[arg(long)]
+        amount: Option<String>,
+        /// For orders: `name:quantity[:unit price]` (repeatable).
+        #[arg(long = "item")]
+        items: Vec<String>,
+    },
+    /// List a customer's interactions.
+    List {
+        /// The customer id.
+        customer: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum FollowUpCmd {
+    /// Schedule a follow-up.
+    Add {
+        /// The customer id.
+        customer: u64,
+        /// When it is due.
+        #[arg(long)]
+        due: String,
+        /// What to do.
+        #[arg(long)]
+        note: String,
+        /// Who should do it (the acting principal by default).
+        #[arg(long)]
+        assignee: Option<String>,
+    },
+    /// List open follow-ups due by a time (now by default).
+    Due {
+        /// Due at or before this time.
+        #[arg(long)]
+        before: Option<String>,
+        /// Only this assignee's.
+        #[arg(long)]
+        assignee: Option<String>,
+    },
+    /// Mark a follow-up done.
+    Done {
+        /// The follow-up id.
+        id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify the whole chain, optionally against an exported checkpoint.
+    Verify {
+        /// A checkpoint written by `audit checkpoint`.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Export the chain's head; keep it somewhere else.
+    Checkpoint {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show the last entries.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init {
+            new_key,
+            schema,
+            admin,
+        } => init(g, new_key, schema.as_deref(), &admin),
+        Command::Demo { dir } => demo::run(dir),
+        Command::Principal(cmd) => principal(g, cmd),
+        Command::Customer(cmd) => customer(g, cmd),
+        Command::Interaction(cmd) => interaction(g, cmd),
+        Command::FollowUp(cmd) => follow_up(g, cmd),
+        Command::Audit(cmd) => audit(g, cmd),
+    }
+}
+
+fn master_key(g: &Global) -> Result<MasterKey> {
+    if let Some(path) = &g.key_file {
+        return Ok(MasterKey::from_file(path)?);
+    }
+    if std::env::var_os("CUSTODIAN_KEY").is_some() {
+        return Ok(MasterKey::from_env("CUSTODIAN_KEY")?);
+    }
+    bail!("no master key: give --key-file FILE or set CUSTODIAN_KEY")
+}
+
+fn builder(g: &Global, key: MasterKey) -> custodian::EngineBuilder {
+    let mut b = Engine::builder().path(&g.db).master_key(key);
+    if let Some(k) = &g.key_store {
+        b = b.key_store(k);
+    }
+    for m in &g.key_mirror {
+        b = b.key_mirror(m);
+    }
+    b
+}
+
+fn open(g: &Global) -> Result<Engine> {
+    Ok(builder(g, master_key(g)?).open()?)
+}
+
+fn ctx(g: &Global) -> Context {
+    Context::new(&g.principal, &g.purpose)
+}
+
+fn init(g: &Global, new_key: bool, schema: Option<&Path>, admin: &str) -> Result<()> {
+    if g.db.exists() {
+        bail!("`{}` already exists; choose another --db", g.db.display());
+    }
+    let key = if new_key {
+        let path = g.key_file.clone().unwrap_or_else(|| {
+            let mut p = g.db.clone().into_os_string();
+            p.push(".key");
+            PathBuf::from(p)
+        });
+        let key = MasterKey::generate();
+        key.write_new_file(&path)?;
+        eprintln!(
+            "wrote a new master key to {} (mode 0600): keep a copy somewhere safe and apart from the database; without it nothing can be read",
+            path.display()
+        );
+        key
+    } else {
+        master_key(g)?
+    };
+    let mut b = builder(g, key).create(true).initial_admin(admin);
+    if let Some(path) = schema {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read schema `{}`", path.display()))?;
+        b = b.schema(Schema::from_toml(&text)?);
+    }
+    let engine = b.open()?;
+    eprintln!(
+        "created {} with key store {}; first admin: {admin}",
+        g.db.display(),
+        engine.key_store_path().display()
+    );
+    Ok(())
+}
+
+fn principal(g: &Global, cmd: PrincipalCmd) -> Result<()> {
+    let engine = open(g)?;
+    let ctx = ctx(g);
+    match cmd {
+        PrincipalCmd::Add {
+            name,
+            roles,
+            service,
+        } => {
+            let kind = if service {
+                PrincipalKind::Service
+            } else {
+                PrincipalKind::User
+            };
+            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+            engine.add_principal(&ctx, &name, kind, &roles)?;
+            eprintln!("added principal {name}");
+        }
+        PrincipalCmd::List => output::principals(&engine.principals(&ctx)?, g.json)?,
+        PrincipalCmd::Deactivate { name } => {
+            engine.deactivate_principal(&ctx, &name)?;
+            eprintln!("deactivated principal {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Splits `name=value` arguments.
+fn pairs(args: &[String]) -> Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("`{a}` is not of the form field=value"))
+        })
+        .collect()
+}
+
+fn customer(g: &Global, cmd: CustomerCmd) -> Result<()> {
+    let engine = open(g)?;
+    let ctx = ctx(g);
+    match cmd {
+        CustomerCmd::Add { fields, owner } => {
+            let mut new = NewCustomer::new();
+            for (k, v) in pairs(&fields)? {
+                new = new.field(k, v);
+            }
+            new.owner = owner;
+            let id = engine.create_customer(&ctx, new)?;
+            if g.json {
+                println!("{}", serde_json::json!({ "id": id }));
+            } else {
+                println!("{id}");
+            }
+        }
+        CustomerCmd::Get { id } => output::customers(&[engine.customer(&ctx, id)?], g.json)?,
+        CustomerCmd::Find { query, limit } => {
+            let (key, value) = query
+                .split_once('=')
+                .ok_or_else(|| anyhow!("`{query}` is not of the form key=value"))?;
+            let query = match key {
+                "owner" => Query::Owner(value.to_string()),
+                "tag" | "tags" => Query::Tag(value.to_string()),
+                "status" => Query::Status(Status::parse(value)?),
+                field => Query::field(field, value),
+            };
+            output::customers(&engine.find_customers(&ctx, &query, limit)?, g.json)?;
+        }
+        CustomerCmd::Update { id, fields, owner } => {
+            let mut update = CustomerUpdate::new();
+            for (k, v) in pairs(&fields)? {
+                update = if v.trim().is_empty() {
+                    update.clear(k)
+                } else {
+                    update.set(k, v)
+                };
+            }
+            update.owner = owner;
+            engine.update_customer(&ctx, id, update)?;
+            eprintln!("updated customer {id}");
+        }
+        CustomerCmd::Delete { id } => {
+            engine.delete_customer(&ctx, id)?;
+            eprintln!("deleted customer {id} and destroyed its key");
+        }
+        CustomerCmd::Count => {
+            let n = engine.count_customers(&ctx)?;
+            if g.json {
+                println!("{}", serde_json::json!({ "count": n }));
+            } else {
+                println!("{n}");
+            }
+        }
+        CustomerCmd::Import { file, batch } => import(g, &engine, &ctx, &file, batch)?,
+    }
+    Ok(())
+}
+
+fn import(g: &Global, engine: &Engine, ctx: &Context, file: &Path, batch: usize) -> Result<()> {
+    let input = std::fs::File::open(file)
+        .with_context(|| format!("cannot open `{}`", file.display()))?;
+    let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let terminal = std::io::stderr().is_terminal();
+    let options = ImportOptions { batch_size: batch };
+    let report = engine.import_csv(ctx, std::io::BufReader::new(input), &options, |p| {
+        let mut err = std::io::stderr().lock();
+        if terminal {
+            // A rough bar from the line count; the file size gives the scale.
+            let width = 30;
+            let done = (p.last_line as f64 * 64.0 / total.max(1) as f64).min(1.0);
+            let filled = (done * width as f64) as usize;
+            let _ = write!(
+                err,
+                "\r[{}{}] {} imported, {} skipped",
+                "#".repeat(filled),
+                " ".repeat(width - filled.min(width)),
+                p.imported,
+                p.skipped
+            );
+        } else {
+            // One line per durable commit: a supervisor can tell what is safe.
+            let _ = writeln!(
+                err,
+                "committed {} customers through line {} (ids {}..={})",
+                p.imported,
+                p.last_line,
+                p.ids.start(),
+                p.ids.end()
+            );
+        }
+    })?;
+    if terminal {
+        eprintln!();
+    }
+    for row in &report.errors {
+        eprintln!("skipped {row}");
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "imported": report.imported,
+                "skipped": report.errors.len(),
+                "first_id": report.first_id,
+                "last_id": report.last_id,
+            })
+        );
+    } else {
+        println!(
+            "imported {} customers, skipped {} rows",
+            report.imported,
+            report.errors.len()
+        );
+    }
+    Ok(())
+}
+
+/// Parses a time given on the command line, in UTC.
+fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    bail!("`{text}` is not a time: use RFC 3339, YYYY-MM-DD or YYYY-MM-DD HH:MM (UTC)")
+}
+
+fn parse_item(text: &str) -> Result<OrderItem> {
+    let bad = || anyhow!("item `{text}` is not name:quantity[:unit price]");
+    let mut parts = text.rsplitn(3, ':').collect::<Vec<_>>();
+    parts.reverse();
+    let (name, quantity, price) = match parts.as_slice() {
+        [name, q] => (*name, *q, None),
+        [name, q, p] => match q.parse::<u32>() {
+            Ok(_) => (*name, *q, Some(*p)),
+            Err(_) => (text.rsplit_once(':').map_or(text, |(n, _)| n), *p, None),
+        },
+        _ => return Err(bad()),
+    };
+    Ok(OrderItem {
+        name: name.to_string(),
+        quantity: quantity.parse().map_err(|_| bad())?,
+        unit_price_minor: price.map(parse_amount).transpose()?,
+    })
+}
+
+fn interaction(g: &Global, cmd: InteractionCmd) -> Result<()> {
+    let engine = open(g)?;
+    let ctx = ctx(g);
+    match cmd {
+        InteractionCmd::Add {
+            customer,
+            channel,
+            direction,
+            summary,
+            body,
+            at,
+            amount,
+            items,
+        } => {
+            let mut new = NewInteraction::new(
+                Channel::parse(&channel)?,
+                Direction::parse(&direction)?,
+                summary,
+            );
+            new.body = body;
+            new.at = at.as_deref().map(parse_time).transpose()?;
+            new.amount_minor = amount.as_deref().map(parse_amount).transpose()?;
+            new.items = items.iter().map(|i| parse_item(i)).collect::<Result<_>>()?;
+            let id = engine.log_interaction(&ctx, customer, new)?;
+            if g.json {
+                println!("{}", serde_json::json!({ "id": id }));
+            } else {
+                println!("{id}");
+            }
+        }
+        InteractionCmd::List { customer } => {
+            output::interactions(&engine.interactions(&ctx, customer)?, g.json)?
+        }
+    }
+    Ok(())
+}
+
+fn follow_up(g: &Global, cmd: FollowUpCmd) -> Result<()> {
+    let engine = open(g)?;
+    let ctx = ctx(g);
+    match cmd {
+        FollowUpCmd::Add {
+            customer,
+            due,
+            note,
+            assignee,
+        } => {
+            let id = engine.add_follow_up(
+                &ctx,
+                NewFollowUp {
+                    customer,
+                    due: parse_time(&due)?,
+                    assignee,
+                    note,
+                },
+            )?;
+            if g.json {
+                println!("{}", serde_json::json!({ "id": id }));
+            } else {
+                println!("{id}");
+            }
+        }
+        FollowUpCmd::Due { before, assignee } => {
+            let before = before.as_deref().map(parse_time).transpose()?.unwrap_or_else(Utc::now);
+            output::follow_ups(
+                &engine.follow_ups_due(&ctx, before, assignee.as_deref())?,
+                g.json,
+            )?;
+        }
+        FollowUpCmd::Done { id } => {
+            engine.complete_follow_up(&ctx, id)?;
+            eprintln!("follow-up {id} done");
+        }
+    }
+    Ok(())
+}
+
+fn audit(g: &Global, cmd: AuditCmd) -> Result<()> {
+    let engine = builder(g, master_key(g)?)
+        .audit_durability(AuditDurability::Durable)
+        .open()?;
+    match cmd {
+        AuditCmd::Verify { checkpoint } => {
+            let checkpoint = match checkpoint {
+                Some(path) => Some(Checkpoint::from_json(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read `{}`", path.display()))?,
+                )?),
+                None => None,
+            };
+            let report = engine.verify_audit(checkpoint.as_ref())?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "audit chain verified: {} entries, head {}{}",
+                    report.entries,
+                    report.head_hash,
+                    if report.checkpoint_checked {
+                        ", checkpoint matches"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        AuditCmd::Checkpoint { out } => {
+            let cp = engine.audit_checkpoint()?;
+            std::fs::write(&out, cp.to_json())
+                .with_context(|| format!("cannot write `{}`", out.display()))?;
+            eprintln!("checkpoint at entry {} written to {}", cp.seq, out.display());
+        }
+        AuditCmd::Tail { n } => output::audit(&engine.audit_tail(&ctx(g), n)?, g.json)?,
+    }
+    Ok(())
+}

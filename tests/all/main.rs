@@ -1,1 +1,94 @@
+//! End-to-end tests of the engine and the `custodian` command line, on real
+//! redb files in temporary folders. One binary, one module per topic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod audit;
+mod cli;
+mod crash;
+mod encryption;
+mod faults;
+mod input;
+
+use std::path::{Path, PathBuf};
+
+use custodian::{AuditDurability, Context, Engine, MasterKey, NewCustomer, PrincipalKind};
+
+/// A database in its own temporary folder.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub key_hex: String,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let key = MasterKey::generate();
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            key_hex: key.to_hex().to_string(),
+        }
+    }
+
+    pub fn key(&self) -> MasterKey {
+        MasterKey::from_hex(&self.key_hex).unwrap()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("crm.redb")
+    }
+
+    pub fn keys(&self) -> PathBuf {
+        self.dir.path().join("crm.redb.keys")
+    }
+
+    /// Opens (creating on first use) with buffered read auditing.
+    pub fn open(&self) -> Engine {
+        self.try_open(self.key()).unwrap()
+    }
+
+    pub fn try_open(&self, key: MasterKey) -> custodian::Result<Engine> {
+        Engine::builder()
+            .path(self.db())
+            .master_key(key)
+            .create(true)
+            .audit_durability(AuditDurability::buffered())
+            .open()
+    }
+
+    /// A new database with principals `wang` and `zhao` (role sales).
+    pub fn with_staff(&self) -> Engine {
+        let engine = self.open();
+        let admin = admin();
+        engine
+            .add_principal(&admin, "wang", PrincipalKind::User, &["sales"])
+            .unwrap();
+        engine
+            .add_principal(&admin, "zhao", PrincipalKind::User, &["sales"])
+            .unwrap();
+        engine
+    }
+}
+
+pub fn admin() -> Context {
+    Context::new("admin", "test")
+}
+
+pub fn as_(name: &str) -> Context {
+    Context::new(name, "test")
+}
+
+/// The sample customer used across tests.
+pub fn li_na() -> NewCustomer {
+    NewCustomer::new()
+        .field("name", "Li Na")
+        .field("phone", "13800138000")
+        .field("email", "li.na@example.com")
+        .field("id_number", "110105198803120217")
+        .field("address", "Chaoyang District, Beijing")
+}
+
+/// Whether `needle` occurs anywhere in the file's raw bytes.
+pub fn file_contains(path: &Path, needle: &str) -> bool {
+    let raw = std::fs::read(path).unwrap();
+    raw.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
