@@ -1,1 +1,191 @@
-//! encryption tests
+//! Personal data at rest: only ciphertext on disk, keys apart from data,
+//! a wrong key refused without a write, views cut to what a principal may see.
+
+use custodian::{
+    AuditDurability, CryptoError, CustomerUpdate, Engine, Error, ImportOptions, MasterKey,
+    NewCustomer, Query, Shown,
+};
+
+use crate::{Fixture, admin, as_, file_contains, li_na};
+
+const SECRETS: &[&str] = &[
+    "Li Na",
+    "13800138000",
+    "li.na@example.com",
+    "110105198803120217",
+    "Chaoyang District",
+    "Zhang Wei",
+    "13912345678",
+    "zhang.wei@example.cn",
+    "Wang Fang",
+    "15011112222",
+    "wangfang@mail.example",
+    "440106199209040182",
+    "Deleted Person",
+    "13055556666",
+    "gone@example.com",
+    "Renamed Person",
+    "18677778888",
+];
+
+#[test]
+fn raw_files_hold_no_personal_value_after_every_kind_of_write() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let ctx = admin();
+    let li = engine.create_customer(&ctx, li_na()).unwrap();
+    let csv = "name,phone,email,id_number\n\
+               Zhang Wei,13912345678,zhang.wei@example.cn,\n\
+               Wang Fang,15011112222,wangfang@mail.example,440106199209040182\n";
+    let report = engine
+        .import_csv(&ctx, csv.as_bytes(), &ImportOptions::default(), |_| {})
+        .unwrap();
+    assert_eq!(report.imported, 2, "{:?}", report.errors);
+    let gone = engine
+        .create_customer(
+            &ctx,
+            NewCustomer::new()
+                .field("name", "Deleted Person")
+                .field("phone", "13055556666")
+                .field("email", "gone@example.com"),
+        )
+        .unwrap();
+    engine.delete_customer(&ctx, gone).unwrap();
+    let update = CustomerUpdate::new()
+        .set("name", "Renamed Person")
+        .set("phone", "18677778888");
+    engine.update_customer(&ctx, li, update).unwrap();
+    // Reads and searches are audited; their entries must not leak values either.
+    engine.customer(&ctx, li).unwrap();
+    engine
+        .find_customers(&ctx, &Query::field("phone", "18677778888"), 5)
+        .unwrap();
+    drop(engine);
+
+    for file in [fx.db(), fx.keys()] {
+        for secret in SECRETS {
+            assert!(
+                !file_contains(&file, secret),
+                "`{secret}` found in {}",
+                file.display()
+            );
+        }
+        assert!(!file_contains(&file, "+8613800138000"));
+    }
+    // The masked rendering is stored on purpose (masked reads need no key).
+    assert!(file_contains(&fx.db(), "138****8000"));
+}
+
+#[test]
+fn views_follow_the_built_in_rule() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let id = engine.create_customer(&as_("wang"), li_na()).unwrap();
+
+    let owner = engine.customer(&as_("wang"), id).unwrap();
+    assert_eq!(owner.get("phone"), Some("+8613800138000"));
+    assert_eq!(owner.get("id_number"), Some("110105198803120217"));
+    assert_eq!(owner.shown("phone"), Some(Shown::Full));
+
+    let other = engine.customer(&as_("zhao"), id).unwrap();
+    assert_eq!(other.get("phone"), Some("138****8000"));
+    assert_eq!(other.get("email"), Some("l***@example.com"));
+    assert_eq!(other.shown("name"), Some(Shown::Masked));
+    assert_eq!(other.get("id_number"), None, "sensitive fields are absent");
+    assert!(!other.fields.contains_key("id_number"));
+
+    let admin_view = engine.customer(&admin(), id).unwrap();
+    assert_eq!(admin_view.get("id_number"), Some("110105198803120217"));
+
+    engine.deactivate_principal(&admin(), "wang").unwrap();
+    let err = engine.customer(&as_("wang"), id).unwrap_err();
+    assert!(matches!(err, Error::Denied(_)), "{err}");
+    assert!(err.to_string().contains("deactivated"), "{err}");
+    let err = engine.customer(&as_("nobody"), id).unwrap_err();
+    assert!(err.to_string().contains("unknown principal"), "{err}");
+}
+
+#[test]
+fn wrong_key_is_refused_and_writes_nothing() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    engine.create_customer(&admin(), li_na()).unwrap();
+    drop(engine);
+    let data_before = std::fs::read(fx.db()).unwrap();
+    let keys_before = std::fs::read(fx.keys()).unwrap();
+
+    let err = fx.try_open(MasterKey::generate()).unwrap_err();
+    assert!(
+        matches!(err, Error::Crypto(CryptoError::WrongKey)),
+        "unexpected error: {err}"
+    );
+    assert!(err.to_string().contains("wrong master key"), "{err}");
+    assert_eq!(std::fs::read(fx.db()).unwrap(), data_before);
+    assert_eq!(std::fs::read(fx.keys()).unwrap(), keys_before);
+
+    // The right key still opens it.
+    let engine = fx.open();
+    assert_eq!(engine.count_customers(&admin()).unwrap(), 1);
+}
+
+#[test]
+fn data_file_without_its_key_store_is_refused() {
+    let fx = Fixture::new();
+    drop(fx.with_staff());
+    std::fs::remove_file(fx.keys()).unwrap();
+    let err = Engine::builder()
+        .path(fx.db())
+        .master_key(fx.key())
+        .open()
+        .unwrap_err();
+    assert!(err.to_string().contains("crm.redb.keys"), "{err}");
+}
+
+#[test]
+fn deleting_a_customer_destroys_its_key_in_every_mirror() {
+    let fx = Fixture::new();
+    let mirror = fx.dir.path().join("mirror.keys");
+    let open = |keys: &std::path::Path| {
+        Engine::builder()
+            .path(fx.db())
+            .master_key(fx.key())
+            .key_store(keys)
+            .key_mirror(&mirror)
+            .create(true)
+            .audit_durability(AuditDurability::buffered())
+            .open()
+            .unwrap()
+    };
+    let engine = open(&fx.keys());
+    let keep = engine.create_customer(&admin(), li_na()).unwrap();
+    let gone = engine
+        .create_customer(&admin(), NewCustomer::new().field("name", "Deleted Person"))
+        .unwrap();
+    // A copy of the data file taken before the delete.
+    engine.flush_audit().unwrap();
+    let before = std::fs::read(fx.db()).unwrap();
+    engine.delete_customer(&admin(), gone).unwrap();
+    drop(engine);
+
+    // The mirror alone serves as the key store: it has every live key.
+    std::fs::remove_file(fx.keys()).unwrap();
+    std::fs::copy(&mirror, fx.keys()).unwrap();
+    std::fs::write(fx.db(), before).unwrap();
+    let engine = open(&fx.keys());
+    assert_eq!(
+        engine.customer(&admin(), keep).unwrap().get("name"),
+        Some("Li Na")
+    );
+    // The old data file still holds the deleted customer's record, but its
+    // key is gone everywhere: only ciphertext remains.
+    let err = engine.customer(&admin(), gone).unwrap_err();
+    assert!(matches!(err, Error::Crypto(_)), "{err}");
+    // A principal entitled to masked values only still sees masked values.
+    drop(engine);
+}
+
+#[test]
+fn engine_is_send_sync_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Engine>();
+}

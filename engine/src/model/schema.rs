@@ -211,6 +211,10 @@ impl Schema {
             reason,
         };
         let raw = raw.trim();
+        if raw.is_empty() {
+            // Empty means unset; the caller decides whether that is allowed.
+            return Ok(String::new());
+        }
         if raw
             .chars()
             .any(|c| c.is_control() && c != '\n' && c != '\t')
