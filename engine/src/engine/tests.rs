@@ -1,0 +1,117 @@
+//! Attacks on stored ciphertext that only code inside the crate can stage:
+//! moving sealed values between fields, customers and data keys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use super::*;
+use crate::{CryptoError, NewCustomer};
+
+fn engine() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::builder()
+        .path(dir.path().join("crm.redb"))
+        .master_key(MasterKey::generate())
+        .create(true)
+        .open()
+        .unwrap();
+    (dir, engine)
+}
+
+fn customer(engine: &Engine, name: &str, phone: &str, email: &str) -> u64 {
+    let new = NewCustomer::new()
+        .field("name", name)
+        .field("phone", phone)
+        .field("email", email);
+    engine.create_customer(&admin(), new).unwrap()
+}
+
+fn admin() -> Context {
+    Context::new("admin", "test")
+}
+
+fn is_unseal(result: Result<crate::Customer>) -> bool {
+    matches!(result, Err(Error::Crypto(CryptoError::Unseal { .. })))
+}
+
+/// Rewrites customer `target` with `f(target record, source record)`.
+fn splice(engine: &Engine, target: u64, source: u64, f: impl FnOnce(&mut crate::store::StoredCustomer, &crate::store::StoredCustomer)) {
+    engine
+        .inner
+        .store
+        .write(|w| {
+            let mut to = w.customer(target)?.unwrap();
+            let from = w.customer(source)?.unwrap();
+            f(&mut to, &from);
+            w.put_customer(&to)?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_ciphertext_moved_to_another_field_fails_to_open() {
+    let (_dir, engine) = engine();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    splice(&engine, a, a, |to, from| {
+        let phone = from.sealed["phone"].clone();
+        to.sealed.insert("email".into(), phone);
+    });
+    assert!(is_unseal(engine.customer(&admin(), a)));
+}
+
+#[test]
+fn a_ciphertext_moved_to_another_customer_fails_to_open() {
+    let (_dir, engine) = engine();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    let b = customer(&engine, "Zhang Wei", "13912345678", "zhang.wei@example.cn");
+    splice(&engine, b, a, |to, from| {
+        to.sealed.insert("phone".into(), from.sealed["phone"].clone());
+    });
+    assert!(is_unseal(engine.customer(&admin(), b)));
+    // The untouched customer still reads.
+    assert_eq!(engine.customer(&admin(), a).unwrap().get("phone"), Some("+8613800138000"));
+}
+
+#[test]
+fn a_data_key_moved_to_another_customer_fails_to_open() {
+    let (_dir, engine) = engine();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    let b = customer(&engine, "Zhang Wei", "13912345678", "zhang.wei@example.cn");
+    let wrapped_a = engine.inner.keys.get(a).unwrap().unwrap();
+    engine.inner.keys.put(&[(b, wrapped_a)]).unwrap();
+    assert!(is_unseal(engine.customer(&admin(), b)));
+}
+
+#[test]
+fn a_flipped_ciphertext_bit_fails_to_open() {
+    let (_dir, engine) = engine();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    splice(&engine, a, a, |to, _| {
+        let field = to.sealed.get_mut("name").unwrap();
+        field.sealed.ciphertext[0] ^= 1;
+    });
+    assert!(is_unseal(engine.customer(&admin(), a)));
+}
+
+#[test]
+fn orphan_keys_are_collected_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    let open = || {
+        Engine::builder()
+            .path(dir.path().join("crm.redb"))
+            .master_key(key.clone())
+            .create(true)
+            .open()
+            .unwrap()
+    };
+    let engine = open();
+    customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    // A crash between the key-store write and the data write leaves this.
+    let (_, wrapped) = engine.inner.ring.new_data_key(999).unwrap();
+    engine.inner.keys.put(&[(999, wrapped)]).unwrap();
+    assert_eq!(engine.inner.keys.len().unwrap(), 2);
+    drop(engine);
+    let engine = open();
+    assert_eq!(engine.inner.keys.ids().unwrap(), vec![1]);
+}
