@@ -1,1 +1,222 @@
-//! cli tests
+//! The `custodian` command line, driven as an operator would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::Fixture;
+
+struct Cli<'a> {
+    fx: &'a Fixture,
+}
+
+impl Cli<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_as("admin", args)
+    }
+
+    fn run_as(&self, who: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_custodian"))
+            .arg("--db")
+            .arg(self.fx.db())
+            .arg("--key-file")
+            .arg(self.key_file())
+            .args(["--as", who])
+            .args(args)
+            .env_remove("CUSTODIAN_KEY")
+            .output()
+            .unwrap()
+    }
+
+    fn key_file(&self) -> std::path::PathBuf {
+        self.fx.dir.path().join("master.key")
+    }
+
+    fn ok(&self, who: &str, args: &[&str]) -> String {
+        let out = self.run_as(who, args);
+        assert!(
+            out.status.success(),
+            "custodian {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn refused(&self, who: &str, args: &[&str]) -> String {
+        let out = self.run_as(who, args);
+        assert!(!out.status.success(), "custodian {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+fn init(fx: &Fixture) -> Cli<'_> {
+    let cli = Cli { fx };
+    let out = cli.run(&["init", "--new-key"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cli
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn an_operator_session_end_to_end() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    #[cfg(unix)]
+    assert_eq!(mode(&cli.key_file()), 0o600);
+    cli.ok("admin", &["principal", "add", "wang", "--role", "sales"]);
+    cli.ok("admin", &["principal", "add", "zhao", "--role", "sales"]);
+    let listed = cli.ok("admin", &["principal", "list", "--json"]);
+    let principals: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(principals.as_array().unwrap().len(), 3);
+
+    // `customer add` prints the id alone.
+    let id = cli.ok(
+        "wang",
+        &["customer", "add", "name=Li Na", "phone=138 0013 8000", "email=Li.Na@Example.com"],
+    );
+    let id = id.trim();
+    assert!(id.parse::<u64>().is_ok(), "not an id: {id:?}");
+
+    let own: serde_json::Value =
+        serde_json::from_str(&cli.ok("wang", &["customer", "get", id, "--json"])).unwrap();
+    assert_eq!(own[0]["fields"]["phone"], "+8613800138000");
+    assert_eq!(own[0]["fields"]["email"], "li.na@example.com");
+    let other: serde_json::Value =
+        serde_json::from_str(&cli.ok("zhao", &["customer", "get", id, "--json"])).unwrap();
+    assert_eq!(other[0]["fields"]["phone"], "138****8000");
+
+    let found = cli.ok("zhao", &["customer", "find", "phone=13800138000"]);
+    assert!(found.contains(&format!("customer {id}")), "{found}");
+    assert!(found.contains("138****8000"), "{found}");
+
+    // Refusals: non-zero exit, the reason on stderr.
+    let why = cli.refused("zhao", &["customer", "update", id, "name=Someone Else"]);
+    assert!(why.contains("access denied") && why.contains("wang"), "{why}");
+    let why = cli.refused("wang", &["customer", "add", "name=X", "phone=12"]);
+    assert!(why.contains("`phone`"), "{why}");
+    let why = cli.refused("wang", &["customer", "add", "name=X", "shoe=44"]);
+    assert!(why.contains("`shoe`"), "{why}");
+
+    cli.ok("wang", &["customer", "update", id, "company=Blue Harbor", "email="]);
+    let after: serde_json::Value =
+        serde_json::from_str(&cli.ok("wang", &["customer", "get", id, "--json"])).unwrap();
+    assert_eq!(after[0]["fields"]["company"], "Blue Harbor");
+    assert!(after[0]["fields"].get("email").is_none());
+
+    let interaction = cli.ok(
+        "wang",
+        &[
+            "interaction", "add", id, "--channel", "order", "--direction", "inbound", "--summary",
+            "Order #1", "--amount", "99.50", "--item", "Kettle:2:49.75",
+        ],
+    );
+    assert!(interaction.trim().parse::<u64>().is_ok());
+    let listed = cli.ok("wang", &["interaction", "list", id, "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["amount_minor"], 9950);
+    assert_eq!(listed[0]["items"][0]["quantity"], 2);
+    assert_eq!(listed[0]["summary"], "Order #1");
+    let hidden: serde_json::Value =
+        serde_json::from_str(&cli.ok("zhao", &["interaction", "list", id, "--json"])).unwrap();
+    assert!(hidden[0]["summary"].is_null());
+    let with_time: serde_json::Value =
+        serde_json::from_str(&cli.ok("wang", &["customer", "get", id, "--json"])).unwrap();
+    assert!(!with_time[0]["last_interaction_at"].is_null());
+
+    let fu = cli.ok(
+        "wang",
+        &["followup", "add", id, "--due", "2020-01-01 09:00", "--note", "Call back"],
+    );
+    let fu = fu.trim().to_string();
+    let due = cli.ok("wang", &["followup", "due", "--assignee", "wang"]);
+    assert!(due.contains("Call back"), "{due}");
+    cli.ok("wang", &["followup", "done", &fu]);
+    let due = cli.ok("wang", &["followup", "due"]);
+    assert!(due.contains("no follow-ups due"), "{due}");
+
+    assert_eq!(cli.ok("admin", &["customer", "count"]).trim(), "1");
+
+    // Deactivation takes effect on the next command.
+    cli.ok("admin", &["principal", "deactivate", "zhao"]);
+    let why = cli.refused("zhao", &["customer", "get", id]);
+    assert!(why.contains("deactivated"), "{why}");
+
+    // Audit: checkpoint, verify, tail.
+    let checkpoint = fx.dir.path().join("head.json");
+    cli.ok("admin", &["audit", "checkpoint", "--out", checkpoint.to_str().unwrap()]);
+    let verified = cli.ok("admin", &["audit", "verify", "--checkpoint", checkpoint.to_str().unwrap()]);
+    assert!(verified.contains("checkpoint matches"), "{verified}");
+    let tail = cli.ok("admin", &["audit", "tail", "-n", "50"]);
+    assert!(tail.contains("DENIED"), "{tail}");
+    assert!(tail.contains("purpose=operations"), "{tail}");
+    let purposeful = cli.ok("admin", &["--purpose", "complaint_handling", "customer", "get", id]);
+    assert!(purposeful.contains("Li Na"));
+    let tail = cli.ok("admin", &["audit", "tail", "-n", "2"]);
+    assert!(tail.contains("purpose=complaint_handling"), "{tail}");
+
+    cli.ok("wang", &["customer", "delete", id]);
+    assert_eq!(cli.ok("admin", &["customer", "count"]).trim(), "0");
+}
+
+#[test]
+fn import_reports_skipped_rows_and_commits() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    let csv = fx.dir.path().join("in.csv");
+    std::fs::write(
+        &csv,
+        "name,phone,email\nA One,13800000001,a@example.com\nB Two,999,b@example.com\nC Three,13800000003,c@example.com\n",
+    )
+    .unwrap();
+    let out = cli.run(&["customer", "import", csv.to_str().unwrap(), "--json"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipped line 3") && stderr.contains("`phone`"), "{stderr}");
+    assert!(stderr.contains("committed 2 customers through line 4"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["imported"], 2);
+    assert_eq!(summary["skipped"], 1);
+}
+
+#[test]
+fn a_wrong_key_file_is_a_clear_error() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    let wrong = fx.dir.path().join("wrong.key");
+    custodian::MasterKey::generate().write_new_file(&wrong).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(["--db", fx.db().to_str().unwrap(), "--key-file", wrong.to_str().unwrap()])
+        .args(["customer", "count"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong master key"));
+    let none = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(["--db", fx.db().to_str().unwrap(), "customer", "count"])
+        .env_remove("CUSTODIAN_KEY")
+        .env_remove("CUSTODIAN_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no master key"));
+    drop(cli);
+}
+
+#[test]
+fn the_demo_runs_and_shows_no_plaintext_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(["demo", "--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("138****8000  (masked)"), "{stdout}");
+    assert!(stdout.contains("entries verified"), "{stdout}");
+    assert!(stdout.contains("13800138000            not in the file"), "{stdout}");
+    assert!(!stdout.contains("FOUND in the file"), "{stdout}");
+    assert!(!stdout.contains("skipped 1"), "{stdout}");
+}
