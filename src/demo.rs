@@ -17,7 +17,10 @@ fn step(title: &str) {
 
 pub fn run(dir: Option<PathBuf>) -> Result<()> {
     let base = dir.unwrap_or_else(std::env::temp_dir);
-    let folder = base.join(format!("custodian-demo-{}", Utc::now().format("%Y%m%d-%H%M%S-%f")));
+    let folder = base.join(format!(
+        "custodian-demo-{}",
+        Utc::now().format("%Y%m%d-%H%M%S-%f")
+    ));
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create `{}`", folder.display()))?;
     let db = folder.join("crm.redb");
@@ -34,8 +37,14 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         .create(true)
         .open()?;
     println!("data file   {}", db.display());
-    println!("key store   {}  (per-customer keys, wrapped by the master key)", engine.key_store_path().display());
-    println!("master key  {}  (0600; never stored in the database)", folder.join("master.key").display());
+    println!(
+        "key store   {}  (per-customer keys, wrapped by the master key)",
+        engine.key_store_path().display()
+    );
+    println!(
+        "master key  {}  (0600; never stored in the database)",
+        folder.join("master.key").display()
+    );
 
     let admin = Context::new("admin", "onboarding");
     engine.add_principal(&admin, "wang", PrincipalKind::User, &["sales"])?;
@@ -56,7 +65,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     let zhao = Context::new("zhao", "sales_contact");
     let owner_view = engine.customer(&wang, first)?;
     let other_view = engine.customer(&zhao, first)?;
-    println!("{:<12} {:<32} {:<32}", "field", "wang (owner)", "zhao (not the owner)");
+    println!(
+        "{:<12} {:<32} {:<32}",
+        "field", "wang (owner)", "zhao (not the owner)"
+    );
     for (name, value) in &owner_view.fields {
         let other = match other_view.get(name) {
             Some(v) if other_view.masked.contains(name) => format!("{v}  (masked)"),
@@ -86,11 +98,11 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     call.at = Some(Utc::now() - Duration::days(2));
     engine.log_interaction(&wang, first, call)?;
     let mut order = NewInteraction::new(Channel::Order, Direction::Inbound, "Online order #A1027");
-    order.amount_minor = Some(1_299_00);
+    order.amount_minor = Some(129_900);
     order.items = vec![OrderItem {
         name: "Induction hob".into(),
         quantity: 1,
-        unit_price_minor: Some(1_299_00),
+        unit_price_minor: Some(129_900),
     }];
     engine.log_interaction(&wang, first, order)?;
     for (who, ctx) in [("wang", &wang), ("zhao", &zhao)] {
@@ -100,7 +112,9 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
                 "  {:?} {:?}: {}",
                 i.channel,
                 i.direction,
-                i.summary.as_deref().unwrap_or("(summary hidden: not the owner)")
+                i.summary
+                    .as_deref()
+                    .unwrap_or("(summary hidden: not the owner)")
             );
         }
     }
@@ -161,12 +175,21 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     step("9. The raw file holds no plaintext personal data");
     drop(engine);
     let raw = std::fs::read(&db)?;
-    for needle in ["13800138000", "Li Na", "li.na@example.com", "110105198803120217"] {
+    for needle in [
+        "13800138000",
+        "Li Na",
+        "li.na@example.com",
+        "110105198803120217",
+    ] {
         let present = raw.windows(needle.len()).any(|w| w == needle.as_bytes());
         println!(
             "  {:<22} {}",
             needle,
-            if present { "FOUND in the file" } else { "not in the file" }
+            if present {
+                "FOUND in the file"
+            } else {
+                "not in the file"
+            }
         );
     }
     println!("  ({} bytes searched in {})", raw.len(), db.display());

@@ -12,9 +12,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use custodian::{
-    AuditDurability, Channel, Checkpoint, Context, CustomerUpdate, Direction, Engine, ImportOptions,
-    MasterKey, NewCustomer, NewFollowUp, NewInteraction, OrderItem, PrincipalKind, Query, Schema,
-    Status, parse_amount,
+    AuditDurability, Channel, Checkpoint, Context, CustomerUpdate, Direction, Engine,
+    ImportOptions, MasterKey, NewCustomer, NewFollowUp, NewInteraction, OrderItem, PrincipalKind,
+    Query, Schema, Status, parse_amount,
 };
 
 /// Custodian keeps customer records encrypted, audited and guarded.
@@ -30,7 +30,12 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// The database file.
-    #[arg(long, env = "CUSTODIAN_DB", default_value = "custodian.redb", global = true)]
+    #[arg(
+        long,
+        env = "CUSTODIAN_DB",
+        default_value = "custodian.redb",
+        global = true
+    )]
     db: PathBuf,
     /// A file holding the master key in hex (or set CUSTODIAN_KEY to the hex key).
     #[arg(long, env = "CUSTODIAN_KEY_FILE", global = true)]
@@ -42,10 +47,20 @@ struct Global {
     #[arg(long, global = true)]
     key_mirror: Vec<PathBuf>,
     /// The principal acting.
-    #[arg(long = "as", env = "CUSTODIAN_AS", default_value = "admin", global = true)]
+    #[arg(
+        long = "as",
+        env = "CUSTODIAN_AS",
+        default_value = "admin",
+        global = true
+    )]
     principal: String,
     /// The purpose of the access, recorded in the audit chain.
-    #[arg(long, env = "CUSTODIAN_PURPOSE", default_value = "operations", global = true)]
+    #[arg(
+        long,
+        env = "CUSTODIAN_PURPOSE",
+        default_value = "operations",
+        global = true
+    )]
     purpose: String,
     /// Print records as JSON.
     #[arg(long, global = true)]
@@ -442,8 +457,8 @@ fn customer(g: &Global, cmd: CustomerCmd) -> Result<()> {
 }
 
 fn import(g: &Global, engine: &Engine, ctx: &Context, file: &Path, batch: usize) -> Result<()> {
-    let input = std::fs::File::open(file)
-        .with_context(|| format!("cannot open `{}`", file.display()))?;
+    let input =
+        std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?;
     let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let terminal = std::io::stderr().is_terminal();
     let options = ImportOptions { batch_size: batch };
@@ -598,7 +613,11 @@ fn follow_up(g: &Global, cmd: FollowUpCmd) -> Result<()> {
             }
         }
         FollowUpCmd::Due { before, assignee } => {
-            let before = before.as_deref().map(parse_time).transpose()?.unwrap_or_else(Utc::now);
+            let before = before
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or_else(Utc::now);
             output::follow_ups(
                 &engine.follow_ups_due(&ctx, before, assignee.as_deref())?,
                 g.json,
@@ -645,7 +664,11 @@ fn audit(g: &Global, cmd: AuditCmd) -> Result<()> {
             let cp = engine.audit_checkpoint()?;
             std::fs::write(&out, cp.to_json())
                 .with_context(|| format!("cannot write `{}`", out.display()))?;
-            eprintln!("checkpoint at entry {} written to {}", cp.seq, out.display());
+            eprintln!(
+                "checkpoint at entry {} written to {}",
+                cp.seq,
+                out.display()
+            );
         }
         AuditCmd::Tail { n } => output::audit(&engine.audit_tail(&ctx(g), n)?, g.json)?,
     }

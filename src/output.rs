@@ -31,11 +31,18 @@ pub fn customer_text(c: &Customer) -> String {
     );
     let width = c.fields.keys().map(String::len).max().unwrap_or(0);
     for (name, value) in &c.fields {
-        let note = if c.masked.contains(name) { "  (masked)" } else { "" };
+        let note = if c.masked.contains(name) {
+            "  (masked)"
+        } else {
+            ""
+        };
         out.push_str(&format!("  {name:<width$}  {value}{note}\n"));
     }
     if let Some(t) = c.last_interaction_at {
-        out.push_str(&format!("  last interaction {}\n", t.format("%Y-%m-%d %H:%M")));
+        out.push_str(&format!(
+            "  last interaction {}\n",
+            t.format("%Y-%m-%d %H:%M")
+        ));
     }
     out
 }

@@ -78,7 +78,10 @@ fn every_operation_is_audited_without_values() {
         "customer.search",
         "customer.delete",
     ] {
-        assert!(actions.contains(&action), "{action} missing from {actions:?}");
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
     }
     let denied = entries
         .iter()
@@ -86,7 +89,10 @@ fn every_operation_is_audited_without_values() {
         .unwrap();
     assert!(matches!(denied.outcome, Outcome::Denied(_)), "{denied:?}");
     assert_eq!(denied.actor, "zhao");
-    let read = entries.iter().find(|e| e.action == "customer.read").unwrap();
+    let read = entries
+        .iter()
+        .find(|e| e.action == "customer.read")
+        .unwrap();
     assert!(read.fields.contains(&"phone".to_string()));
     let text = format!("{entries:?}");
     assert!(!text.contains("13800138000") && !text.contains("Li Na"));
@@ -175,7 +181,10 @@ fn truncation_is_detected() {
         head.extend_from_slice(&last[32..64]);
         meta.insert("audit_head", head.as_slice()).unwrap();
     });
-    assert!(verify(&fx, None).is_ok(), "without a checkpoint a clean cut is invisible");
+    assert!(
+        verify(&fx, None).is_ok(),
+        "without a checkpoint a clean cut is invisible"
+    );
     match verify(&fx, Some(&checkpoint)) {
         Err(AuditError::Truncated {
             checkpoint_seq,

@@ -51,7 +51,11 @@ impl Cli<'_> {
 fn init(fx: &Fixture) -> Cli<'_> {
     let cli = Cli { fx };
     let out = cli.run(&["init", "--new-key"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     cli
 }
 
@@ -76,7 +80,13 @@ fn an_operator_session_end_to_end() {
     // `customer add` prints the id alone.
     let id = cli.ok(
         "wang",
-        &["customer", "add", "name=Li Na", "phone=138 0013 8000", "email=Li.Na@Example.com"],
+        &[
+            "customer",
+            "add",
+            "name=Li Na",
+            "phone=138 0013 8000",
+            "email=Li.Na@Example.com",
+        ],
     );
     let id = id.trim();
     assert!(id.parse::<u64>().is_ok(), "not an id: {id:?}");
@@ -95,13 +105,19 @@ fn an_operator_session_end_to_end() {
 
     // Refusals: non-zero exit, the reason on stderr.
     let why = cli.refused("zhao", &["customer", "update", id, "name=Someone Else"]);
-    assert!(why.contains("access denied") && why.contains("wang"), "{why}");
+    assert!(
+        why.contains("access denied") && why.contains("wang"),
+        "{why}"
+    );
     let why = cli.refused("wang", &["customer", "add", "name=X", "phone=12"]);
     assert!(why.contains("`phone`"), "{why}");
     let why = cli.refused("wang", &["customer", "add", "name=X", "shoe=44"]);
     assert!(why.contains("`shoe`"), "{why}");
 
-    cli.ok("wang", &["customer", "update", id, "company=Blue Harbor", "email="]);
+    cli.ok(
+        "wang",
+        &["customer", "update", id, "company=Blue Harbor", "email="],
+    );
     let after: serde_json::Value =
         serde_json::from_str(&cli.ok("wang", &["customer", "get", id, "--json"])).unwrap();
     assert_eq!(after[0]["fields"]["company"], "Blue Harbor");
@@ -110,8 +126,19 @@ fn an_operator_session_end_to_end() {
     let interaction = cli.ok(
         "wang",
         &[
-            "interaction", "add", id, "--channel", "order", "--direction", "inbound", "--summary",
-            "Order #1", "--amount", "99.50", "--item", "Kettle:2:49.75",
+            "interaction",
+            "add",
+            id,
+            "--channel",
+            "order",
+            "--direction",
+            "inbound",
+            "--summary",
+            "Order #1",
+            "--amount",
+            "99.50",
+            "--item",
+            "Kettle:2:49.75",
         ],
     );
     assert!(interaction.trim().parse::<u64>().is_ok());
@@ -129,7 +156,15 @@ fn an_operator_session_end_to_end() {
 
     let fu = cli.ok(
         "wang",
-        &["followup", "add", id, "--due", "2020-01-01 09:00", "--note", "Call back"],
+        &[
+            "followup",
+            "add",
+            id,
+            "--due",
+            "2020-01-01 09:00",
+            "--note",
+            "Call back",
+        ],
     );
     let fu = fu.trim().to_string();
     let due = cli.ok("wang", &["followup", "due", "--assignee", "wang"]);
@@ -147,13 +182,27 @@ fn an_operator_session_end_to_end() {
 
     // Audit: checkpoint, verify, tail.
     let checkpoint = fx.dir.path().join("head.json");
-    cli.ok("admin", &["audit", "checkpoint", "--out", checkpoint.to_str().unwrap()]);
-    let verified = cli.ok("admin", &["audit", "verify", "--checkpoint", checkpoint.to_str().unwrap()]);
+    cli.ok(
+        "admin",
+        &["audit", "checkpoint", "--out", checkpoint.to_str().unwrap()],
+    );
+    let verified = cli.ok(
+        "admin",
+        &[
+            "audit",
+            "verify",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+        ],
+    );
     assert!(verified.contains("checkpoint matches"), "{verified}");
     let tail = cli.ok("admin", &["audit", "tail", "-n", "50"]);
     assert!(tail.contains("DENIED"), "{tail}");
     assert!(tail.contains("purpose=operations"), "{tail}");
-    let purposeful = cli.ok("admin", &["--purpose", "complaint_handling", "customer", "get", id]);
+    let purposeful = cli.ok(
+        "admin",
+        &["--purpose", "complaint_handling", "customer", "get", id],
+    );
     assert!(purposeful.contains("Li Na"));
     let tail = cli.ok("admin", &["audit", "tail", "-n", "2"]);
     assert!(tail.contains("purpose=complaint_handling"), "{tail}");
@@ -175,8 +224,14 @@ fn import_reports_skipped_rows_and_commits() {
     let out = cli.run(&["customer", "import", csv.to_str().unwrap(), "--json"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("skipped line 3") && stderr.contains("`phone`"), "{stderr}");
-    assert!(stderr.contains("committed 2 customers through line 4"), "{stderr}");
+    assert!(
+        stderr.contains("skipped line 3") && stderr.contains("`phone`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("committed 2 customers through line 4"),
+        "{stderr}"
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["imported"], 2);
     assert_eq!(summary["skipped"], 1);
@@ -185,11 +240,18 @@ fn import_reports_skipped_rows_and_commits() {
 #[test]
 fn a_wrong_key_file_is_a_clear_error() {
     let fx = Fixture::new();
-    let cli = init(&fx);
+    init(&fx);
     let wrong = fx.dir.path().join("wrong.key");
-    custodian::MasterKey::generate().write_new_file(&wrong).unwrap();
+    custodian::MasterKey::generate()
+        .write_new_file(&wrong)
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .args(["--db", fx.db().to_str().unwrap(), "--key-file", wrong.to_str().unwrap()])
+        .args([
+            "--db",
+            fx.db().to_str().unwrap(),
+            "--key-file",
+            wrong.to_str().unwrap(),
+        ])
         .args(["customer", "count"])
         .output()
         .unwrap();
@@ -202,7 +264,6 @@ fn a_wrong_key_file_is_a_clear_error() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&none.stderr).contains("no master key"));
-    drop(cli);
 }
 
 #[test]
@@ -213,10 +274,17 @@ fn the_demo_runs_and_shows_no_plaintext_on_disk() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("138****8000  (masked)"), "{stdout}");
     assert!(stdout.contains("entries verified"), "{stdout}");
-    assert!(stdout.contains("13800138000            not in the file"), "{stdout}");
+    assert!(
+        stdout.contains("13800138000            not in the file"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("FOUND in the file"), "{stdout}");
     assert!(!stdout.contains("skipped 1"), "{stdout}");
 }

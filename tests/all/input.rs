@@ -64,12 +64,19 @@ fn csv_import_skips_bad_rows_by_line_and_field_and_keeps_the_rest() {
     assert_eq!(errors[1].0, 4);
     assert!(errors[1].1.contains("4 fields"), "{errors:?}");
     assert_eq!(errors[2].0, 5);
-    assert!(errors[2].1.contains("`name`") && errors[2].1.contains("UTF-8"), "{errors:?}");
+    assert!(
+        errors[2].1.contains("`name`") && errors[2].1.contains("UTF-8"),
+        "{errors:?}"
+    );
     assert_eq!(errors[3].0, 7);
     assert!(errors[3].1.contains("`name` is required"), "{errors:?}");
 
     assert_eq!(engine.count_customers(&admin()).unwrap(), 2);
-    for (phone, present) in [("13800000001", true), ("13800000004", false), ("13800000005", true)] {
+    for (phone, present) in [
+        ("13800000001", true),
+        ("13800000004", false),
+        ("13800000005", true),
+    ] {
         let found = engine
             .find_customers(&admin(), &Query::field("phone", phone), 5)
             .unwrap();
@@ -107,7 +114,12 @@ fn a_non_utf8_file_is_reported_not_panicked_on() {
     assert!(report.errors[0].error.to_string().contains("`name`"));
     // A header that is not UTF-8 refuses the file.
     let err = engine
-        .import_csv(&admin(), &b"n\xe9me\nA\n"[..], &ImportOptions::default(), |_| {})
+        .import_csv(
+            &admin(),
+            &b"n\xe9me\nA\n"[..],
+            &ImportOptions::default(),
+            |_| {},
+        )
         .unwrap_err();
     assert!(err.to_string().contains("line 1"), "{err}");
 }
@@ -124,7 +136,9 @@ fn schema_files_are_checked() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("built in"), "{err}");
-    let err = custodian::Schema::from_toml("[[field]]\nname = \"x\"\ntype = \"colour\"\nsensitivity = \"public\"\n")
-        .unwrap_err();
+    let err = custodian::Schema::from_toml(
+        "[[field]]\nname = \"x\"\ntype = \"colour\"\nsensitivity = \"public\"\n",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("colour"), "{err}");
 }

@@ -1,7 +1,12 @@
 //! End-to-end tests of the engine and the `custodian` command line, on real
 //! redb files in temporary folders. One binary, one module per topic.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod audit;
 mod cli;
@@ -18,6 +23,12 @@ use custodian::{AuditDurability, Context, Engine, MasterKey, NewCustomer, Princi
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub key_hex: String,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Fixture {

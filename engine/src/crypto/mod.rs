@@ -63,10 +63,7 @@ impl fmt::Debug for MasterKey {
 impl MasterKey {
     /// A fresh random key from the operating system's CSPRNG.
     pub fn generate() -> Self {
-        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        bytes.copy_from_slice(&key);
-        Self(bytes)
+        Self(random_key())
     }
 
     /// A key from its 32 raw bytes.
@@ -187,10 +184,10 @@ impl Keyring {
 
     /// A fresh data key for `customer`, returned with its wrapped form.
     pub(crate) fn new_data_key(&self, customer: u64) -> Result<(DataKey, Vec<u8>), CryptoError> {
-        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-        let wrapped = seal_raw(&self.wrap, &key, &dek_aad(customer, KEY_VERSION))?;
+        let key = random_key();
+        let wrapped = seal_raw(&self.wrap, key.as_slice(), &dek_aad(customer, KEY_VERSION))?;
         let data_key = DataKey {
-            aead: XChaCha20Poly1305::new(&key),
+            aead: XChaCha20Poly1305::new(key.as_slice().into()),
             customer,
             version: KEY_VERSION,
         };
@@ -322,6 +319,14 @@ impl DataKey {
         let plain = open_raw(&self.aead, sealed, &self.aad(slot)).map_err(|_| err())?;
         String::from_utf8(plain).map_err(|_| err())
     }
+}
+
+/// A fresh 256-bit key, zeroized when dropped.
+fn random_key() -> Zeroizing<[u8; 32]> {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut key = Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(key.as_mut_slice());
+    key
 }
 
 /// Random bytes from the operating system's CSPRNG.

@@ -124,7 +124,7 @@ impl Engine {
     /// [`Engine::verify_audit`] with it detects truncation.
     pub fn audit_checkpoint(&self) -> Result<Checkpoint> {
         self.flush_audit()?;
-        Ok(self.inner.store.read(|r| audit::checkpoint(r))?)
+        Ok(self.inner.store.read(audit::checkpoint)?)
     }
 
     /// The last `n` audit entries. Only admins may read the audit log.

@@ -1,7 +1,12 @@
 //! Attacks on stored ciphertext that only code inside the crate can stage:
 //! moving sealed values between fields, customers and data keys.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::*;
 use crate::{CryptoError, NewCustomer};
@@ -34,7 +39,12 @@ fn is_unseal(result: Result<crate::Customer>) -> bool {
 }
 
 /// Rewrites customer `target` with `f(target record, source record)`.
-fn splice(engine: &Engine, target: u64, source: u64, f: impl FnOnce(&mut crate::store::StoredCustomer, &crate::store::StoredCustomer)) {
+fn splice(
+    engine: &Engine,
+    target: u64,
+    source: u64,
+    f: impl FnOnce(&mut crate::store::StoredCustomer, &crate::store::StoredCustomer),
+) {
     engine
         .inner
         .store
@@ -65,11 +75,15 @@ fn a_ciphertext_moved_to_another_customer_fails_to_open() {
     let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     let b = customer(&engine, "Zhang Wei", "13912345678", "zhang.wei@example.cn");
     splice(&engine, b, a, |to, from| {
-        to.sealed.insert("phone".into(), from.sealed["phone"].clone());
+        to.sealed
+            .insert("phone".into(), from.sealed["phone"].clone());
     });
     assert!(is_unseal(engine.customer(&admin(), b)));
     // The untouched customer still reads.
-    assert_eq!(engine.customer(&admin(), a).unwrap().get("phone"), Some("+8613800138000"));
+    assert_eq!(
+        engine.customer(&admin(), a).unwrap().get("phone"),
+        Some("+8613800138000")
+    );
 }
 
 #[test]

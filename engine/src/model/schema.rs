@@ -154,7 +154,7 @@ impl Schema {
                     field.name
                 )));
             }
-            if (field.kind == FieldType::Enum) != !field.values.is_empty() {
+            if (field.kind == FieldType::Enum) == field.values.is_empty() {
                 return Err(ModelError::Schema(format!(
                     "field `{}`: `values` is required for type enum and allowed for no other",
                     field.name
