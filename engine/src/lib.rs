@@ -38,6 +38,11 @@
 //! # }
 //! ```
 
+/// The README's code examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 mod audit;
 mod crypto;
 mod engine;
