@@ -14,6 +14,7 @@ mod crash;
 mod encryption;
 mod faults;
 mod input;
+mod records;
 
 use std::path::{Path, PathBuf};
 

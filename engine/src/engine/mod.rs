@@ -189,13 +189,14 @@ impl EngineBuilder {
                 None => return Err(Error::Config("give a data path".into())),
             },
         };
-        let (store, meta) = Store::open(location, identity)?;
-        if meta.key_check != Some(ring.check_value()) {
+        let (store, meta) = Store::open(location, creating)?;
+        if !creating && meta.key_check != Some(ring.check_value()) {
             return Err(CryptoError::WrongKey.into());
         }
         if meta.store_id.is_some() && keys.store_id()? != meta.store_id {
             return Err(StoreError::KeyStoreMismatch(key_store_path.display().to_string()).into());
         }
+        store.prepare(identity)?;
         let schema = match meta.schema {
             Some(text) => Schema::from_toml(&text)?,
             None => schema,
@@ -209,9 +210,8 @@ impl EngineBuilder {
             next_id: AtomicU64::new(meta.next_id),
             key_store_path,
         });
-        if creating {
-            inner.bootstrap_admin(&self.admin)?;
-        }
+        // Also after a crash between creating the file and its first admin.
+        inner.bootstrap_admin(&self.admin)?;
         inner.collect_orphan_keys()?;
         if let AuditDurability::Buffered { flush_interval, .. } = self.durability {
             spawn_flusher(Arc::downgrade(&inner), flush_interval);
@@ -426,6 +426,9 @@ impl Inner {
     fn bootstrap_admin(&self, name: &str) -> Result<()> {
         crate::identity::check_name(name)?;
         let ctx = Context::new(name, "setup");
+        if self.store.read(|r| r.principal_count())? > 0 {
+            return Ok(());
+        }
         let key = self.ring.audit_key();
         self.store.write(|w| {
             if w.principal_count()? > 0 {

@@ -142,6 +142,9 @@ fn open_one(path: &Path, create: bool) -> Result<Database, StoreError> {
 }
 
 fn init(db: &Database, identity: Option<([u8; 32], [u8; 16])>) -> Result<(), StoreError> {
+    if read_meta(db, CHECK)?.is_some() {
+        return Ok(());
+    }
     let txn = db.begin_write()?;
     {
         txn.open_table(KEYS)?;

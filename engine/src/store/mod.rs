@@ -94,6 +94,9 @@ const BY_TAG: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new(
 const BY_STATUS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_status");
 const INTERACTIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("interactions");
 const FOLLOWUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("followups");
+/// Follow-ups of each customer.
+const FOLLOWUPS_BY_CUSTOMER: MultimapTableDefinition<u64, u64> =
+    MultimapTableDefinition::new("followups_by_customer");
 /// Open follow-ups by (due time in µs, id) → assignee.
 const FOLLOWUPS_OPEN: TableDefinition<(i64, u64), &str> = TableDefinition::new("followups_open");
 const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
@@ -171,14 +174,12 @@ impl Store {
         Ok(check)
     }
 
-    /// Opens (or creates, with `identity`) the data file.
-    pub(crate) fn open(
-        location: Location<'_>,
-        create: Option<Identity<'_>>,
-    ) -> Result<(Self, Meta), StoreError> {
+    /// Opens (or, with `create`, creates) the data file and reads its meta
+    /// table without writing anything.
+    pub(crate) fn open(location: Location<'_>, create: bool) -> Result<(Self, Meta), StoreError> {
         let builder = Database::builder();
         let db = match location {
-            Location::Path(path) if create.is_some() => builder.create(path)?,
+            Location::Path(path) if create => builder.create(path)?,
             Location::Path(path) => {
                 if !path.exists() {
                     return Err(StoreError::Missing(path.display().to_string()));
@@ -188,7 +189,31 @@ impl Store {
             Location::Backend(backend) => builder.create_with_backend(BackendAdapter(backend))?,
         };
         let store = Self { db };
-        let txn = store.db.begin_write()?;
+        let txn = store.db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(table) => Meta::read(&table)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => Meta::default(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok((store, meta))
+    }
+
+    /// Creates any missing table and, for a new database, records its
+    /// identity. Writes only when something is missing.
+    pub(crate) fn prepare(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
+        let complete = {
+            let txn = self.db.begin_read()?;
+            let has_audit = match txn.open_table(AUDIT) {
+                Ok(_) => true,
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            has_audit && identity.is_none()
+        };
+        if complete {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
         {
             // Create every table so readers never meet a missing one.
             let mut meta = txn.open_table(META)?;
@@ -200,20 +225,20 @@ impl Store {
             txn.open_table(INTERACTIONS)?;
             txn.open_table(FOLLOWUPS)?;
             txn.open_table(FOLLOWUPS_OPEN)?;
+            txn.open_multimap_table(FOLLOWUPS_BY_CUSTOMER)?;
             txn.open_table(PRINCIPALS)?;
             txn.open_table(AUDIT)?;
-            if meta.get(META_FORMAT)?.is_none() {
-                if let Some(identity) = &create {
-                    meta.insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
-                    meta.insert(META_CHECK, identity.key_check.as_slice())?;
-                    meta.insert(META_STORE_ID, identity.store_id.as_slice())?;
-                    meta.insert(META_SCHEMA, identity.schema.as_bytes())?;
-                }
+            if let Some(identity) = &identity
+                && meta.get(META_FORMAT)?.is_none()
+            {
+                meta.insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
+                meta.insert(META_CHECK, identity.key_check.as_slice())?;
+                meta.insert(META_STORE_ID, identity.store_id.as_slice())?;
+                meta.insert(META_SCHEMA, identity.schema.as_bytes())?;
             }
         }
-        let meta = Meta::read(&txn)?;
         txn.commit()?;
-        Ok((store, meta))
+        Ok(())
     }
 
     /// Runs `f` in one write transaction and commits it durably. If `f`
@@ -252,6 +277,17 @@ pub(crate) struct Meta {
     pub(crate) next_id: u64,
 }
 
+impl Default for Meta {
+    fn default() -> Self {
+        Self {
+            key_check: None,
+            store_id: None,
+            schema: None,
+            next_id: 1,
+        }
+    }
+}
+
 fn read_u64(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
@@ -265,8 +301,7 @@ fn read_u64(
 }
 
 impl Meta {
-    fn read(txn: &WriteTransaction) -> Result<Self, StoreError> {
-        let meta = txn.open_table(META)?;
+    fn read(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Self, StoreError> {
         if let Some(format) = meta.get(META_FORMAT)? {
             let found = <[u8; 4]>::try_from(format.value())
                 .map(u32::from_le_bytes)
@@ -288,7 +323,7 @@ impl Meta {
             schema: meta
                 .get(META_SCHEMA)?
                 .map(|v| String::from_utf8_lossy(v.value()).into_owned()),
-            next_id: read_u64(&meta, META_NEXT_ID)?.unwrap_or(1),
+            next_id: read_u64(meta, META_NEXT_ID)?.unwrap_or(1),
         })
     }
 }
@@ -308,6 +343,7 @@ pub(crate) struct Writer<'t> {
     interactions: redb::Table<'t, (u64, u64), &'static [u8]>,
     followups: redb::Table<'t, u64, &'static [u8]>,
     followups_open: redb::Table<'t, (i64, u64), &'static str>,
+    followups_by_customer: redb::MultimapTable<'t, u64, u64>,
     principals: redb::Table<'t, &'static str, &'static [u8]>,
     audit: redb::Table<'t, u64, &'static [u8]>,
     head: Option<AuditHead>,
@@ -327,6 +363,7 @@ impl<'t> Writer<'t> {
             interactions: txn.open_table(INTERACTIONS)?,
             followups: txn.open_table(FOLLOWUPS)?,
             followups_open: txn.open_table(FOLLOWUPS_OPEN)?,
+            followups_by_customer: txn.open_multimap_table(FOLLOWUPS_BY_CUSTOMER)?,
             principals: txn.open_table(PRINCIPALS)?,
             audit: txn.open_table(AUDIT)?,
             head: None,
@@ -451,6 +488,8 @@ impl<'t> Writer<'t> {
     pub(crate) fn put_followup(&mut self, record: &StoredFollowUp) -> Result<(), StoreError> {
         self.followups
             .insert(record.id, encode(record)?.as_slice())?;
+        self.followups_by_customer
+            .insert(record.customer, record.id)?;
         if record.done {
             self.followups_open.remove((record.due, record.id))?;
         } else {
@@ -462,18 +501,16 @@ impl<'t> Writer<'t> {
 
     /// Removes every follow-up of a customer.
     pub(crate) fn remove_followups(&mut self, customer: u64) -> Result<(), StoreError> {
-        let mine: Vec<StoredFollowUp> = self
-            .followups
-            .iter()?
-            .map(|r| {
-                let (_, v) = r?;
-                decode::<StoredFollowUp>(v.value(), "follow-up")
-            })
-            .filter(|r| r.as_ref().map_or(true, |f| f.customer == customer))
+        let ids: Vec<u64> = self
+            .followups_by_customer
+            .remove_all(customer)?
+            .map(|v| Ok::<_, StoreError>(v?.value()))
             .collect::<Result<_, _>>()?;
-        for f in mine {
-            self.followups.remove(f.id)?;
-            self.followups_open.remove((f.due, f.id))?;
+        for id in ids {
+            if let Some(record) = self.followups.remove(id)? {
+                let f: StoredFollowUp = decode(record.value(), "follow-up")?;
+                self.followups_open.remove((f.due, f.id))?;
+            }
         }
         Ok(())
     }
@@ -598,6 +635,11 @@ impl Reader {
             .get(name)?
             .map(|v| decode(v.value(), "principal"))
             .transpose()
+    }
+
+    /// Number of principals.
+    pub(crate) fn principal_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(PRINCIPALS)?.len()?)
     }
 
     /// Every principal, by name.
