@@ -14,6 +14,7 @@ mod crash;
 mod encryption;
 mod faults;
 mod input;
+mod model;
 mod records;
 
 use std::path::{Path, PathBuf};
