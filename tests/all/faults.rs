@@ -493,10 +493,9 @@ fn a_read_fails_closed_when_its_audit_entry_cannot_be_written() {
 /// A commit whose final sync fails has an unknown outcome: its pages and
 /// header may have reached the file. After a restart the customer must be
 /// either absent or whole (readable, with its data key), never half there.
+/// Regression: keys of a batch whose commit reported an error were destroyed
+/// although the commit had reached the file.
 #[test]
-#[ignore = "engine bug: Inner::commit_batch (engine/src/engine/import.rs) destroys the data keys \
-            of a batch whose commit returned an error although the commit reached the file; \
-            after a restart the customer is stored but unreadable"]
 fn a_create_whose_sync_fails_is_absent_or_whole_after_a_restart() {
     let admin = admin();
     for syncs in 0.. {

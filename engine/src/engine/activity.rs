@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::customers::{refuse, writer_actor};
-use super::{Context, Engine, Event, from_micros, now_micros};
+use super::customers::{read_record, refuse, writer_actor};
+use super::{Context, Engine, Event, Inner, from_micros, now_micros};
 use crate::audit::{self, Outcome};
 use crate::model::{
     CustomerId, FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewFollowUp,
@@ -109,43 +109,13 @@ impl Engine {
             return Err(error);
         };
         let entitled = actor.entitled(&record.owner);
-        let key = match entitled && !stored.is_empty() {
-            true => Some(inner.data_key(customer)?),
-            false => None,
+        let shown = inner.show_interactions(customer, entitled, stored);
+        let fields = |_: &Vec<Interaction>| match entitled {
+            true => vec!["summary".into(), "body".into()],
+            false => Vec::new(),
         };
-        let mut out = Vec::with_capacity(stored.len());
-        for s in stored {
-            let slot = |part: &str| format!("interaction/{}/{part}", s.id);
-            let (summary, body) = match &key {
-                Some(k) => (
-                    Some(k.open(&slot("summary"), &s.summary)?),
-                    s.body
-                        .as_ref()
-                        .map(|b| k.open(&slot("body"), b))
-                        .transpose()?,
-                ),
-                None => (None, None),
-            };
-            out.push(Interaction {
-                id: s.id,
-                customer,
-                channel: s.channel,
-                direction: s.direction,
-                at: from_micros(s.at),
-                logged_by: s.logged_by,
-                summary,
-                body,
-                amount_minor: s.amount_minor,
-                items: s.items,
-            });
-        }
-        let fields = if entitled {
-            vec!["summary".into(), "body".into()]
-        } else {
-            Vec::new()
-        };
-        inner.audit_read(event().fields(fields).record(ctx, Outcome::Ok))?;
-        Ok(out)
+        inner.audit_read(read_record(event(), ctx, &shown, fields))?;
+        shown
     }
 
     /// Schedules a follow-up. The assignee must be an active principal.
@@ -219,32 +189,34 @@ impl Engine {
             }
             Ok::<_, Error>((actor, with_owner))
         })?;
-        let mut out = Vec::with_capacity(due.len());
         let mut customers = Vec::new();
-        for (f, owner) in due {
-            let may_read = actor.admin
-                || actor.name == f.assignee
-                || owner.as_deref() == Some(actor.name.as_str());
-            let note = if may_read {
-                customers.push(f.customer);
-                let key = inner.data_key(f.customer)?;
-                Some(key.open(&format!("followup/{}/note", f.id), &f.note)?)
-            } else {
-                None
-            };
-            out.push(FollowUp {
-                id: f.id,
-                customer: f.customer,
-                due: from_micros(f.due),
-                assignee: f.assignee,
-                note,
-                done: f.done,
-            });
-        }
-        let mut ev = event().fields(vec!["note".into()]);
+        let shown: Result<Vec<FollowUp>> = due
+            .into_iter()
+            .map(|(f, owner)| {
+                let may_read = actor.admin
+                    || actor.name == f.assignee
+                    || owner.as_deref() == Some(actor.name.as_str());
+                let note = if may_read {
+                    customers.push(f.customer);
+                    let key = inner.data_key(f.customer)?;
+                    Some(key.open(&format!("followup/{}/note", f.id), &f.note)?)
+                } else {
+                    None
+                };
+                Ok(FollowUp {
+                    id: f.id,
+                    customer: f.customer,
+                    due: from_micros(f.due),
+                    assignee: f.assignee,
+                    note,
+                    done: f.done,
+                })
+            })
+            .collect();
+        let mut ev = event();
         ev.customers = customers;
-        inner.audit_read(ev.record(ctx, Outcome::Ok))?;
-        Ok(out)
+        inner.audit_read(read_record(ev, ctx, &shown, |_| vec!["note".into()]))?;
+        shown
     }
 
     /// Marks a follow-up done. The assignee, the customer's owner or an admin may.
@@ -280,5 +252,48 @@ impl Engine {
             audit::append(w, inner.ring.audit_key(), &ev.record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
         })?
+    }
+}
+
+impl Inner {
+    /// Interactions as shown: decrypted for an entitled principal, without
+    /// summary and body otherwise.
+    fn show_interactions(
+        &self,
+        customer: CustomerId,
+        entitled: bool,
+        stored: Vec<StoredInteraction>,
+    ) -> Result<Vec<Interaction>> {
+        let key = match entitled && !stored.is_empty() {
+            true => Some(self.data_key(customer)?),
+            false => None,
+        };
+        let mut out = Vec::with_capacity(stored.len());
+        for s in stored {
+            let slot = |part: &str| format!("interaction/{}/{part}", s.id);
+            let (summary, body) = match &key {
+                Some(k) => (
+                    Some(k.open(&slot("summary"), &s.summary)?),
+                    s.body
+                        .as_ref()
+                        .map(|b| k.open(&slot("body"), b))
+                        .transpose()?,
+                ),
+                None => (None, None),
+            };
+            out.push(Interaction {
+                id: s.id,
+                customer,
+                channel: s.channel,
+                direction: s.direction,
+                at: from_micros(s.at),
+                logged_by: s.logged_by,
+                summary,
+                body,
+                amount_minor: s.amount_minor,
+                items: s.items,
+            });
+        }
+        Ok(out)
     }
 }

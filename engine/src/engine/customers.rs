@@ -72,6 +72,20 @@ impl IndexKey {
     }
 }
 
+/// The audit record of a read that produced `result`: the fields it
+/// showed, or the failure (a ciphertext that would not open is audited too).
+pub(crate) fn read_record<T>(
+    event: Event<'_>,
+    ctx: &Context,
+    result: &Result<T>,
+    fields: impl FnOnce(&T) -> Vec<String>,
+) -> crate::audit::Record {
+    match result {
+        Ok(value) => event.fields(fields(value)).record(ctx, Outcome::Ok),
+        Err(e) => event.record(ctx, Outcome::Failed(e.to_string())),
+    }
+}
+
 /// Refuses inside a write transaction: the refusal's audit entry commits,
 /// the change does not.
 pub(crate) fn refuse<T>(
@@ -314,10 +328,10 @@ impl Engine {
             inner.audit_read(event().record(ctx, Outcome::Failed(error.to_string())))?;
             return Err(error);
         };
-        let view = inner.view(&record, &actor)?;
-        let fields = view.fields.keys().cloned().collect();
-        inner.audit_read(event().fields(fields).record(ctx, Outcome::Ok))?;
-        Ok(view)
+        let view = inner.view(&record, &actor);
+        let fields = |v: &Customer| v.fields.keys().cloned().collect();
+        inner.audit_read(read_record(event(), ctx, &view, fields))?;
+        view
     }
 
     /// Finds customers, at most `limit`, each as the acting principal may see it.
@@ -465,7 +479,10 @@ impl Engine {
     pub fn delete_customer(&self, ctx: &Context, id: CustomerId) -> Result<()> {
         let inner = &self.inner;
         let event = || Event::new("customer.delete").customer(id);
-        inner.store.write(|w| {
+        // INVARIANT: the key is marked pending before the record goes and
+        // destroyed after; a crash in between is settled at the next open.
+        inner.keys.mark_pending(&[id])?;
+        let deleted = inner.store.write(|w| {
             let actor = match writer_actor(w, ctx)? {
                 Ok(a) => a,
                 Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
@@ -486,10 +503,14 @@ impl Engine {
             w.remove_followups(id)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
-        })??;
-        // INVARIANT: the record is gone before its key; a crash here leaves
-        // an orphan key that the next open collects.
-        inner.keys.remove(&[id])?;
+        })?;
+        match deleted {
+            Ok(()) => inner.keys.remove(&[id])?,
+            Err(refusal) => {
+                inner.keys.settle(&[id])?;
+                return Err(refusal);
+            }
+        }
         Ok(())
     }
 }

@@ -290,12 +290,17 @@ impl Inner {
         });
         let ids: Vec<u64> = keys.iter().map(|(id, _)| *id).collect();
         match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) | Err(e) => {
-                // Nothing committed: the keys are orphans; drop them now.
-                let _ = self.keys.remove(&ids);
-                return Err(e);
+            Ok(Ok(())) => self.keys.settle(&ids)?,
+            Ok(Err(refusal)) => {
+                // Refused inside the transaction: nothing but its audit
+                // entry committed, so the keys are orphans.
+                self.keys.remove(&ids)?;
+                return Err(refusal);
             }
+            // The commit may or may not have reached the disk (a failed
+            // final sync): the keys stay pending and the next open keeps
+            // exactly those whose customer is there.
+            Err(e) => return Err(e),
         }
         let last_id = first + count - 1;
         report.imported += count;

@@ -447,25 +447,24 @@ impl Inner {
         })
     }
 
-    /// Removes keys whose customer never committed (a crash between the
-    /// key-store write and the data write).
+    /// Settles pending keys: a key whose customer is not in the data file
+    /// (a crash or failed write between the two stores) is destroyed.
     fn collect_orphan_keys(&self) -> Result<()> {
-        let customers = self.store.read(|r| Ok::<_, Error>(r.customer_count()?))?;
-        if self.keys.len()? <= customers {
+        let pending = self.keys.pending()?;
+        if pending.is_empty() {
             return Ok(());
         }
-        let live: std::collections::BTreeSet<u64> = self
-            .store
-            .read(|r| Ok::<_, Error>(r.customer_ids()?))?
-            .into_iter()
-            .collect();
-        let orphans: Vec<u64> = self
-            .keys
-            .ids()?
-            .into_iter()
-            .filter(|id| !live.contains(id))
-            .collect();
+        let orphans = self.store.read(|r| {
+            let mut orphans = Vec::new();
+            for id in &pending {
+                if r.customer(*id)?.is_none() {
+                    orphans.push(*id);
+                }
+            }
+            Ok::<_, Error>(orphans)
+        })?;
         self.keys.remove(&orphans)?;
+        self.keys.settle(&pending)?;
         Ok(())
     }
 }

@@ -3,20 +3,24 @@
 //! backups never hold a key, so destroying a key here (and in the mirrors)
 //! makes every copy of that customer's ciphertext unreadable.
 //!
-//! INVARIANT: every customer in the data file has a key here. Writes are
-//! ordered so a crash leaves at most an orphan key (a key without a
-//! customer), which [`KeyStore::remove`] collects at open.
+//! INVARIANT: every customer in the data file has a key here. A key is
+//! written before the data write that needs it and destroyed after the data
+//! write that removes its customer; both times its id is first recorded as
+//! *pending*. A crash or a failed data write therefore leaves at most
+//! pending ids whose customer may or may not exist; the engine settles them
+//! at the next open, destroying the keys of customers that are not there.
 
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::StoreError;
 
 const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("data_keys");
 const KMETA: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Ids whose key was written or is about to be destroyed, while the data
+/// write that decides whether the key should exist is not known to be done.
+const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
 const GENERATION: &str = "generation";
 const CHECK: &str = "key_check";
 const STORE_ID: &str = "store_id";
@@ -76,12 +80,39 @@ impl KeyStore {
         Ok(read_meta(&self.primary, STORE_ID)?.and_then(|v| v.try_into().ok()))
     }
 
-    /// Durably stores wrapped keys in the primary and every mirror.
+    /// Durably stores wrapped keys, marked pending, in the primary and
+    /// every mirror.
     pub(crate) fn put(&self, keys: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
         self.each(|db| {
-            apply(db, |table| {
+            apply(db, Durability::Immediate, |table, pending| {
                 for (id, wrapped) in keys {
                     table.insert(*id, wrapped.as_slice())?;
+                    pending.insert(*id, ())?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Durably marks keys as about to be destroyed.
+    pub(crate) fn mark_pending(&self, ids: &[u64]) -> Result<(), StoreError> {
+        self.each(|db| {
+            apply(db, Durability::Immediate, |_, pending| {
+                for id in ids {
+                    pending.insert(*id, ())?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Clears the pending mark once the data write is known to be done. Not
+    /// synced: a lost mark is settled again, harmlessly, at the next open.
+    pub(crate) fn settle(&self, ids: &[u64]) -> Result<(), StoreError> {
+        self.each(|db| {
+            apply(db, Durability::None, |_, pending| {
+                for id in ids {
+                    pending.remove(*id)?;
                 }
                 Ok(())
             })
@@ -91,13 +122,25 @@ impl KeyStore {
     /// Durably destroys keys in the primary and every mirror.
     pub(crate) fn remove(&self, ids: &[u64]) -> Result<(), StoreError> {
         self.each(|db| {
-            apply(db, |table| {
+            apply(db, Durability::Immediate, |table, pending| {
                 for id in ids {
                     table.remove(*id)?;
+                    pending.remove(*id)?;
                 }
                 Ok(())
             })
         })
+    }
+
+    /// The ids marked pending.
+    pub(crate) fn pending(&self) -> Result<Vec<u64>, StoreError> {
+        let txn = self.primary.begin_read()?;
+        let table = match txn.open_table(PENDING) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        table.iter()?.map(|r| Ok(r?.0.value())).collect()
     }
 
     /// The wrapped key of `id`, if it exists.
@@ -108,12 +151,15 @@ impl KeyStore {
     }
 
     /// Number of keys held.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
         let txn = self.primary.begin_read()?;
         Ok(txn.open_table(KEYS)?.len()?)
     }
 
     /// Every id with a key.
+    #[cfg(test)]
     pub(crate) fn ids(&self) -> Result<Vec<u64>, StoreError> {
         let txn = self.primary.begin_read()?;
         let table = txn.open_table(KEYS)?;
@@ -171,18 +217,23 @@ fn read_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(meta.get(key)?.map(|v| v.value().to_vec()))
 }
 
-/// One durable write transaction that also bumps the generation counter, so
-/// a mirror that missed a write is recognised and re-copied at next open.
+type KeyTable<'t> = redb::Table<'t, u64, &'static [u8]>;
+type PendingTable<'t> = redb::Table<'t, u64, ()>;
+
+/// One write transaction that also bumps the generation counter, so a
+/// mirror that missed a write is recognised and re-copied at next open.
 fn apply(
     db: &Database,
-    f: impl FnOnce(&mut redb::Table<'_, u64, &'static [u8]>) -> Result<(), StoreError>,
+    durability: Durability,
+    f: impl FnOnce(&mut KeyTable<'_>, &mut PendingTable<'_>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)
+    txn.set_durability(durability)
         .map_err(|e| StoreError::Backend(e.to_string()))?;
     {
         let mut table = txn.open_table(KEYS)?;
-        f(&mut table)?;
+        let mut pending = txn.open_table(PENDING)?;
+        f(&mut table, &mut pending)?;
         let mut meta = txn.open_table(KMETA)?;
         let generation = meta
             .get(GENERATION)?
@@ -203,11 +254,23 @@ fn copy_all(from: &Database, to: &Database) -> Result<(), StoreError> {
     let txn = to.begin_write()?;
     txn.delete_table(KEYS)?;
     txn.delete_table(KMETA)?;
+    txn.delete_table(PENDING)?;
     {
         let mut out = txn.open_table(KEYS)?;
         for entry in keys.iter()? {
             let (k, v) = entry?;
             out.insert(k.value(), v.value())?;
+        }
+        let mut out_pending = txn.open_table(PENDING)?;
+        let pending = match read.open_table(PENDING) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(pending) = pending {
+            for entry in pending.iter()? {
+                out_pending.insert(entry?.0.value(), ())?;
+            }
         }
         let mut out_meta = txn.open_table(KMETA)?;
         for entry in meta.iter()? {

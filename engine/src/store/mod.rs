@@ -577,15 +577,6 @@ impl Reader {
         Ok(self.txn.open_table(CUSTOMERS)?.len()?)
     }
 
-    /// Every customer id, in order.
-    pub(crate) fn customer_ids(&self) -> Result<Vec<u64>, StoreError> {
-        self.txn
-            .open_table(CUSTOMERS)?
-            .iter()?
-            .map(|r| Ok(r?.0.value()))
-            .collect()
-    }
-
     /// Customers indexed under `index`.
     pub(crate) fn lookup(&self, index: Index<'_>) -> Result<Vec<u64>, StoreError> {
         let values = match index {
