@@ -238,3 +238,30 @@ fn concurrent_durable_reads_each_leave_an_entry() {
     let after = engine.verify_audit(None).unwrap().entries;
     assert_eq!(after - before, 100, "every read has its entry");
 }
+
+#[test]
+fn dropping_the_last_handle_closes_the_files_and_keeps_buffered_entries() {
+    let fx = Fixture::new();
+    let id = fx.open().create_customer(&admin(), li_na()).unwrap();
+    let mut expected = fx.open().verify_audit(None).unwrap().entries;
+    for _ in 0..20 {
+        // Buffered mode with a flush thread that is busy nearly all the time:
+        // the reopen must never find the file still held, and the queued
+        // read entry must have been written.
+        let engine = custodian::Engine::builder()
+            .path(fx.db())
+            .master_key(fx.key())
+            .audit_durability(custodian::AuditDurability::Buffered {
+                flush_interval: std::time::Duration::from_micros(50),
+                max_pending: 1000,
+            })
+            .open()
+            .unwrap();
+        let clone = engine.clone();
+        clone.customer(&admin(), id).unwrap();
+        drop(engine);
+        drop(clone);
+        expected += 1;
+    }
+    assert_eq!(fx.open().verify_audit(None).unwrap().entries, expected);
+}

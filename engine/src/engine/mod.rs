@@ -9,7 +9,7 @@ mod import;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -213,10 +213,17 @@ impl EngineBuilder {
         // Also after a crash between creating the file and its first admin.
         inner.bootstrap_admin(&self.admin)?;
         inner.collect_orphan_keys()?;
-        if let AuditDurability::Buffered { flush_interval, .. } = self.durability {
-            spawn_flusher(Arc::downgrade(&inner), flush_interval);
-        }
-        Ok(Engine { inner })
+        let flusher = match self.durability {
+            AuditDurability::Buffered { flush_interval, .. } => Some(Arc::new(Flusher::start(
+                Arc::clone(&inner),
+                flush_interval,
+            )?)),
+            AuditDurability::Durable => None,
+        };
+        Ok(Engine {
+            _flusher: flusher,
+            inner,
+        })
     }
 }
 
@@ -235,24 +242,58 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(os)
 }
 
-fn spawn_flusher(inner: Weak<Inner>, interval: std::time::Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("custodian-audit-flush".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let Some(inner) = inner.upgrade() else { break };
-                // A failure is kept by the batcher, which then refuses reads.
-                let _ = inner.flush_audit();
-            }
-        });
-    // Without the thread, entries still flush at `max_pending` and on close.
-    drop(spawned);
+/// The thread that commits buffered read entries every flush interval.
+/// Dropping it stops and joins the thread, so once the last [`Engine`]
+/// handle is gone the files are closed, not held by a thread in flight.
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(inner: Arc<Inner>, interval: std::time::Duration) -> Result<Self> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("custodian-audit-flush".into())
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                let mut done = stopped.lock().unwrap_or_else(PoisonError::into_inner);
+                while !*done {
+                    done = wake
+                        .wait_timeout(done, interval)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    // A failure is kept by the batcher, which then refuses reads.
+                    let _ = inner.flush_audit();
+                }
+            })
+            .map_err(|e| Error::Config(format!("cannot start the audit flush thread: {e}")))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// An open Custodian database. Cheap to clone; share it between threads.
 #[derive(Clone)]
 pub struct Engine {
+    // INVARIANT: declared before `inner`, so the last handle stops the
+    // flush thread (which holds its own `Arc<Inner>`) before releasing
+    // `inner`; dropping the last handle then closes the files.
+    _flusher: Option<Arc<Flusher>>,
     inner: Arc<Inner>,
 }
 

@@ -31,9 +31,9 @@ pub enum StoreError {
     /// The storage device or file failed (I/O error, full disk, ...).
     #[error("storage failure: {0}; nothing was acknowledged")]
     Backend(String),
-    /// Another process holds the database open.
-    #[error("the database `{0}` is open in another process; close it and retry")]
-    Locked(String),
+    /// Another process (or another open engine) holds the file.
+    #[error("the database is already open in another process or engine; close that one and retry")]
+    Locked,
     /// The database file does not exist.
     #[error("no database at `{0}`; create one with `custodian init`")]
     Missing(String),
@@ -77,7 +77,7 @@ from_redb!(
 impl From<redb::DatabaseError> for StoreError {
     fn from(e: redb::DatabaseError) -> Self {
         match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked("database".into()),
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
             other => StoreError::Backend(other.to_string()),
         }
     }
