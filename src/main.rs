@@ -385,6 +385,15 @@ fn principal(g: &Global, cmd: PrincipalCmd) -> Result<()> {
     Ok(())
 }
 
+/// Prints a new record's id: alone, or as `{"id": N}` with `--json`.
+fn print_id(g: &Global, id: u64) {
+    if g.json {
+        println!("{}", serde_json::json!({ "id": id }));
+    } else {
+        println!("{id}");
+    }
+}
+
 /// Splits `name=value` arguments.
 fn pairs(args: &[String]) -> Result<Vec<(String, String)>> {
     args.iter()
@@ -407,11 +416,7 @@ fn customer(g: &Global, cmd: CustomerCmd) -> Result<()> {
             }
             new.owner = owner;
             let id = engine.create_customer(&ctx, new)?;
-            if g.json {
-                println!("{}", serde_json::json!({ "id": id }));
-            } else {
-                println!("{id}");
-            }
+            print_id(g, id);
         }
         CustomerCmd::Get { id } => output::customers(&[engine.customer(&ctx, id)?], g.json)?,
         CustomerCmd::Find { query, limit } => {
@@ -574,11 +579,7 @@ fn interaction(g: &Global, cmd: InteractionCmd) -> Result<()> {
             new.amount_minor = amount.as_deref().map(parse_amount).transpose()?;
             new.items = items.iter().map(|i| parse_item(i)).collect::<Result<_>>()?;
             let id = engine.log_interaction(&ctx, customer, new)?;
-            if g.json {
-                println!("{}", serde_json::json!({ "id": id }));
-            } else {
-                println!("{id}");
-            }
+            print_id(g, id);
         }
         InteractionCmd::List { customer } => {
             output::interactions(&engine.interactions(&ctx, customer)?, g.json)?
@@ -606,11 +607,7 @@ fn follow_up(g: &Global, cmd: FollowUpCmd) -> Result<()> {
                     note,
                 },
             )?;
-            if g.json {
-                println!("{}", serde_json::json!({ "id": id }));
-            } else {
-                println!("{id}");
-            }
+            print_id(g, id);
         }
         FollowUpCmd::Due { before, assignee } => {
             let before = before
