@@ -14,10 +14,12 @@ pub enum AuditDurability {
     /// A read returns only after its audit entry is durable (the default).
     /// Concurrent readers share one commit.
     Durable,
-    /// A read returns once its entry is queued; the queue is committed at
-    /// least every `flush_interval` and when it reaches `max_pending`
-    /// entries, and on close. A crash can lose at most the entries queued
-    /// since the last flush. Writes are always durable with their entry.
+    /// A read returns once its entry is queued. A background thread commits
+    /// the queue at least every `flush_interval`, and early once it holds
+    /// half of `max_pending`; a reader waits only if the queue is full
+    /// (`max_pending` entries). Closing the engine commits what is queued.
+    /// A crash can lose the entries queued since the last commit. Writes are
+    /// always durable with their entry.
     Buffered {
         /// Longest time an entry waits in memory.
         flush_interval: std::time::Duration,
@@ -43,11 +45,15 @@ struct State {
     flushing: bool,
     /// A failed background flush; reads fail closed until a flush succeeds.
     failed: Option<String>,
+    /// The background flusher was asked to stop.
+    stopped: bool,
 }
 
 pub(crate) struct Batcher {
     state: Mutex<State>,
     flushed: Condvar,
+    /// Wakes the background flusher early.
+    wake: Condvar,
     mode: AuditDurability,
 }
 
@@ -59,8 +65,10 @@ impl Batcher {
                 batch: Arc::new(OnceLock::new()),
                 flushing: false,
                 failed: None,
+                stopped: false,
             }),
             flushed: Condvar::new(),
+            wake: Condvar::new(),
             mode,
         }
     }
@@ -84,10 +92,13 @@ impl Batcher {
             return Err(AuditError::Unwritable(err.clone()));
         }
         state.queue.push(record);
-        if let AuditDurability::Buffered { max_pending, .. } = self.mode
-            && state.queue.len() < max_pending
-        {
-            return Ok(());
+        if let AuditDurability::Buffered { max_pending, .. } = self.mode {
+            if state.queue.len() >= max_pending / 2 {
+                self.wake.notify_one();
+            }
+            if state.queue.len() < max_pending {
+                return Ok(());
+            }
         }
         let mine = Arc::clone(&state.batch);
         loop {
@@ -102,6 +113,39 @@ impl Batcher {
                 self.lead(state, write)
             };
         }
+    }
+
+    /// The background flusher's loop (buffered mode): commits the queue
+    /// every `interval`, or as soon as it is half full, until [`Batcher::stop`].
+    pub(crate) fn run_flusher(
+        &self,
+        interval: std::time::Duration,
+        write: &dyn Fn(&[Record]) -> FlushResult,
+    ) {
+        let half = match self.mode {
+            AuditDurability::Buffered { max_pending, .. } => max_pending / 2,
+            AuditDurability::Durable => return,
+        };
+        let mut state = self.lock();
+        while !state.stopped {
+            // Checked before waiting: a wake-up sent while flushing is not lost.
+            if state.queue.len() < half.max(1) {
+                state = self
+                    .wake
+                    .wait_timeout(state, interval)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            if !state.flushing && !state.queue.is_empty() {
+                state = self.lead(state, write);
+            }
+        }
+    }
+
+    /// Ends [`Batcher::run_flusher`].
+    pub(crate) fn stop(&self) {
+        self.lock().stopped = true;
+        self.wake.notify_all();
     }
 
     /// Commits everything queued so far.

@@ -1,6 +1,7 @@
 //! Customer records: create, read, update, delete, search, count.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{Context, Engine, Event, Inner, from_micros, now_micros};
 use crate::audit::{self, Outcome};
@@ -227,14 +228,20 @@ impl Inner {
         Ok(())
     }
 
-    pub(crate) fn data_key(&self, id: CustomerId) -> Result<DataKey> {
+    /// The unwrapped data key of a customer, from the cache or the key store.
+    pub(crate) fn data_key(&self, id: CustomerId) -> Result<Arc<DataKey>> {
+        if let Some(key) = self.key_cache.get(id) {
+            return Ok(key);
+        }
         let wrapped = self
             .keys
             .get(id)?
             .ok_or_else(|| crate::crypto::CryptoError::Unseal {
                 what: format!("customer {id}: its data key was destroyed"),
             })?;
-        Ok(self.ring.open_data_key(id, &wrapped)?)
+        let key = Arc::new(self.ring.open_data_key(id, &wrapped)?);
+        self.key_cache.insert(id, Arc::clone(&key));
+        Ok(key)
     }
 
     /// The customer as `actor` may see it. Decrypts only when a field is
@@ -246,7 +253,7 @@ impl Inner {
         for (name, value) in &record.public {
             fields.insert(name.clone(), value.clone());
         }
-        let mut key: Option<DataKey> = None;
+        let mut key: Option<Arc<DataKey>> = None;
         for (name, sealed) in &record.sealed {
             let sensitivity = self
                 .schema
@@ -429,12 +436,9 @@ impl Engine {
                 .customer(id)
                 .fields(touched.clone())
         };
-        // Seal outside the write transaction needs the key; it exists for
-        // every stored customer.
-        let key = match inner.keys.get(id)? {
-            Some(wrapped) => Some(inner.ring.open_data_key(id, &wrapped)?),
-            None => None,
-        };
+        // Sealing needs the key; a missing one means a missing customer,
+        // which the transaction reports.
+        let key = inner.data_key(id).ok();
         inner.store.write(|w| {
             let actor = match writer_actor(w, ctx)? {
                 Ok(a) => a,
@@ -505,7 +509,10 @@ impl Engine {
             Ok::<_, Error>(Ok(()))
         })?;
         match deleted {
-            Ok(()) => inner.keys.remove(&[id])?,
+            Ok(()) => {
+                inner.key_cache.forget(id);
+                inner.keys.remove(&[id])?;
+            }
             Err(refusal) => {
                 inner.keys.settle(&[id])?;
                 return Err(refusal);

@@ -9,7 +9,8 @@ mod import;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -17,7 +18,7 @@ pub use customers::Query;
 pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
 
 use crate::audit::{self, AuditDurability, Batcher, Outcome, Record};
-use crate::crypto::{CryptoError, Keyring, MasterKey};
+use crate::crypto::{CryptoError, DataKey, Keyring, MasterKey};
 use crate::identity::{ADMIN_ROLE, Actor, PrincipalKind};
 use crate::model::Schema;
 use crate::store::{
@@ -203,6 +204,7 @@ impl EngineBuilder {
         };
         let inner = Arc::new(Inner {
             store,
+            key_cache: KeyCache::new(KEY_CACHE_CAPACITY),
             keys,
             ring,
             schema,
@@ -246,31 +248,24 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// Dropping it stops and joins the thread, so once the last [`Engine`]
 /// handle is gone the files are closed, not held by a thread in flight.
 struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    inner: Arc<Inner>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Flusher {
     fn start(inner: Arc<Inner>, interval: std::time::Duration) -> Result<Self> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = Arc::clone(&stop);
+        let worker = Arc::clone(&inner);
         let thread = std::thread::Builder::new()
             .name("custodian-audit-flush".into())
             .spawn(move || {
-                let (stopped, wake) = &*signal;
-                let mut done = stopped.lock().unwrap_or_else(PoisonError::into_inner);
-                while !*done {
-                    done = wake
-                        .wait_timeout(done, interval)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                    // A failure is kept by the batcher, which then refuses reads.
-                    let _ = inner.flush_audit();
-                }
+                // A failed flush is kept by the batcher, which then refuses reads.
+                worker
+                    .batcher
+                    .run_flusher(interval, &|records| worker.write_records(records));
             })
             .map_err(|e| Error::Config(format!("cannot start the audit flush thread: {e}")))?;
         Ok(Self {
-            stop,
+            inner,
             thread: Some(thread),
         })
     }
@@ -278,12 +273,51 @@ impl Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
+        self.inner.batcher.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Unwrapped data keys kept for reuse. Unwrapping costs a key-store read and
+/// a decryption on every access otherwise. Evicted keys zeroize on drop;
+/// deleting a customer forgets its key at once.
+const KEY_CACHE_CAPACITY: usize = 4096;
+
+struct KeyCache {
+    keys: Mutex<HashMap<u64, Arc<DataKey>>>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            keys: Mutex::new(HashMap::with_capacity(capacity)),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<DataKey>>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<DataKey>> {
+        self.lock().get(&id).cloned()
+    }
+
+    fn insert(&self, id: u64, key: Arc<DataKey>) {
+        let mut keys = self.lock();
+        if keys.len() >= self.capacity
+            && let Some(victim) = keys.keys().next().copied()
+        {
+            keys.remove(&victim);
+        }
+        keys.insert(id, key);
+    }
+
+    fn forget(&self, id: u64) {
+        self.lock().remove(&id);
     }
 }
 
@@ -307,6 +341,7 @@ impl std::fmt::Debug for Engine {
 
 pub(crate) struct Inner {
     store: Store,
+    key_cache: KeyCache,
     keys: KeyStore,
     ring: Keyring,
     schema: Schema,
