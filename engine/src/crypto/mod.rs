@@ -313,10 +313,27 @@ impl DataKey {
 
     /// Opens what [`DataKey::seal`] sealed for the same customer and slot.
     pub(crate) fn open(&self, slot: &str, sealed: &Sealed) -> Result<String, CryptoError> {
+        self.open_parts(slot, &sealed.nonce, &sealed.ciphertext)
+    }
+
+    /// [`DataKey::open`] on a nonce and ciphertext borrowed from storage.
+    pub(crate) fn open_parts(
+        &self,
+        slot: &str,
+        nonce: &[u8; 24],
+        ciphertext: &[u8],
+    ) -> Result<String, CryptoError> {
         let err = || CryptoError::Unseal {
             what: format!("customer {} {slot}", self.customer),
         };
-        let plain = open_raw(&self.aead, sealed, &self.aad(slot)).map_err(|_| err())?;
+        let payload = Payload {
+            msg: ciphertext,
+            aad: &self.aad(slot),
+        };
+        let plain = self
+            .aead
+            .decrypt(XNonce::from_slice(nonce), payload)
+            .map_err(|_| err())?;
         String::from_utf8(plain).map_err(|_| err())
     }
 }

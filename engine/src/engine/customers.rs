@@ -11,7 +11,7 @@ use crate::model::{
     Customer, CustomerId, CustomerUpdate, FieldType, ModelError, NewCustomer, Sensitivity, Shown,
     Status, mask_value,
 };
-use crate::store::{Index, SealedField, StoredCustomer, Writer};
+use crate::store::{CustomerRef, Index, SealedField, StoredCustomer, Writer};
 use crate::{Error, Result};
 
 /// What to look customers up by.
@@ -246,12 +246,12 @@ impl Inner {
 
     /// The customer as `actor` may see it. Decrypts only when a field is
     /// shown in full.
-    pub(crate) fn view(&self, record: &StoredCustomer, actor: &Actor) -> Result<Customer> {
-        let entitled = actor.entitled(&record.owner);
+    pub(crate) fn view(&self, record: &CustomerRef<'_>, actor: &Actor) -> Result<Customer> {
+        let entitled = actor.entitled(record.owner);
         let mut fields = BTreeMap::new();
         let mut masked = BTreeSet::new();
         for (name, value) in &record.public {
-            fields.insert(name.clone(), value.clone());
+            fields.insert(name.to_string(), value.to_string());
         }
         let mut key: Option<Arc<DataKey>> = None;
         for (name, sealed) in &record.sealed {
@@ -265,19 +265,20 @@ impl Inner {
                         Some(k) => k,
                         empty => empty.insert(self.data_key(record.id)?),
                     };
-                    fields.insert(name.clone(), key.open(name, &sealed.sealed)?);
+                    let value = key.open_parts(name, &sealed.nonce, sealed.ciphertext)?;
+                    fields.insert(name.to_string(), value);
                 }
                 Some(Shown::Masked) => {
-                    fields.insert(name.clone(), sealed.masked.clone());
-                    masked.insert(name.clone());
+                    fields.insert(name.to_string(), sealed.masked.to_string());
+                    masked.insert(name.to_string());
                 }
                 None => {}
             }
         }
         Ok(Customer {
             id: record.id,
-            owner: record.owner.clone(),
-            status: Status::parse(&record.status)?,
+            owner: record.owner.to_string(),
+            status: Status::parse(record.status)?,
             created_at: from_micros(record.created_at),
             updated_at: from_micros(record.updated_at),
             last_interaction_at: record.last_interaction_at.map(from_micros),
@@ -326,16 +327,17 @@ impl Engine {
     pub fn customer(&self, ctx: &Context, id: CustomerId) -> Result<Customer> {
         let inner = &self.inner;
         let event = move || Event::new("customer.read").customer(id);
-        let (actor, record) = inner.store.read(|r| {
+        let view = inner.store.read(|r| {
             let actor = inner.actor(r, ctx, event)?;
-            Ok::<_, Error>((actor, r.customer(id)?))
+            r.with_customer(id, |record| {
+                Ok::<_, Error>(record.map(|record| inner.view(&record, &actor)))
+            })
         })?;
-        let Some(record) = record else {
+        let Some(view) = view else {
             let error = Error::NotFound(format!("customer {id}"));
             inner.audit_read(event().record(ctx, Outcome::Failed(error.to_string())))?;
             return Err(error);
         };
-        let view = inner.view(&record, &actor);
         let fields = |v: &Customer| v.fields.keys().cloned().collect();
         inner.audit_read(read_record(event(), ctx, &view, fields))?;
         view
@@ -370,31 +372,38 @@ impl Engine {
         };
         let target = query.audit_target();
         let event = || Event::new("customer.search").target(target.clone());
-        let (actor, records) = inner.store.read(|r| {
+        let (ids, views) = inner.store.read(|r| {
             let actor = inner.actor(r, ctx, || {
                 Event::new("customer.search").target(query.audit_target())
             })?;
-            let mut records = Vec::new();
-            for id in r.lookup(index.as_index())?.into_iter().take(limit) {
-                records.extend(r.customer(id)?);
+            let ids: Vec<u64> = r
+                .lookup(index.as_index())?
+                .into_iter()
+                .take(limit)
+                .collect();
+            let mut views = Vec::with_capacity(ids.len());
+            for id in &ids {
+                r.with_customer(*id, |record| {
+                    if let Some(record) = record {
+                        views.push(inner.view(&record, &actor));
+                    }
+                    Ok::<_, Error>(())
+                })?;
             }
-            Ok::<_, Error>((actor, records))
+            Ok::<_, Error>((ids, views))
         })?;
-        let views = records
-            .iter()
-            .map(|rec| inner.view(rec, &actor))
-            .collect::<Result<Vec<_>>>()?;
+        let views: Result<Vec<Customer>> = views.into_iter().collect();
         let mut ev = event();
-        ev.customers = views.iter().map(|c| c.id).collect();
-        let fields: BTreeSet<String> = views
-            .iter()
-            .flat_map(|c| c.fields.keys().cloned())
-            .collect();
-        inner.audit_read(
-            ev.fields(fields.into_iter().collect())
-                .record(ctx, Outcome::Ok),
-        )?;
-        Ok(views)
+        ev.customers = ids;
+        let touched = |views: &Vec<Customer>| {
+            let fields: BTreeSet<String> = views
+                .iter()
+                .flat_map(|c| c.fields.keys().cloned())
+                .collect();
+            fields.into_iter().collect()
+        };
+        inner.audit_read(read_record(ev, ctx, &views, touched))?;
+        views
     }
 
     /// How many customers the database holds.

@@ -129,3 +129,16 @@ fn orphan_keys_are_collected_at_open() {
     let engine = open();
     assert_eq!(engine.inner.keys.ids().unwrap(), vec![1]);
 }
+
+#[test]
+fn deleting_a_customer_forgets_its_cached_key() {
+    let (_dir, engine) = engine();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    engine.customer(&admin(), a).unwrap();
+    assert!(
+        engine.inner.key_cache.get(a).is_some(),
+        "a full read caches the key"
+    );
+    engine.delete_customer(&admin(), a).unwrap();
+    assert!(engine.inner.key_cache.get(a).is_none());
+}

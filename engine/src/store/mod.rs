@@ -21,7 +21,8 @@ pub(crate) use backend::BackendAdapter;
 pub use backend::{FileStorage, StorageBackend};
 pub(crate) use keys::KeyStore;
 pub(crate) use records::{
-    SealedField, StoredCustomer, StoredFollowUp, StoredInteraction, StoredPrincipal, decode, encode,
+    CustomerRef, SealedField, StoredCustomer, StoredFollowUp, StoredInteraction, StoredPrincipal,
+    decode, encode,
 };
 
 /// Errors from the storage layer.
@@ -570,6 +571,20 @@ impl Reader {
             .get(id)?
             .map(|v| decode(v.value(), "customer"))
             .transpose()
+    }
+
+    /// Calls `f` with a borrowed view of customer `id` (`None` if absent):
+    /// the read path decodes without copying.
+    pub(crate) fn with_customer<T, E: From<StoreError>>(
+        &self,
+        id: u64,
+        f: impl FnOnce(Option<CustomerRef<'_>>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let table = self.txn.open_table(CUSTOMERS).map_err(StoreError::from)?;
+        match table.get(id).map_err(StoreError::from)? {
+            Some(guard) => f(Some(records::decode_ref(guard.value(), "customer")?)),
+            None => f(None),
+        }
     }
 
     /// Number of customers.

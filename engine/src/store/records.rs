@@ -25,16 +25,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 /// Opens an envelope.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
-    match bytes.split_first() {
-        Some((&ENVELOPE, body)) => {
-            postcard::from_bytes(body).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-        }
-        Some((&v, _)) => Err(StoreError::Version {
-            found: u32::from(v),
-            supported: u32::from(ENVELOPE),
-        }),
-        None => Err(StoreError::Corrupt(format!("{what}: empty"))),
-    }
+    decode_ref(bytes, what)
 }
 
 /// A personal or sensitive field: its ciphertext and, for fields shown
@@ -62,6 +53,54 @@ pub(crate) struct StoredCustomer {
     /// Field → blind index this record is filed under, so an index entry can
     /// be removed without decrypting.
     pub(crate) blind: BTreeMap<String, [u8; 16]>,
+}
+
+/// A borrowed view of a stored [`StoredCustomer`] for the read path: it
+/// decodes the same bytes without copying a string. INVARIANT: its fields
+/// mirror `StoredCustomer` field for field, in order (postcard encodes a map
+/// and a sequence of pairs alike); `blind` is not needed and not read.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CustomerRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) owner: &'a str,
+    pub(crate) status: &'a str,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) last_interaction_at: Option<i64>,
+    #[expect(
+        dead_code,
+        reason = "decoded to keep the layout; key rotation will read it"
+    )]
+    pub(crate) key_version: u32,
+    #[serde(borrow)]
+    pub(crate) public: Vec<(&'a str, &'a str)>,
+    #[serde(borrow)]
+    pub(crate) sealed: Vec<(&'a str, SealedFieldRef<'a>)>,
+}
+
+/// Borrowed [`SealedField`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct SealedFieldRef<'a> {
+    pub(crate) nonce: [u8; 24],
+    pub(crate) ciphertext: &'a [u8],
+    pub(crate) masked: &'a str,
+}
+
+/// Opens an envelope without copying.
+pub(crate) fn decode_ref<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&ENVELOPE, body)) => {
+            postcard::from_bytes(body).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        }
+        Some((&v, _)) => Err(StoreError::Version {
+            found: u32::from(v),
+            supported: u32::from(ENVELOPE),
+        }),
+        None => Err(StoreError::Corrupt(format!("{what}: empty"))),
+    }
 }
 
 /// An interaction at rest.
@@ -99,4 +138,45 @@ pub(crate) struct StoredPrincipal {
     pub(crate) roles: Vec<String>,
     pub(crate) active: bool,
     pub(crate) created_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_borrowed_view_reads_what_the_owned_record_wrote() {
+        let record = StoredCustomer {
+            id: 7,
+            owner: "wang".into(),
+            status: "active".into(),
+            created_at: 1,
+            updated_at: 2,
+            last_interaction_at: Some(3),
+            key_version: 1,
+            public: BTreeMap::from([("company".into(), "Blue Harbor".into())]),
+            sealed: BTreeMap::from([(
+                "phone".into(),
+                SealedField {
+                    sealed: Sealed {
+                        nonce: [9; 24],
+                        ciphertext: vec![1, 2, 3],
+                    },
+                    masked: "138****8000".into(),
+                },
+            )]),
+            blind: BTreeMap::from([("phone".into(), [5; 16])]),
+        };
+        let bytes = encode(&record).unwrap();
+        let view: CustomerRef<'_> = decode_ref(&bytes, "customer").unwrap();
+        assert_eq!((view.id, view.owner, view.status), (7, "wang", "active"));
+        assert_eq!((view.created_at, view.updated_at), (1, 2));
+        assert_eq!(view.last_interaction_at, Some(3));
+        assert_eq!(view.public, vec![("company", "Blue Harbor")]);
+        let (name, sealed) = &view.sealed[0];
+        assert_eq!(*name, "phone");
+        assert_eq!(sealed.nonce, [9; 24]);
+        assert_eq!(sealed.ciphertext, &[1, 2, 3]);
+        assert_eq!(sealed.masked, "138****8000");
+    }
 }
