@@ -54,7 +54,7 @@ impl Query {
 }
 
 /// An index entry in owned form.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum IndexKey {
     Blind([u8; 16]),
     Owner(String),
@@ -63,7 +63,7 @@ pub(crate) enum IndexKey {
 }
 
 impl IndexKey {
-    fn as_index(&self) -> Index<'_> {
+    pub(crate) fn as_index(&self) -> Index<'_> {
         match self {
             IndexKey::Blind(b) => Index::Blind(b),
             IndexKey::Owner(o) => Index::Owner(o),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
-use super::customers::{refuse, writer_actor};
+use super::customers::{IndexKey, refuse, writer_actor};
 use super::{Context, Engine, Event, Inner, now_micros};
 use crate::audit::{self, Outcome};
 use crate::identity::Actor;
@@ -273,9 +273,21 @@ impl Inner {
             if let Err(reason) = writer_actor(w, ctx)? {
                 return refuse(self, w, ctx, event(), Error::Denied(reason));
             }
+            // Index entries in key order: consecutive inserts land in the
+            // same B-tree pages instead of all over the index.
+            let mut entries: Vec<(IndexKey, u64)> = sealed
+                .iter()
+                .flat_map(|(record, _)| {
+                    let id = record.id;
+                    self.index_keys(record).into_iter().map(move |k| (k, id))
+                })
+                .collect();
+            entries.sort_unstable();
+            for (key, id) in &entries {
+                w.index(key.as_index(), *id, true)?;
+            }
             for (record, _) in &sealed {
                 w.put_customer(record)?;
-                self.index(w, record, true)?;
                 w.record_id(record.id);
                 let fields = record
                     .public
