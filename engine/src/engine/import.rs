@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::sync::mpsc;
 
 use super::customers::{IndexKey, refuse, writer_actor};
 use super::{Context, Engine, Event, Inner, now_micros};
@@ -173,36 +174,104 @@ impl Engine {
         let batch_size = options.batch_size.max(1);
         let mut report = ImportReport::default();
         let mut owners: HashMap<String, Result<(), String>> = HashMap::new();
-        let mut batch: Vec<Row> = Vec::with_capacity(batch_size);
-        for (line, row) in rows {
-            let row = row.and_then(|new| {
-                let owner = new.owner.unwrap_or_else(|| actor.name.clone());
-                let allowed = owners
-                    .entry(owner.clone())
-                    .or_insert_with(|| inner.owner_allowed(&actor, &owner));
-                if let Err(reason) = allowed {
-                    return Err(Error::Denied(reason.clone()));
+        // Two stages: this thread validates and seals batch n+1 while a
+        // writer thread commits batch n. Acknowledgements (the progress
+        // callback) stay on this thread and in commit order.
+        std::thread::scope(|scope| {
+            let (to_writer, batches) = mpsc::sync_channel::<SealedBatch>(1);
+            let (to_main, written) = mpsc::channel::<Result<Written>>();
+            scope.spawn(move || {
+                for batch in batches {
+                    let result = inner.write_batch(ctx, batch);
+                    let failed = result.is_err();
+                    if to_main.send(result).is_err() || failed {
+                        break;
+                    }
                 }
-                let fields = inner.normalize_fields(&new.fields)?;
-                Ok(Row {
-                    line,
-                    owner,
-                    fields,
-                })
             });
-            match row {
-                Ok(row) => batch.push(row),
-                Err(error) => report.errors.push(RowError { line, error }),
+            let mut acknowledge = |report: &mut ImportReport, result: Result<Written>| {
+                let done = result?;
+                report.imported += done.count;
+                report.first_id.get_or_insert(*done.ids.start());
+                report.last_id = Some(*done.ids.end());
+                progress(&ImportProgress {
+                    imported: report.imported,
+                    skipped: report.errors.len() as u64,
+                    last_line: done.last_line,
+                    ids: done.ids,
+                });
+                Ok::<_, Error>(())
+            };
+            let mut batch: Vec<Row> = Vec::with_capacity(batch_size);
+            let mut rows = rows.peekable();
+            let mut failure = None;
+            while let Some((line, row)) = rows.next() {
+                let row = row.and_then(|new| {
+                    let owner = new.owner.unwrap_or_else(|| actor.name.clone());
+                    let allowed = owners
+                        .entry(owner.clone())
+                        .or_insert_with(|| inner.owner_allowed(&actor, &owner));
+                    if let Err(reason) = allowed {
+                        return Err(Error::Denied(reason.clone()));
+                    }
+                    let fields = inner.normalize_fields(&new.fields)?;
+                    Ok(Row {
+                        line,
+                        owner,
+                        fields,
+                    })
+                });
+                match row {
+                    Ok(row) => batch.push(row),
+                    Err(error) => report.errors.push(RowError { line, error }),
+                }
+                if batch.len() >= batch_size || (rows.peek().is_none() && !batch.is_empty()) {
+                    let sealed = match inner.seal_batch(std::mem::take(&mut batch)) {
+                        Ok(sealed) => sealed,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    };
+                    if to_writer.send(sealed).is_err() {
+                        break; // the writer stopped on an error, received below
+                    }
+                    while let Ok(result) = written.try_recv() {
+                        if let Err(e) = acknowledge(&mut report, result) {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                    if failure.is_some() {
+                        break;
+                    }
+                }
             }
-            if batch.len() >= batch_size {
-                inner.commit_batch(ctx, std::mem::take(&mut batch), &mut report, &mut progress)?;
+            drop(to_writer);
+            // Everything committed is acknowledged, even after a failure.
+            for result in written {
+                if let Err(e) = acknowledge(&mut report, result) {
+                    failure.get_or_insert(e);
+                }
             }
-        }
-        if !batch.is_empty() {
-            inner.commit_batch(ctx, batch, &mut report, &mut progress)?;
-        }
-        Ok(report)
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(report),
+            }
+        })
     }
+}
+
+/// A batch sealed and ready to write.
+struct SealedBatch {
+    records: Vec<(StoredCustomer, Vec<u8>)>,
+    last_line: u64,
+}
+
+/// A batch committed.
+struct Written {
+    count: u64,
+    last_line: u64,
+    ids: std::ops::RangeInclusive<CustomerId>,
 }
 
 fn csv_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewCustomer> {
@@ -250,18 +319,19 @@ impl Inner {
         }
     }
 
-    fn commit_batch(
-        &self,
-        ctx: &Context,
-        rows: Vec<Row>,
-        report: &mut ImportReport,
-        progress: &mut impl FnMut(&ImportProgress),
-    ) -> Result<()> {
+    /// Gives a batch its ids and seals it.
+    fn seal_batch(&self, rows: Vec<Row>) -> Result<SealedBatch> {
         let count = rows.len() as u64;
         let first = self.reserve_ids(count);
         let last_line = rows.last().map_or(0, |r| r.line);
-        let now = now_micros();
-        let sealed = self.seal_all(first, rows, now)?;
+        let records = self.seal_all(first, rows, now_micros())?;
+        Ok(SealedBatch { records, last_line })
+    }
+
+    /// Writes a sealed batch: keys first, then records, indexes and audit
+    /// entries in one transaction.
+    fn write_batch(&self, ctx: &Context, batch: SealedBatch) -> Result<Written> {
+        let sealed = batch.records;
         let keys: Vec<(u64, Vec<u8>)> = sealed
             .iter()
             .map(|(record, wrapped)| (record.id, wrapped.clone()))
@@ -314,17 +384,14 @@ impl Inner {
             // exactly those whose customer is there.
             Err(e) => return Err(e),
         }
-        let last_id = first + count - 1;
-        report.imported += count;
-        report.first_id.get_or_insert(first);
-        report.last_id = Some(last_id);
-        progress(&ImportProgress {
-            imported: report.imported,
-            skipped: report.errors.len() as u64,
-            last_line,
-            ids: first..=last_id,
-        });
-        Ok(())
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return Err(Error::Config("an empty batch was written".into()));
+        };
+        Ok(Written {
+            count: ids.len() as u64,
+            last_line: batch.last_line,
+            ids: *first..=*last,
+        })
     }
 
     /// Seals a batch, on every core when it is large enough to pay off.
