@@ -142,3 +142,62 @@ fn deleting_a_customer_forgets_its_cached_key() {
     engine.delete_customer(&admin(), a).unwrap();
     assert!(engine.inner.key_cache.get(a).is_none());
 }
+
+fn reopenable() -> (tempfile::TempDir, impl Fn() -> Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crm.redb");
+    let key = MasterKey::generate();
+    let open = move || {
+        Engine::builder()
+            .path(&path)
+            .master_key(key.clone())
+            .create(true)
+            .open()
+            .unwrap()
+    };
+    (dir, open)
+}
+
+#[test]
+fn a_crash_between_removing_a_record_and_its_key_is_settled_at_open() {
+    let (_dir, open) = reopenable();
+    let engine = open();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    // What delete_customer does before its key is destroyed; then a crash.
+    engine.inner.keys.mark_pending(&[a]).unwrap();
+    let inner = &engine.inner;
+    inner
+        .store
+        .write(|w| {
+            let record = w.customer(a)?.unwrap();
+            inner.index(w, &record, false)?;
+            w.remove_customer(a)?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    assert!(engine.inner.keys.get(a).unwrap().is_some());
+    drop(engine);
+    let engine = open();
+    assert!(
+        engine.inner.keys.get(a).unwrap().is_none(),
+        "the key is destroyed"
+    );
+    assert!(engine.inner.keys.pending().unwrap().is_empty());
+}
+
+#[test]
+fn a_pending_key_whose_customer_committed_is_kept_at_open() {
+    let (_dir, open) = reopenable();
+    let engine = open();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    // The commit landed but its settle was lost (a crash, or a commit that
+    // reported an error after reaching the file).
+    engine.inner.keys.mark_pending(&[a]).unwrap();
+    drop(engine);
+    let engine = open();
+    assert_eq!(
+        engine.customer(&admin(), a).unwrap().get("name"),
+        Some("Li Na")
+    );
+    assert!(engine.inner.keys.pending().unwrap().is_empty());
+}
