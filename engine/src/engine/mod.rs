@@ -154,13 +154,18 @@ impl EngineBuilder {
         if keys_exist {
             check(KeyStore::peek_key_check(&key_store_path), &ring)?;
         }
+        let mut data_initialized = data_exists;
         if data_exists
             && self.backend.is_none()
             && let Some(p) = &self.path
         {
-            check(Store::peek_key_check(p), &ring)?;
+            let peeked = Store::peek_key_check(p);
+            // An empty meta table: creation was interrupted before the
+            // file's identity was written.
+            data_initialized = !matches!(peeked, Ok(None));
+            check(peeked, &ring)?;
         }
-        if data_exists && !keys_exist {
+        if data_initialized && !keys_exist {
             return Err(StoreError::Missing(key_store_path.display().to_string()).into());
         }
         if !data_exists && !self.create {
@@ -172,17 +177,17 @@ impl EngineBuilder {
         }
         let schema = self.schema.unwrap_or_default();
         let creating = !data_exists;
-        let store_id = crate::crypto::random_bytes::<16>();
-        let identity = creating.then(|| Identity {
-            key_check: ring.check_value(),
-            store_id,
-            schema: schema.source(),
-        });
         let keys = KeyStore::open(
             &key_store_path,
             &self.mirrors,
-            (creating || !keys_exist).then_some((ring.check_value(), store_id)),
+            (creating || !keys_exist)
+                .then(|| (ring.check_value(), crate::crypto::random_bytes::<16>())),
         )?;
+        // A key store left by an interrupted `create` keeps its id: the new
+        // data file takes it, so the pair opens.
+        let store_id = keys
+            .store_id()?
+            .ok_or_else(|| StoreError::Corrupt("key store without an id".into()))?;
         let location = match self.backend {
             Some(b) => Location::Backend(b),
             None => match &self.path {
@@ -191,9 +196,23 @@ impl EngineBuilder {
             },
         };
         let (store, meta) = Store::open(location, creating)?;
-        if !creating && meta.key_check != Some(ring.check_value()) {
+        // A data file whose creation was interrupted before its identity
+        // was written is finished now; any other must match the key.
+        let initialized = meta.key_check.is_some();
+        if initialized && meta.key_check != Some(ring.check_value()) {
             return Err(CryptoError::WrongKey.into());
         }
+        if !initialized && !creating && !self.create {
+            return Err(StoreError::Corrupt(
+                "the database was never initialized; open it with create enabled".into(),
+            )
+            .into());
+        }
+        let identity = (!initialized).then(|| Identity {
+            key_check: ring.check_value(),
+            store_id,
+            schema: schema.source(),
+        });
         if meta.store_id.is_some() && keys.store_id()? != meta.store_id {
             return Err(StoreError::KeyStoreMismatch(key_store_path.display().to_string()).into());
         }
