@@ -265,3 +265,44 @@ fn dropping_the_last_handle_closes_the_files_and_keeps_buffered_entries() {
     }
     assert_eq!(fx.open().verify_audit(None).unwrap().entries, expected);
 }
+
+/// Regression: with the queue at least half full while another thread was
+/// writing it, the flush thread spun holding the lock and every reader hung.
+#[test]
+fn a_small_buffer_under_concurrent_readers_never_hangs() {
+    let fx = Fixture::new();
+    let id = fx.open().create_customer(&admin(), li_na()).unwrap();
+    let engine = custodian::Engine::builder()
+        .path(fx.db())
+        .master_key(fx.key())
+        .audit_durability(custodian::AuditDurability::Buffered {
+            flush_interval: std::time::Duration::from_millis(1),
+            max_pending: 8,
+        })
+        .open()
+        .unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    for reader in 0..4 {
+        let engine = engine.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for _ in 0..500 {
+                if reader == 3 {
+                    engine.flush_audit().unwrap();
+                } else {
+                    engine.customer(&as_("zhao"), id).unwrap_err();
+                    engine.customer(&admin(), id).unwrap();
+                }
+            }
+            done.send(()).unwrap();
+        });
+    }
+    for _ in 0..4 {
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("readers hung");
+    }
+    drop(engine);
+    let entries = fx.open().verify_audit(None).unwrap().entries;
+    assert!(entries >= 3 * 500 * 2, "{entries}");
+}

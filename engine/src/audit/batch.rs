@@ -128,15 +128,20 @@ impl Batcher {
         };
         let mut state = self.lock();
         while !state.stopped {
-            // Checked before waiting: a wake-up sent while flushing is not lost.
-            if state.queue.len() < half.max(1) {
+            // Checked under the lock before waiting, so a wake-up sent while
+            // this thread was writing is not lost. Waiting (which releases
+            // the lock) whenever there is nothing this thread can do now:
+            // another thread is writing, or the last write failed and is
+            // retried only after an interval.
+            let urgent = state.queue.len() >= half.max(1);
+            if !urgent || state.flushing || state.failed.is_some() {
                 state = self
                     .wake
                     .wait_timeout(state, interval)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
-            if !state.flushing && !state.queue.is_empty() {
+            if !state.stopped && !state.flushing && !state.queue.is_empty() {
                 state = self.lead(state, write);
             }
         }
@@ -158,7 +163,10 @@ impl Batcher {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         let mine = Arc::clone(&state.batch);
-        drop(self.lead(state, write));
+        let state = self.lead(state, write);
+        if let Some(e) = &state.failed {
+            return Err(AuditError::Unwritable(e.clone()));
+        }
         match mine.get() {
             Some(Err(e)) => Err(AuditError::Unwritable(e.clone())),
             _ => Ok(()),
@@ -182,19 +190,27 @@ impl Batcher {
             write(&queue)
         };
         let mut state = self.lock();
-        match &result {
-            Ok(()) => state.failed = None,
+        let published = match result {
+            Ok(()) => {
+                state.failed = None;
+                Ok(())
+            }
             Err(e) if matches!(self.mode, AuditDurability::Buffered { .. }) => {
-                // Readers were already served: keep their entries for the
-                // next attempt and refuse further reads until it succeeds.
+                // Buffered entries stay queued for the next attempt, like any
+                // buffered entry, so the readers that queued them (even one
+                // that waited for room) were served. Further reads are
+                // refused until a write succeeds.
                 let mut kept = queue;
                 kept.append(&mut state.queue);
                 state.queue = kept;
-                state.failed = Some(e.clone());
+                state.failed = Some(e);
+                Ok(())
             }
-            Err(_) => {}
-        }
-        let _ = done.set(result);
+            // Durable: the readers waiting on this batch are refused; the
+            // next reader tries again.
+            Err(e) => Err(e),
+        };
+        let _ = done.set(published);
         state.flushing = false;
         self.flushed.notify_all();
         state
