@@ -217,3 +217,27 @@ fn an_interrupted_creation_is_finished_by_the_next_open() {
     let err = fx.try_open(MasterKey::generate()).unwrap_err();
     assert!(matches!(err, Error::Crypto(CryptoError::WrongKey)), "{err}");
 }
+
+/// Regression: a new database pointed at another's key store took it over
+/// and overwrote that database's keys.
+#[test]
+fn a_new_database_never_adopts_a_key_store_in_use() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let id = engine.create_customer(&admin(), li_na()).unwrap();
+    drop(engine);
+    let other = fx.dir.path().join("other.redb");
+    let err = Engine::builder()
+        .path(&other)
+        .key_store(fx.keys())
+        .master_key(fx.key())
+        .create(true)
+        .open()
+        .unwrap_err();
+    assert!(err.to_string().contains("already holds the keys"), "{err}");
+    assert!(!other.exists(), "a refused open leaves no file behind");
+    assert_eq!(
+        fx.open().customer(&admin(), id).unwrap().get("name"),
+        Some("Li Na")
+    );
+}

@@ -183,6 +183,11 @@ impl EngineBuilder {
             (creating || !keys_exist)
                 .then(|| (ring.check_value(), crate::crypto::random_bytes::<16>())),
         )?;
+        // A new data file may finish an interrupted creation's key store,
+        // but never adopt one that already holds another database's keys.
+        if !data_initialized && keys_exist && keys.holds_keys()? {
+            return Err(StoreError::KeyStoreInUse(key_store_path.display().to_string()).into());
+        }
         // A key store left by an interrupted `create` keeps its id: the new
         // data file takes it, so the pair opens.
         let store_id = keys

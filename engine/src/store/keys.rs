@@ -132,6 +132,16 @@ impl KeyStore {
         })
     }
 
+    /// Whether any key, or any pending mark, is held.
+    pub(crate) fn holds_keys(&self) -> Result<bool, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.primary.begin_read()?;
+        if !txn.open_table(KEYS)?.is_empty()? {
+            return Ok(true);
+        }
+        Ok(!self.pending()?.is_empty())
+    }
+
     /// The ids marked pending.
     pub(crate) fn pending(&self) -> Result<Vec<u64>, StoreError> {
         let txn = self.primary.begin_read()?;

@@ -56,6 +56,11 @@ pub enum StoreError {
         "key store `{0}` belongs to another database; point --key-store at this database's key store"
     )]
     KeyStoreMismatch(String),
+    /// A new database was pointed at a key store that holds another's keys.
+    #[error(
+        "key store `{0}` already holds the keys of another database; give the new database a key store of its own"
+    )]
+    KeyStoreInUse(String),
 }
 
 macro_rules! from_redb {
