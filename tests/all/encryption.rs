@@ -72,8 +72,11 @@ fn raw_files_hold_no_personal_value_after_every_kind_of_write() {
         }
         assert!(!file_contains(&file, "+8613800138000"));
     }
-    // The masked rendering is stored on purpose (masked reads need no key).
+    // The masked rendering of a personal field is stored on purpose (masked
+    // reads need no key); a sensitive field, never shown masked, has none.
     assert!(file_contains(&fx.db(), "138****8000"));
+    assert!(!file_contains(&fx.db(), "****0217"));
+    assert!(!file_contains(&fx.db(), "****0182"));
 }
 
 #[test]

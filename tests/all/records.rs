@@ -309,3 +309,31 @@ fn ids_are_unique_and_survive_reopen() {
     assert!(b > a);
     assert_eq!(engine.count_customers(&admin()).unwrap(), 2);
 }
+
+/// Regression: a principal who may not see `id_number` could confirm one by
+/// searching for it.
+#[test]
+fn a_sensitive_search_finds_only_what_the_principal_may_see() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let li = engine.create_customer(&as_("wang"), li_na()).unwrap();
+    let by_id = Query::field("id_number", "110105198803120217");
+    assert!(
+        engine
+            .find_customers(&as_("zhao"), &by_id, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(engine.find_customers(&as_("wang"), &by_id, 10).unwrap()),
+        vec![li]
+    );
+    assert_eq!(
+        ids(engine.find_customers(&admin(), &by_id, 10).unwrap()),
+        vec![li]
+    );
+    // Personal fields stay searchable by anyone; the result is masked.
+    let by_phone = Query::field("phone", "13800138000");
+    let found = engine.find_customers(&as_("zhao"), &by_phone, 10).unwrap();
+    assert_eq!(found[0].get("phone"), Some("138****8000"));
+}

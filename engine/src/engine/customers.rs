@@ -176,9 +176,15 @@ impl Inner {
                 .insert(name.clone(), self.ring.blind_index(&name, &value));
         }
         if def.is_sealed() {
+            // Sensitive fields are never shown masked by stored rendering:
+            // keeping one would put part of the value on disk for nothing.
+            let masked = match def.sensitivity {
+                Sensitivity::Sensitive => String::new(),
+                _ => mask_value(def.kind, &value),
+            };
             let field = SealedField {
                 sealed: key.seal(&name, &value)?,
-                masked: mask_value(def.kind, &value),
+                masked,
             };
             record.sealed.insert(name, field);
         } else {
@@ -351,6 +357,9 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<Customer>> {
         let inner = &self.inner;
+        // A match on a sensitive field is shown only where the principal may
+        // see that field: a hit elsewhere would confirm the value.
+        let mut sensitive = false;
         let index = match query {
             Query::Field { field, value } => {
                 let def = inner.schema.require(field)?;
@@ -364,6 +373,7 @@ impl Engine {
                     .into());
                 }
                 let normalized = inner.schema.normalize(field, value)?;
+                sensitive = def.sensitivity == Sensitivity::Sensitive;
                 IndexKey::Blind(inner.ring.blind_index(field, &normalized))
             }
             Query::Owner(o) => IndexKey::Owner(o.clone()),
@@ -382,15 +392,19 @@ impl Engine {
                 .take(limit)
                 .collect();
             let mut views = Vec::with_capacity(ids.len());
+            let mut shown = Vec::with_capacity(ids.len());
             for id in &ids {
                 r.with_customer(*id, |record| {
-                    if let Some(record) = record {
+                    if let Some(record) = record
+                        && (!sensitive || actor.entitled(record.owner))
+                    {
+                        shown.push(*id);
                         views.push(inner.view(&record, &actor));
                     }
                     Ok::<_, Error>(())
                 })?;
             }
-            Ok::<_, Error>((ids, views))
+            Ok::<_, Error>((shown, views))
         })?;
         let views: Result<Vec<Customer>> = views.into_iter().collect();
         let mut ev = event();

@@ -19,31 +19,49 @@ pub fn mask_value(kind: FieldType, value: &str) -> String {
     }
 }
 
-/// `+8613800138000` → `138****8000`; other numbers keep `+`, three leading
-/// and four trailing digits.
+/// `+8613800138000` → `138****8000`, the customary rendering of a Chinese
+/// mobile number (3 + 4 of 11 digits); other numbers show at most half.
 fn mask_phone(value: &str) -> String {
     match value.strip_prefix("+86") {
-        Some(national) => keep_ends(national, 3, 4),
-        None => keep_ends(value, 4, 4),
+        Some(national) if national.chars().count() == 11 => ends(national, 3, 4),
+        _ => keep_ends(value, 4, 4),
     }
 }
 
-/// `zhang.wei@example.com` → `z***@example.com`.
+/// `zhang.wei@example.com` → `z***@example.com`; a local part of one or
+/// two characters is hidden whole.
 fn mask_email(value: &str) -> String {
     match value.split_once('@') {
         Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
+            let first: String = match local.chars().count() {
+                0..=2 => String::new(),
+                _ => local.chars().take(1).collect(),
+            };
             format!("{first}***@{domain}")
         }
         None => keep_ends(value, 1, 0),
     }
 }
 
-/// Keeps `head` leading and `tail` trailing characters and puts `****` between
-/// (a fixed run, so the mask does not reveal the length).
+/// Keeps up to `head` leading and `tail` trailing characters, never more
+/// than half of the value, with `****` between (a fixed run, so the mask
+/// does not reveal the length).
 fn keep_ends(value: &str, head: usize, tail: usize) -> String {
+    let half = value.chars().count() / 2;
+    let (mut head, mut tail) = (head, tail);
+    while head + tail > half {
+        if tail >= head && tail > 0 {
+            tail -= 1;
+        } else {
+            head = head.saturating_sub(1);
+        }
+    }
+    ends(value, head, tail)
+}
+
+fn ends(value: &str, head: usize, tail: usize) -> String {
     let chars: Vec<char> = value.chars().collect();
-    if chars.len() <= head + tail {
+    if head + tail == 0 || chars.len() <= head + tail {
         return "****".into();
     }
     let start: String = chars.iter().take(head).collect();
@@ -61,9 +79,12 @@ mod tests {
             mask_value(FieldType::Phone, "+8613800138000"),
             "138****8000"
         );
+        assert_eq!(mask_value(FieldType::Phone, "+447911123456"), "+44****456");
+        assert_eq!(mask_value(FieldType::Phone, "+12345678"), "+1****78");
+        assert_eq!(mask_value(FieldType::IdNumber, "E12345678"), "E1****78");
         assert_eq!(
-            mask_value(FieldType::Phone, "+447911123456"),
-            "+447****3456"
+            mask_value(FieldType::Email, "ab@example.com"),
+            "***@example.com"
         );
         assert_eq!(
             mask_value(FieldType::Email, "zhang@example.com"),
