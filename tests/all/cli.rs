@@ -235,6 +235,19 @@ fn import_reports_skipped_rows_and_commits() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["imported"], 2);
     assert_eq!(summary["skipped"], 1);
+    // Regression: a huge batch size aborted the process allocating for it.
+    let huge = cli.run(&[
+        "customer",
+        "import",
+        csv.to_str().unwrap(),
+        "--batch",
+        &u64::MAX.to_string(),
+    ]);
+    assert!(
+        huge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&huge.stderr)
+    );
 }
 
 #[test]

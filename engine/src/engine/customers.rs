@@ -239,6 +239,7 @@ impl Inner {
         if let Some(key) = self.key_cache.get(id) {
             return Ok(key);
         }
+        let generation = self.key_cache.generation();
         let wrapped = self
             .keys
             .get(id)?
@@ -246,7 +247,7 @@ impl Inner {
                 what: format!("customer {id}: its data key was destroyed"),
             })?;
         let key = Arc::new(self.ring.open_data_key(id, &wrapped)?);
-        self.key_cache.insert(id, Arc::clone(&key));
+        self.key_cache.insert(id, Arc::clone(&key), generation);
         Ok(key)
     }
 
@@ -386,11 +387,7 @@ impl Engine {
             let actor = inner.actor(r, ctx, || {
                 Event::new("customer.search").target(query.audit_target())
             })?;
-            let ids: Vec<u64> = r
-                .lookup(index.as_index())?
-                .into_iter()
-                .take(limit)
-                .collect();
+            let ids = r.lookup(index.as_index(), limit)?;
             let mut views = Vec::with_capacity(ids.len());
             let mut shown = Vec::with_capacity(ids.len());
             for id in &ids {
@@ -508,7 +505,11 @@ impl Engine {
         let event = || Event::new("customer.delete").customer(id);
         // INVARIANT: the key is marked pending before the record goes and
         // destroyed after; a crash in between is settled at the next open.
-        inner.keys.mark_pending(&[id])?;
+        inner.hold_pending(&[id]);
+        if let Err(e) = inner.keys.mark_pending(&[id]) {
+            inner.release_pending(&[id]);
+            return Err(e.into());
+        }
         let deleted = inner.store.write(|w| {
             let actor = match writer_actor(w, ctx)? {
                 Ok(a) => a,
@@ -530,16 +531,22 @@ impl Engine {
             w.remove_followups(id)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
-        })?;
+        });
+        let settle = inner.release_pending(&[id]);
         match deleted {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 inner.key_cache.forget(id);
                 inner.keys.remove(&[id])?;
             }
-            Err(refusal) => {
-                inner.keys.settle(&[id])?;
+            Ok(Err(refusal)) => {
+                // Cleared only if no other operation (an import committing
+                // this id) still holds the mark.
+                inner.keys.settle(&settle)?;
                 return Err(refusal);
             }
+            // Whether the record is gone is unknown: the mark stays and the
+            // next open settles it.
+            Err(e) => return Err(e),
         }
         Ok(())
     }

@@ -17,10 +17,14 @@ use crate::{Error, Result};
 /// How an import runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportOptions {
-    /// Customers committed per transaction (default 5,000). Each commit
-    /// is acknowledged through the progress callback.
+    /// Customers committed per transaction (default 5,000, at most
+    /// [`MAX_BATCH`]). Each commit is acknowledged through the progress
+    /// callback.
     pub batch_size: usize,
 }
+
+/// The largest batch an import commits at once, whatever it is asked for.
+pub const MAX_BATCH: usize = 100_000;
 
 impl Default for ImportOptions {
     fn default() -> Self {
@@ -171,7 +175,8 @@ impl Engine {
         let inner = &self.inner;
         let event = || Event::new("customer.create");
         let actor = inner.store.read(|r| inner.actor(r, ctx, event))?;
-        let batch_size = options.batch_size.max(1);
+        // Bounded: a batch is held in memory twice (sealing, writing).
+        let batch_size = options.batch_size.clamp(1, MAX_BATCH);
         let mut report = ImportReport::default();
         let mut owners: HashMap<String, Result<(), String>> = HashMap::new();
         // Two stages: this thread validates and seals batch n+1 while a
@@ -336,8 +341,13 @@ impl Inner {
             .iter()
             .map(|(record, wrapped)| (record.id, wrapped.clone()))
             .collect();
+        let ids: Vec<u64> = keys.iter().map(|(id, _)| *id).collect();
         // INVARIANT: keys are durable before the records that need them.
-        self.keys.put(&keys)?;
+        self.hold_pending(&ids);
+        if let Err(e) = self.keys.put(&keys) {
+            self.release_pending(&ids);
+            return Err(e.into());
+        }
         let written = self.store.write(|w| {
             let event = || Event::new("customer.create");
             if let Err(reason) = writer_actor(w, ctx)? {
@@ -370,9 +380,9 @@ impl Inner {
             }
             Ok::<_, Error>(Ok(()))
         });
-        let ids: Vec<u64> = keys.iter().map(|(id, _)| *id).collect();
+        let settle = self.release_pending(&ids);
         match written {
-            Ok(Ok(())) => self.keys.settle(&ids)?,
+            Ok(Ok(())) => self.keys.settle(&settle)?,
             Ok(Err(refusal)) => {
                 // Refused inside the transaction: nothing but its audit
                 // entry committed, so the keys are orphans.

@@ -227,6 +227,7 @@ impl EngineBuilder {
             None => schema,
         };
         let inner = Arc::new(Inner {
+            pending: Mutex::new(HashMap::new()),
             store,
             key_cache: KeyCache::new(KEY_CACHE_CAPACITY),
             keys,
@@ -310,38 +311,60 @@ impl Drop for Flusher {
 const KEY_CACHE_CAPACITY: usize = 4096;
 
 struct KeyCache {
-    keys: Mutex<HashMap<u64, Arc<DataKey>>>,
+    cached: Mutex<Cached>,
     capacity: usize,
+}
+
+struct Cached {
+    keys: HashMap<u64, Arc<DataKey>>,
+    /// Bumped by every `forget`: a key read from the key store before a
+    /// delete is not cached after it.
+    generation: u64,
 }
 
 impl KeyCache {
     fn new(capacity: usize) -> Self {
         Self {
-            keys: Mutex::new(HashMap::with_capacity(capacity)),
+            cached: Mutex::new(Cached {
+                keys: HashMap::with_capacity(capacity),
+                generation: 0,
+            }),
             capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<DataKey>>> {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn get(&self, id: u64) -> Option<Arc<DataKey>> {
-        self.lock().get(&id).cloned()
+        self.lock().keys.get(&id).cloned()
     }
 
-    fn insert(&self, id: u64, key: Arc<DataKey>) {
-        let mut keys = self.lock();
-        if keys.len() >= self.capacity
-            && let Some(victim) = keys.keys().next().copied()
-        {
-            keys.remove(&victim);
+    /// The generation to pass to [`KeyCache::insert`] for a key about to be
+    /// read from the key store.
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Caches `key` unless a key was forgotten since `generation`.
+    fn insert(&self, id: u64, key: Arc<DataKey>, generation: u64) {
+        let mut cached = self.lock();
+        if cached.generation != generation {
+            return;
         }
-        keys.insert(id, key);
+        if cached.keys.len() >= self.capacity
+            && let Some(victim) = cached.keys.keys().next().copied()
+        {
+            cached.keys.remove(&victim);
+        }
+        cached.keys.insert(id, key);
     }
 
     fn forget(&self, id: u64) {
-        self.lock().remove(&id);
+        let mut cached = self.lock();
+        cached.keys.remove(&id);
+        cached.generation += 1;
     }
 }
 
@@ -364,6 +387,9 @@ impl std::fmt::Debug for Engine {
 }
 
 pub(crate) struct Inner {
+    /// Operations in flight holding a key-store pending mark, per id: a
+    /// mark is cleared only when the last of them is done with it.
+    pending: Mutex<HashMap<u64, u32>>,
     store: Store,
     key_cache: KeyCache,
     keys: KeyStore,
@@ -516,6 +542,31 @@ impl Inner {
             Ok(actor) => Ok(actor),
             Err(reason) => self.deny(ctx, event(), reason),
         }
+    }
+
+    /// Records that an operation holds the pending mark of `ids`.
+    pub(crate) fn hold_pending(&self, ids: &[u64]) {
+        let mut held = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            *held.entry(*id).or_insert(0) += 1;
+        }
+    }
+
+    /// Releases what [`Inner::hold_pending`] held; returns the ids no
+    /// operation holds any more, whose mark may be cleared.
+    pub(crate) fn release_pending(&self, ids: &[u64]) -> Vec<u64> {
+        let mut held = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut free = Vec::new();
+        for id in ids {
+            if let Some(count) = held.get_mut(id) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(id);
+                    free.push(*id);
+                }
+            }
+        }
+        free
     }
 
     /// Reserves `n` consecutive ids.

@@ -201,3 +201,31 @@ fn a_pending_key_whose_customer_committed_is_kept_at_open() {
     );
     assert!(engine.inner.keys.pending().unwrap().is_empty());
 }
+
+#[test]
+fn a_key_read_before_a_delete_is_not_cached_after_it() {
+    let (_dir, engine) = engine();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    let cache = &engine.inner.key_cache;
+    let generation = cache.generation();
+    let key = Arc::new(
+        engine
+            .inner
+            .ring
+            .open_data_key(a, &engine.inner.keys.get(a).unwrap().unwrap())
+            .unwrap(),
+    );
+    cache.forget(a); // the delete lands in between
+    cache.insert(a, key, generation);
+    assert!(cache.get(a).is_none());
+}
+
+#[test]
+fn a_pending_mark_is_released_by_its_last_holder_only() {
+    let (_dir, engine) = engine();
+    engine.inner.hold_pending(&[7, 8]);
+    engine.inner.hold_pending(&[7]);
+    assert_eq!(engine.inner.release_pending(&[7, 8]), vec![8]);
+    assert_eq!(engine.inner.release_pending(&[7]), vec![7]);
+    assert!(engine.inner.release_pending(&[7]).is_empty());
+}

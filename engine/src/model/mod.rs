@@ -394,7 +394,8 @@ pub fn parse_amount(text: &str) -> Result<i64, ModelError> {
         None => (false, text),
     };
     let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() || frac.len() > 2 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || frac.len() > 2 || !all_digits(whole) || !all_digits(frac) {
         return Err(bad());
     }
     let whole: i64 = whole.parse().map_err(|_| bad())?;
@@ -424,7 +425,16 @@ mod tests {
         }
         assert_eq!(format_amount(1230), "12.30");
         assert_eq!(format_amount(-5), "-0.05");
-        for bad in ["", "1.234", "abc", "1.x", "99999999999999999999"] {
+        for bad in [
+            "",
+            "1.234",
+            "abc",
+            "1.x",
+            "99999999999999999999",
+            "--5",
+            "-+5",
+            "+5",
+        ] {
             assert!(parse_amount(bad).is_err(), "{bad}");
         }
     }

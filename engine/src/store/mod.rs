@@ -597,15 +597,15 @@ impl Reader {
         Ok(self.txn.open_table(CUSTOMERS)?.len()?)
     }
 
-    /// Customers indexed under `index`.
-    pub(crate) fn lookup(&self, index: Index<'_>) -> Result<Vec<u64>, StoreError> {
+    /// The first `limit` customers indexed under `index`.
+    pub(crate) fn lookup(&self, index: Index<'_>, limit: usize) -> Result<Vec<u64>, StoreError> {
         let values = match index {
             Index::Blind(key) => self.txn.open_multimap_table(BLIND)?.get(key.as_slice())?,
             Index::Owner(o) => self.txn.open_multimap_table(BY_OWNER)?.get(o)?,
             Index::Tag(t) => self.txn.open_multimap_table(BY_TAG)?.get(t)?,
             Index::Status(s) => self.txn.open_multimap_table(BY_STATUS)?.get(s)?,
         };
-        values.map(|v| Ok(v?.value())).collect()
+        values.take(limit).map(|v| Ok(v?.value())).collect()
     }
 
     /// A customer's interactions, oldest id first.
