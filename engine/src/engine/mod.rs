@@ -177,12 +177,15 @@ impl EngineBuilder {
         }
         let schema = self.schema.unwrap_or_default();
         let creating = !data_exists;
-        let keys = KeyStore::open(
+        let keys = match KeyStore::open(
             &key_store_path,
             &self.mirrors,
-            (creating || !keys_exist)
-                .then(|| (ring.check_value(), crate::crypto::random_bytes::<16>())),
-        )?;
+            ring.check_value(),
+            (creating || !keys_exist).then(crate::crypto::random_bytes::<16>),
+        ) {
+            Err(StoreError::KeyCheckMismatch) => return Err(CryptoError::WrongKey.into()),
+            other => other?,
+        };
         // A new data file may finish an interrupted creation's key store,
         // but never adopt one that already holds another database's keys.
         if !data_initialized && keys_exist && keys.holds_keys()? {

@@ -51,10 +51,16 @@ impl KeyStore {
     pub(crate) fn open(
         path: &Path,
         mirrors: &[PathBuf],
-        identity: Option<([u8; 32], [u8; 16])>,
+        key_check: [u8; 32],
+        identity: Option<[u8; 16]>,
     ) -> Result<Self, StoreError> {
         let primary = open_one(path, identity.is_some())?;
-        init(&primary, identity)?;
+        init(&primary, identity.map(|id| (key_check, id)))?;
+        // Checked again after a repairing open (the read-only check cannot
+        // open a file that needs repair), before any mirror is touched.
+        if read_meta(&primary, CHECK)?.as_deref() != Some(key_check.as_slice()) {
+            return Err(StoreError::KeyCheckMismatch);
+        }
         let store_id = read_meta(&primary, STORE_ID)?;
         let generation = read_meta(&primary, GENERATION)?;
         let mut opened = Vec::new();

@@ -56,6 +56,9 @@ pub enum StoreError {
         "key store `{0}` belongs to another database; point --key-store at this database's key store"
     )]
     KeyStoreMismatch(String),
+    /// The key store was made under another master key.
+    #[error("the key store was made under another master key")]
+    KeyCheckMismatch,
     /// A new database was pointed at a key store that holds another's keys.
     #[error(
         "key store `{0}` already holds the keys of another database; give the new database a key store of its own"
