@@ -309,3 +309,18 @@ fn a_small_buffer_under_concurrent_readers_never_hangs() {
     let entries = fx.open().verify_audit(None).unwrap().entries;
     assert!(entries >= 3 * 500 * 2, "{entries}");
 }
+
+/// Regression: a create refused for its owner left no audit entry.
+#[test]
+fn a_create_refused_by_the_access_rule_is_audited() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let err = engine
+        .create_customer(&as_("wang"), li_na().owner("zhao"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Denied(_)), "{err}");
+    let tail = engine.audit_tail(&admin(), 1).unwrap();
+    assert_eq!(tail[0].action, "customer.create");
+    assert_eq!(tail[0].actor, "wang");
+    assert!(matches!(&tail[0].outcome, Outcome::Denied(r) if r.contains("only admins")));
+}

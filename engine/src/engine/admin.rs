@@ -57,6 +57,7 @@ impl Engine {
     /// Deactivates a principal: from now on it can do nothing. Only admins
     /// may, and the last active admin cannot be deactivated.
     pub fn deactivate_principal(&self, ctx: &Context, name: &str) -> Result<()> {
+        identity::check_name(name)?;
         let inner = &self.inner;
         let event = || Event::new("principal.deactivate").target(format!("principal {name}"));
         inner.store.write(|w| {

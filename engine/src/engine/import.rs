@@ -182,7 +182,10 @@ impl Engine {
         // Two stages: this thread validates and seals batch n+1 while a
         // writer thread commits batch n. Acknowledgements (the progress
         // callback) stay on this thread and in commit order.
-        std::thread::scope(|scope| {
+        // Rows refused by the access rule (not those with invalid values)
+        // are audited, in one transaction after the import.
+        let mut refusals = Vec::new();
+        let outcome = std::thread::scope(|scope| {
             let (to_writer, batches) = mpsc::sync_channel::<SealedBatch>(1);
             let (to_main, written) = mpsc::channel::<Result<Written>>();
             scope.spawn(move || {
@@ -228,7 +231,14 @@ impl Engine {
                 });
                 match row {
                     Ok(row) => batch.push(row),
-                    Err(error) => report.errors.push(RowError { line, error }),
+                    Err(error) => {
+                        if let Error::Denied(reason) = &error {
+                            let event =
+                                Event::new("customer.create").target(format!("line {line}"));
+                            refusals.push(event.record(ctx, Outcome::Denied(reason.clone())));
+                        }
+                        report.errors.push(RowError { line, error });
+                    }
                 }
                 if batch.len() >= batch_size || (rows.peek().is_none() && !batch.is_empty()) {
                     let sealed = match inner.seal_batch(std::mem::take(&mut batch)) {
@@ -262,7 +272,13 @@ impl Engine {
                 Some(e) => Err(e),
                 None => Ok(report),
             }
-        })
+        });
+        if !refusals.is_empty() {
+            inner
+                .write_records(&refusals)
+                .map_err(crate::audit::AuditError::Unwritable)?;
+        }
+        outcome
     }
 }
 

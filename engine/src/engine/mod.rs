@@ -488,18 +488,33 @@ impl<'a> Event<'a> {
         self
     }
 
+    /// The audit record. Caller-supplied text (principal, purpose, search
+    /// terms) is cut to a bounded length: a refused call by an unknown
+    /// principal must not be able to write an entry of any size.
     pub(crate) fn record(self, ctx: &Context, outcome: Outcome) -> Record {
         Record {
             at: now_micros(),
-            actor: ctx.principal.clone(),
+            actor: clip(&ctx.principal, 128),
             action: self.action.to_string(),
-            target: self.target,
+            target: self.target.map(|t| clip(&t, 256)),
             customers: self.customers,
             fields: self.fields,
-            purpose: ctx.purpose.clone(),
+            purpose: clip(&ctx.purpose, 256),
             outcome,
         }
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked `…`.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", text.get(..end).unwrap_or_default())
 }
 
 impl Inner {

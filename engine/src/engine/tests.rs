@@ -229,3 +229,14 @@ fn a_pending_mark_is_released_by_its_last_holder_only() {
     assert_eq!(engine.inner.release_pending(&[7]), vec![7]);
     assert!(engine.inner.release_pending(&[7]).is_empty());
 }
+
+#[test]
+fn caller_text_in_audit_entries_is_bounded() {
+    let (_dir, engine) = engine();
+    let huge = "谁".repeat(100_000);
+    let ctx = Context::new(huge.clone(), huge);
+    assert!(engine.count_customers(&ctx).is_err());
+    let tail = engine.audit_tail(&admin(), 1).unwrap();
+    assert!(tail[0].actor.len() <= 131, "{}", tail[0].actor.len());
+    assert!(tail[0].purpose.len() <= 259);
+}
