@@ -187,7 +187,10 @@ impl Batcher {
         let result = if queue.is_empty() {
             Ok(())
         } else {
-            write(&queue)
+            // A panic must not leave `flushing` set, or every later reader
+            // would wait forever: it becomes a failed write instead.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&queue)))
+                .unwrap_or_else(|_| Err("the audit write panicked".into()))
         };
         let mut state = self.lock();
         let published = match result {
@@ -214,5 +217,40 @@ impl Batcher {
         state.flushing = false;
         self.flushed.notify_all();
         state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            at: 0,
+            actor: "admin".into(),
+            action: "customer.read".into(),
+            target: None,
+            customers: vec![1],
+            fields: Vec::new(),
+            purpose: "test".into(),
+            outcome: super::super::Outcome::Ok,
+        }
+    }
+
+    #[test]
+    fn a_panicking_write_fails_its_batch_and_the_next_one_proceeds() {
+        let batcher = Batcher::new(AuditDurability::Durable);
+        let failed = batcher.record(record(), &|_| panic!("disk driver bug"));
+        assert!(
+            matches!(failed, Err(AuditError::Unwritable(_))),
+            "{failed:?}"
+        );
+        let written = std::sync::atomic::AtomicUsize::new(0);
+        let ok = batcher.record(record(), &|records| {
+            written.fetch_add(records.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        assert_eq!(ok, Ok(()));
+        assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
