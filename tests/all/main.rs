@@ -13,6 +13,7 @@ mod cli;
 mod crash;
 mod encryption;
 mod faults;
+mod fuzz;
 mod input;
 mod model;
 mod records;
