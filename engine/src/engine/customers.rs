@@ -301,19 +301,27 @@ impl Inner {
         actor: &Actor,
         owner: &str,
     ) -> Result<Result<()>> {
-        if owner != actor.name && !actor.admin {
-            return Ok(Err(Error::Denied(format!(
-                "principal `{}` may not assign customers to `{owner}`: only admins assign to others",
-                actor.name
-            ))));
-        }
-        match w.principal(owner)? {
-            Some(p) if p.active => Ok(Ok(())),
-            Some(_) => Ok(Err(Error::Denied(format!(
-                "owner `{owner}` is deactivated"
-            )))),
-            None => Ok(Err(Error::NotFound(format!("owner `{owner}`")))),
-        }
+        Ok(owner_rule(actor, owner, w.principal(owner)?).map_err(Error::Denied))
+    }
+}
+
+/// The built-in rule for handing customers to `owner`: only admins assign
+/// to others, and only to an active principal. `Err` is the refusal.
+pub(crate) fn owner_rule(
+    actor: &Actor,
+    owner: &str,
+    stored: Option<crate::store::StoredPrincipal>,
+) -> Result<(), String> {
+    if owner != actor.name && !actor.admin {
+        return Err(format!(
+            "principal `{}` may not assign customers to `{owner}`: only admins assign to others",
+            actor.name
+        ));
+    }
+    match stored {
+        Some(p) if p.active => Ok(()),
+        Some(_) => Err(format!("owner `{owner}` is deactivated")),
+        None => Err(format!("owner `{owner}` is not a principal")),
     }
 }
 

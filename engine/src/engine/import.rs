@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::mpsc;
 
-use super::customers::{IndexKey, refuse, writer_actor};
+use super::customers::{IndexKey, owner_rule, refuse, writer_actor};
 use super::{Context, Engine, Event, Inner, now_micros};
 use crate::audit::{self, Outcome};
 use crate::identity::Actor;
@@ -216,11 +216,18 @@ impl Engine {
             while let Some((line, row)) = rows.next() {
                 let row = row.and_then(|new| {
                     let owner = new.owner.unwrap_or_else(|| actor.name.clone());
-                    let allowed = owners
-                        .entry(owner.clone())
-                        .or_insert_with(|| inner.owner_allowed(&actor, &owner));
+                    // Decisions are remembered per owner; a storage error is
+                    // not a decision and is tried again on the next row.
+                    let allowed = match owners.get(&owner) {
+                        Some(decided) => decided.clone(),
+                        None => {
+                            let decided = inner.owner_allowed(&actor, &owner)?;
+                            owners.insert(owner.clone(), decided.clone());
+                            decided
+                        }
+                    };
                     if let Err(reason) = allowed {
-                        return Err(Error::Denied(reason.clone()));
+                        return Err(Error::Denied(reason));
                     }
                     let fields = inner.normalize_fields(&new.fields)?;
                     Ok(Row {
@@ -325,19 +332,11 @@ fn csv_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewCustomer> 
 }
 
 impl Inner {
-    fn owner_allowed(&self, actor: &Actor, owner: &str) -> Result<(), String> {
-        if owner != actor.name && !actor.admin {
-            return Err(format!(
-                "principal `{}` may not assign customers to `{owner}`: only admins assign to others",
-                actor.name
-            ));
-        }
-        match self.store.read(|r| r.principal(owner)) {
-            Ok(Some(p)) if p.active => Ok(()),
-            Ok(Some(_)) => Err(format!("owner `{owner}` is deactivated")),
-            Ok(None) => Err(format!("owner `{owner}` is not a principal")),
-            Err(e) => Err(e.to_string()),
-        }
+    /// Whether `actor` may give customers to `owner`: `Ok(Err(reason))` is a
+    /// refusal.
+    fn owner_allowed(&self, actor: &Actor, owner: &str) -> Result<Result<(), String>> {
+        let stored = self.store.read(|r| r.principal(owner))?;
+        Ok(owner_rule(actor, owner, stored))
     }
 
     /// Gives a batch its ids and seals it.
