@@ -195,7 +195,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     println!("  ({} bytes searched in {})", raw.len(), db.display());
     println!("\nTry the CLI on it:");
     println!(
-        "  custodian --db {} --key-file {} --as zhao customer get {first}",
+        "  cargo run --release -- --db {} --key-file {} --as zhao customer get {first}",
         db.display(),
         folder.join("master.key").display()
     );
