@@ -6,6 +6,7 @@ mod activity;
 mod admin;
 mod customers;
 mod import;
+mod key_cache;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +17,10 @@ use chrono::{DateTime, Utc};
 
 pub use customers::Query;
 pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
+use key_cache::{KEY_CACHE_CAPACITY, KeyCache};
 
 use crate::audit::{self, AuditDurability, Batcher, Outcome, Record};
-use crate::crypto::{CryptoError, DataKey, Keyring, MasterKey};
+use crate::crypto::{CryptoError, Keyring, MasterKey};
 use crate::identity::{ADMIN_ROLE, Actor, PrincipalKind};
 use crate::model::Schema;
 use crate::store::{
@@ -305,69 +307,6 @@ impl Drop for Flusher {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Unwrapped data keys kept for reuse. Unwrapping costs a key-store read and
-/// a decryption on every access otherwise. Evicted keys zeroize on drop;
-/// deleting a customer forgets its key at once.
-const KEY_CACHE_CAPACITY: usize = 4096;
-
-struct KeyCache {
-    cached: Mutex<Cached>,
-    capacity: usize,
-}
-
-struct Cached {
-    keys: HashMap<u64, Arc<DataKey>>,
-    /// Bumped by every `forget`: a key read from the key store before a
-    /// delete is not cached after it.
-    generation: u64,
-}
-
-impl KeyCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            cached: Mutex::new(Cached {
-                keys: HashMap::with_capacity(capacity),
-                generation: 0,
-            }),
-            capacity,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
-        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get(&self, id: u64) -> Option<Arc<DataKey>> {
-        self.lock().keys.get(&id).cloned()
-    }
-
-    /// The generation to pass to [`KeyCache::insert`] for a key about to be
-    /// read from the key store.
-    fn generation(&self) -> u64 {
-        self.lock().generation
-    }
-
-    /// Caches `key` unless a key was forgotten since `generation`.
-    fn insert(&self, id: u64, key: Arc<DataKey>, generation: u64) {
-        let mut cached = self.lock();
-        if cached.generation != generation {
-            return;
-        }
-        if cached.keys.len() >= self.capacity
-            && let Some(victim) = cached.keys.keys().next().copied()
-        {
-            cached.keys.remove(&victim);
-        }
-        cached.keys.insert(id, key);
-    }
-
-    fn forget(&self, id: u64) {
-        let mut cached = self.lock();
-        cached.keys.remove(&id);
-        cached.generation += 1;
     }
 }
 
