@@ -179,12 +179,12 @@ impl Engine {
         let batch_size = options.batch_size.clamp(1, MAX_BATCH);
         let mut report = ImportReport::default();
         let mut owners: HashMap<String, Result<(), String>> = HashMap::new();
-        // Two stages: this thread validates and seals batch n+1 while a
-        // writer thread commits batch n. Acknowledgements (the progress
-        // callback) stay on this thread and in commit order.
         // Rows refused by the access rule (not those with invalid values)
         // are audited, in one transaction after the import.
         let mut refusals = Vec::new();
+        // Two stages: this thread validates and seals batch n+1 while a
+        // writer thread commits batch n. Acknowledgements (the progress
+        // callback) stay on this thread and in commit order.
         let outcome = std::thread::scope(|scope| {
             let (to_writer, batches) = mpsc::sync_channel::<SealedBatch>(1);
             let (to_main, written) = mpsc::channel::<Result<Written>>();
