@@ -221,7 +221,7 @@ impl Schema {
         {
             return Err(invalid("control characters are not allowed".into()));
         }
-        match def.kind {
+        let normalized = match def.kind {
             FieldType::Text | FieldType::Address => Ok(raw.to_string()),
             FieldType::Phone => normalize_phone(raw).map_err(invalid),
             FieldType::Email => normalize_email(raw).map_err(invalid),
@@ -237,7 +237,17 @@ impl Schema {
                 .ok_or_else(|| invalid(format!("`{raw}` is not one of {}", def.values.join(", ")))),
             FieldType::IdNumber => normalize_id_number(raw).map_err(invalid),
             FieldType::List => normalize_list(raw).map_err(invalid),
+        }?;
+        // Normalizing may lengthen a value (lowercasing): the stored form
+        // must pass this check again.
+        if normalized.len() > def.max_len() {
+            return Err(ModelError::TooLong {
+                field: name.to_string(),
+                len: normalized.len(),
+                max: def.max_len(),
+            });
         }
+        Ok(normalized)
     }
 }
 
@@ -387,10 +397,12 @@ pub fn normalize_id_number(raw: &str) -> Result<String, String> {
 fn normalize_list(raw: &str) -> Result<String, String> {
     let mut items: Vec<String> = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // Measured after lowercasing, which can lengthen a string (`Ⱥ`, 2
+        // bytes, becomes `ⱥ`, 3): the stored item must pass this check again.
+        let item = item.to_lowercase();
         if item.len() > 64 {
             return Err(format!("list item `{item}` is longer than 64 bytes"));
         }
-        let item = item.to_lowercase();
         if !items.contains(&item) {
             items.push(item);
         }
@@ -474,6 +486,20 @@ mod tests {
         );
         assert!(normalize_id_number("110105194912310021").is_err());
         assert_eq!(normalize_id_number("E12345678").as_deref(), Ok("E12345678"));
+    }
+
+    /// Regression (found by the idempotence property test): lowercasing
+    /// `Ⱥ` (2 bytes) gives `ⱥ` (3), so a list item under the limit came out
+    /// over it and the stored value failed its own validation.
+    #[test]
+    fn normalized_values_pass_their_own_validation() {
+        let schema = Schema::default();
+        let item = "Ⱥ".repeat(30); // 60 bytes, 90 once lowercased
+        assert!(schema.normalize("tags", &item).is_err());
+        let email = format!("{}@example.com", "Ⱥ".repeat(60));
+        if let Ok(once) = schema.normalize("email", &email) {
+            assert_eq!(schema.normalize("email", &once), Ok(once));
+        }
     }
 
     #[test]
