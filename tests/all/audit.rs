@@ -218,11 +218,7 @@ fn audit_log_is_for_admins() {
 fn concurrent_durable_reads_each_leave_an_entry() {
     let fx = Fixture::new();
     drop(fx.with_staff());
-    let engine = custodian::Engine::builder()
-        .path(fx.db())
-        .master_key(fx.key())
-        .open()
-        .unwrap();
+    let engine = fx.open_with(custodian::AuditDurability::Durable);
     let id = engine.create_customer(&admin(), li_na()).unwrap();
     let before = engine.audit_checkpoint().unwrap().seq;
     std::thread::scope(|s| {
@@ -248,15 +244,10 @@ fn dropping_the_last_handle_closes_the_files_and_keeps_buffered_entries() {
         // Buffered mode with a flush thread that is busy nearly all the time:
         // the reopen must never find the file still held, and the queued
         // read entry must have been written.
-        let engine = custodian::Engine::builder()
-            .path(fx.db())
-            .master_key(fx.key())
-            .audit_durability(custodian::AuditDurability::Buffered {
-                flush_interval: std::time::Duration::from_micros(50),
-                max_pending: 1000,
-            })
-            .open()
-            .unwrap();
+        let engine = fx.open_with(custodian::AuditDurability::Buffered {
+            flush_interval: std::time::Duration::from_micros(50),
+            max_pending: 1000,
+        });
         let clone = engine.clone();
         clone.customer(&admin(), id).unwrap();
         drop(engine);
@@ -272,15 +263,10 @@ fn dropping_the_last_handle_closes_the_files_and_keeps_buffered_entries() {
 fn a_small_buffer_under_concurrent_readers_never_hangs() {
     let fx = Fixture::new();
     let id = fx.open().create_customer(&admin(), li_na()).unwrap();
-    let engine = custodian::Engine::builder()
-        .path(fx.db())
-        .master_key(fx.key())
-        .audit_durability(custodian::AuditDurability::Buffered {
-            flush_interval: std::time::Duration::from_millis(1),
-            max_pending: 8,
-        })
-        .open()
-        .unwrap();
+    let engine = fx.open_with(custodian::AuditDurability::Buffered {
+        flush_interval: std::time::Duration::from_millis(1),
+        max_pending: 8,
+    });
     let (done, finished) = std::sync::mpsc::channel();
     for reader in 0..4 {
         let engine = engine.clone();

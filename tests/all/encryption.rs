@@ -195,28 +195,27 @@ fn engine_is_send_sync_clone() {
 
 #[test]
 fn an_interrupted_creation_is_finished_by_the_next_open() {
+    // Creates a customer and reads it back after a reopen.
+    let works = |fx: &Fixture| {
+        let id = fx.open().create_customer(&admin(), li_na()).unwrap();
+        let name = fx
+            .open()
+            .customer(&admin(), id)
+            .unwrap()
+            .get("name")
+            .map(String::from);
+        assert_eq!(name.as_deref(), Some("Li Na"));
+    };
     // Killed after the key store was made, before the data file was.
     let fx = Fixture::new();
     drop(fx.open());
     std::fs::remove_file(fx.db()).unwrap();
-    let engine = fx.open();
-    let id = engine.create_customer(&admin(), li_na()).unwrap();
-    drop(engine);
-    assert_eq!(
-        fx.open().customer(&admin(), id).unwrap().get("name"),
-        Some("Li Na")
-    );
+    works(&fx);
 
     // Killed after the data file was made, before its identity was written.
     let fx = Fixture::new();
     drop(redb::Database::create(fx.db()).unwrap());
-    let engine = fx.open();
-    let id = engine.create_customer(&admin(), li_na()).unwrap();
-    drop(engine);
-    assert_eq!(
-        fx.open().customer(&admin(), id).unwrap().get("name"),
-        Some("Li Na")
-    );
+    works(&fx);
     let err = fx.try_open(MasterKey::generate()).unwrap_err();
     assert!(matches!(err, Error::Crypto(CryptoError::WrongKey)), "{err}");
 }

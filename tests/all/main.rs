@@ -61,12 +61,23 @@ impl Fixture {
     }
 
     pub fn try_open(&self, key: MasterKey) -> custodian::Result<Engine> {
+        self.builder(key).open()
+    }
+
+    /// Opens with a chosen read-audit durability.
+    pub fn open_with(&self, durability: AuditDurability) -> Engine {
+        self.builder(self.key())
+            .audit_durability(durability)
+            .open()
+            .unwrap()
+    }
+
+    fn builder(&self, key: MasterKey) -> custodian::EngineBuilder {
         Engine::builder()
             .path(self.db())
             .master_key(key)
             .create(true)
             .audit_durability(AuditDurability::buffered())
-            .open()
     }
 
     /// A new database with principals `wang` and `zhao` (role sales).

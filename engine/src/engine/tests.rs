@@ -11,15 +11,25 @@
 use super::*;
 use crate::{CryptoError, NewCustomer};
 
-fn engine() -> (tempfile::TempDir, Engine) {
+/// A database in a temporary folder and a function that (re)opens it.
+fn reopenable() -> (tempfile::TempDir, impl Fn() -> Engine) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::builder()
-        .path(dir.path().join("crm.redb"))
-        .master_key(MasterKey::generate())
-        .create(true)
-        .open()
-        .unwrap();
-    (dir, engine)
+    let path = dir.path().join("crm.redb");
+    let key = MasterKey::generate();
+    let open = move || {
+        Engine::builder()
+            .path(&path)
+            .master_key(key.clone())
+            .create(true)
+            .open()
+            .unwrap()
+    };
+    (dir, open)
+}
+
+fn engine() -> (tempfile::TempDir, Engine) {
+    let (dir, open) = reopenable();
+    (dir, open())
 }
 
 fn customer(engine: &Engine, name: &str, phone: &str, email: &str) -> u64 {
@@ -109,16 +119,7 @@ fn a_flipped_ciphertext_bit_fails_to_open() {
 
 #[test]
 fn orphan_keys_are_collected_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = MasterKey::generate();
-    let open = || {
-        Engine::builder()
-            .path(dir.path().join("crm.redb"))
-            .master_key(key.clone())
-            .create(true)
-            .open()
-            .unwrap()
-    };
+    let (_dir, open) = reopenable();
     let engine = open();
     customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     // A crash between the key-store write and the data write leaves this.
@@ -141,21 +142,6 @@ fn deleting_a_customer_forgets_its_cached_key() {
     );
     engine.delete_customer(&admin(), a).unwrap();
     assert!(engine.inner.key_cache.get(a).is_none());
-}
-
-fn reopenable() -> (tempfile::TempDir, impl Fn() -> Engine) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("crm.redb");
-    let key = MasterKey::generate();
-    let open = move || {
-        Engine::builder()
-            .path(&path)
-            .master_key(key.clone())
-            .create(true)
-            .open()
-            .unwrap()
-    };
-    (dir, open)
 }
 
 #[test]
