@@ -243,3 +243,42 @@ fn a_new_database_never_adopts_a_key_store_in_use() {
         Some("Li Na")
     );
 }
+
+#[test]
+fn refusals_at_open_say_what_is_wrong() {
+    let fx = Fixture::new();
+    drop(fx.open());
+
+    // No key at all.
+    let err = Engine::builder().path(fx.db()).open().unwrap_err();
+    assert!(err.to_string().contains("no master key"), "{err}");
+
+    // A mirror that belongs to another database.
+    let other = Fixture::new();
+    drop(other.open());
+    let err = Engine::builder()
+        .path(fx.db())
+        .master_key(fx.key())
+        .key_mirror(other.keys())
+        .open()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("belongs to another database"),
+        "{err}"
+    );
+
+    // A file written by a newer storage format.
+    {
+        let db = redb::Database::open(fx.db()).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta).unwrap();
+            meta.insert("format", 99u32.to_le_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = fx.try_open(fx.key()).unwrap_err();
+    assert!(err.to_string().contains("storage format 99"), "{err}");
+}
