@@ -49,6 +49,7 @@ mod engine;
 mod error;
 mod identity;
 mod model;
+mod policy;
 mod store;
 
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};

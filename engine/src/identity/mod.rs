@@ -7,6 +7,9 @@
 //! fields masked and sensitive fields not at all; only admins and the owner
 //! change or delete a customer; only admins manage principals.
 
+pub(crate) mod password;
+pub(crate) mod totp;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,2 @@
+//! Access policies written in rhai: compiled once, run sandboxed, and
+//! failing closed.
