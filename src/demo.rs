@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use custodian::{
-    Channel, Context, Direction, Engine, ImportOptions, MasterKey, NewFollowUp, NewInteraction,
-    OrderItem, PrincipalKind, Query,
+    Channel, Context, Customer, Direction, Engine, ImportOptions, MasterKey, NewFollowUp,
+    NewInteraction, OrderItem, PolicyPack, PrincipalKind, PrincipalUpdate, Query,
 };
 
 const SAMPLE: &str = include_str!("../examples/data/customers.csv");
@@ -47,9 +47,36 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     );
 
     let admin = Context::new("admin", "onboarding");
-    engine.add_principal(&admin, "wang", PrincipalKind::User, &["sales"])?;
-    engine.add_principal(&admin, "zhao", PrincipalKind::User, &["sales"])?;
-    println!("principals  admin (admin), wang (sales), zhao (sales)");
+    let installed = engine.installed_policy(&admin)?;
+    let cases = installed.pack.check_cases(engine.schema())?;
+    let files: Vec<&str> = installed.pack.files().map(|(name, _)| name).collect();
+    println!(
+        "policy      version {} ({}): the default pack of examples/policies, {} of its cases pass",
+        installed.version,
+        files.join(", "),
+        cases.passed
+    );
+    let staff: [(&str, &str, Option<&str>); 6] = [
+        ("wang", "sales", Some("east")),
+        ("zhao", "sales", Some("east")),
+        ("chen", "manager", Some("east")),
+        ("sun", "support", None),
+        ("qian", "analyst", None),
+        ("he", "steward", None),
+    ];
+    for (name, role, team) in staff {
+        engine.add_principal(&admin, name, PrincipalKind::User, &[role])?;
+        if let Some(team) = team {
+            let update = PrincipalUpdate {
+                set_attributes: [("team".to_string(), team.to_string())].into(),
+                ..PrincipalUpdate::default()
+            };
+            engine.update_principal(&admin, name, &update)?;
+        }
+    }
+    println!(
+        "principals  admin, wang and zhao (sales, team east), chen (manager, east), sun (support), qian (analyst), he (steward)"
+    );
 
     step("2. Import sample customers from CSV (validated, encrypted, indexed, audited)");
     let report = engine.import_csv(&admin, SAMPLE.as_bytes(), &ImportOptions::default(), |_| {})?;
@@ -60,29 +87,51 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     );
     let first = report.first_id.context("the sample imported nothing")?;
 
-    step("3. The same customer, seen by its owner and by another sales rep");
+    step("3. One customer of wang's, as each role sees it (decided by access.rhai)");
     let wang = Context::new("wang", "sales_contact");
+    let viewers = [
+        ("wang (owner)", Context::new("wang", "sales_contact")),
+        ("chen (manager)", Context::new("chen", "sales_review")),
+        ("sun (support)", Context::new("sun", "service")),
+        ("qian (analyst)", Context::new("qian", "analytics")),
+    ];
+    let views: Vec<Customer> = viewers
+        .iter()
+        .map(|(_, ctx)| engine.customer(ctx, first))
+        .collect::<Result<_, _>>()?;
+    print!("{:<12}", "field");
+    for (title, _) in &viewers {
+        print!(" {title:<26}");
+    }
+    println!();
+    let owner_view = views.first().context("no owner view")?;
+    for name in owner_view.fields.keys() {
+        print!("{name:<12}");
+        for view in &views {
+            let cell = match view.get(name) {
+                Some(v) if view.masked.contains(name) => format!("{v}  (masked)"),
+                Some(v) => v.to_string(),
+                None => "(hidden)".into(),
+            };
+            print!(" {cell:<26}");
+        }
+        println!();
+    }
     let zhao = Context::new("zhao", "sales_contact");
-    let owner_view = engine.customer(&wang, first)?;
-    let other_view = engine.customer(&zhao, first)?;
-    println!(
-        "{:<12} {:<32} {:<32}",
-        "field", "wang (owner)", "zhao (not the owner)"
-    );
-    for (name, value) in &owner_view.fields {
-        let other = match other_view.get(name) {
-            Some(v) if other_view.masked.contains(name) => format!("{v}  (masked)"),
-            Some(v) => v.to_string(),
-            None => "(hidden)".into(),
-        };
-        println!("{name:<12} {value:<32} {other:<32}");
+    if let Err(e) = engine.customer(&zhao, first) {
+        println!("zhao (another sales rep): {e}");
+    }
+    let admin_read = engine.customer(&Context::new("admin", ""), first);
+    if let Err(e) = admin_read {
+        println!("admin without a stated purpose: {e}");
     }
 
     step("4. Look a customer up by phone (through a keyed blind index)");
-    let found = engine.find_customers(&zhao, &Query::field("phone", "138-0013-8000"), 5)?;
+    let sun = Context::new("sun", "service");
+    let found = engine.find_customers(&sun, &Query::field("phone", "138-0013-8000"), 5)?;
     for c in &found {
         println!(
-            "zhao finds customer {} ({}, phone {})",
+            "sun finds customer {} ({}, phone {})",
             c.id,
             c.get("name").unwrap_or("?"),
             c.get("phone").unwrap_or("?")
@@ -105,17 +154,21 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         unit_price_minor: Some(129_900),
     }];
     engine.log_interaction(&wang, first, order)?;
-    for (who, ctx) in [("wang", &wang), ("zhao", &zhao)] {
-        println!("as {who}:");
-        for i in engine.interactions(ctx, first)? {
-            println!(
-                "  {:?} {:?}: {}",
-                i.channel,
-                i.direction,
-                i.summary
-                    .as_deref()
-                    .unwrap_or("(summary hidden: not the owner)")
-            );
+    let qian = Context::new("qian", "analytics");
+    for (who, ctx) in [("wang", &wang), ("sun", &sun), ("qian", &qian)] {
+        match engine.interactions(ctx, first) {
+            Ok(list) => {
+                println!("as {who}:");
+                for i in list {
+                    println!(
+                        "  {:?} {:?}: {}",
+                        i.channel,
+                        i.direction,
+                        i.summary.as_deref().unwrap_or("(summary hidden)")
+                    );
+                }
+            }
+            Err(e) => println!("as {who}: {e}"),
         }
     }
 
@@ -148,10 +201,49 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     }
     println!("  (the follow-up due next week is not listed yet)");
 
-    step("7. Refusals are audited too");
+    step("7. Logins, sessions and refusals");
+    engine.set_password(&admin, "wang", None, "correct horse battery staple")?;
+    let session = engine.login("wang", "correct horse battery staple", None, "demo")?;
+    let via_session = Context::session(session.token(), "sales_contact");
+    println!(
+        "wang logs in (argon2id, 19 MiB, t=2); through the session he counts {} customers",
+        engine.count_customers(&via_session)?
+    );
+    match engine.login("wang", "wrong password", None, "demo") {
+        Err(e) => println!("a wrong password: {e}"),
+        Ok(_) => println!("unexpected: a wrong password logged in"),
+    }
+    match engine.login("nobody", "wrong password", None, "demo") {
+        Err(e) => println!("an unknown name: {e}  (the same answer)"),
+        Ok(_) => println!("unexpected: an unknown name logged in"),
+    }
+    engine.revoke_sessions(&admin, "wang")?;
+    if let Err(e) = engine.count_customers(&via_session) {
+        println!("after `session revoke --all wang`: {e}");
+    }
     match engine.delete_customer(&zhao, first) {
         Err(e) => println!("zhao tries to delete wang's customer: {e}"),
         Ok(()) => println!("unexpected: the delete went through"),
+    }
+    let looping = PolicyPack::from_sources(
+        vec![(
+            "access.rhai".into(),
+            "fn authorize(req) { loop { } }".into(),
+        )],
+        installed
+            .pack
+            .files()
+            .find(|(name, _)| *name == "roles.toml")
+            .map(|(_, text)| text.to_string())
+            .unwrap_or_default(),
+        installed.pack.cases().map(str::to_string),
+    )?;
+    match engine.install_policy(&admin, &looping) {
+        Err(e) => println!(
+            "installing a policy that loops forever: refused, the running policy stays\n  {}",
+            e.to_string().chars().take(160).collect::<String>()
+        ),
+        Ok(_) => println!("unexpected: a looping policy was installed"),
     }
 
     step("8. Verify the tamper-evident audit chain");
@@ -195,7 +287,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     println!("  ({} bytes searched in {})", raw.len(), db.display());
     println!("\nTry the CLI on it:");
     println!(
-        "  cargo run --release -- --db {} --key-file {} --as zhao customer get {first}",
+        "  cargo run --release -- --db {} --key-file {} --as sun customer get {first}",
         db.display(),
         folder.join("master.key").display()
     );

@@ -12,9 +12,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use custodian::{
-    AuditDurability, Channel, Checkpoint, Context, CustomerUpdate, Direction, Engine,
-    ImportOptions, MasterKey, NewCustomer, NewFollowUp, NewInteraction, OrderItem, PrincipalKind,
-    Query, Schema, Status, parse_amount,
+    AuditDurability, CaseReport, Channel, Checkpoint, Context, CustomerUpdate, Direction, Engine,
+    ImportOptions, MasterKey, NewCustomer, NewFollowUp, NewInteraction, OrderItem, PolicyPack,
+    PrincipalKind, PrincipalUpdate, Query, Schema, Status, parse_amount,
 };
 
 /// Custodian keeps customer records encrypted, audited and guarded.
@@ -46,7 +46,7 @@ struct Global {
     /// A mirror of the key store (repeatable).
     #[arg(long, global = true)]
     key_mirror: Vec<PathBuf>,
-    /// The principal acting.
+    /// The principal acting, vouched for by whoever holds the master key.
     #[arg(
         long = "as",
         env = "CUSTODIAN_AS",
@@ -54,13 +54,12 @@ struct Global {
         global = true
     )]
     principal: String,
-    /// The purpose of the access, recorded in the audit chain.
-    #[arg(
-        long,
-        env = "CUSTODIAN_PURPOSE",
-        default_value = "operations",
-        global = true
-    )]
+    /// Act through a session from `custodian login` instead of `--as`.
+    #[arg(long, env = "CUSTODIAN_SESSION", global = true, hide_env_values = true)]
+    session: Option<String>,
+    /// The purpose of the access, recorded in the audit chain (policies may
+    /// require one: admins read customer data only with a stated purpose).
+    #[arg(long, env = "CUSTODIAN_PURPOSE", default_value = "", global = true)]
     purpose: String,
     /// Print records as JSON.
     #[arg(long, global = true)]
@@ -96,6 +95,24 @@ enum Command {
     /// The audit chain.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Log in with a password (from a prompt, or stdin when it is not a
+    /// terminal) and a second factor; prints a session token.
+    Login {
+        /// The principal.
+        name: String,
+        /// A TOTP code or a recovery code.
+        #[arg(long)]
+        totp: Option<String>,
+        /// Where the login comes from, for throttling and the audit chain.
+        #[arg(long, default_value = "cli")]
+        source: String,
+    },
+    /// Sessions.
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Access policies (rhai).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// A guided tour in a fresh folder of its own.
     Demo {
         /// Where to create the demo folder (the system temp dir by default).
@@ -116,6 +133,37 @@ enum PrincipalCmd {
         /// A service account rather than a person.
         #[arg(long)]
         service: bool,
+        /// An attribute as `key=value` (team, region, manager, display_name, email; repeatable).
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+    },
+    /// Change a principal's roles or attributes.
+    Set {
+        /// Its name.
+        name: String,
+        /// Its roles from now on (repeatable; replaces the old ones).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Set an attribute, `key=value` (repeatable).
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+        /// Remove an attribute (repeatable).
+        #[arg(long = "unset")]
+        unset: Vec<String>,
+    },
+    /// Set a password (from a prompt, or stdin when it is not a terminal:
+    /// for one's own, the current password on the first line).
+    Passwd {
+        /// Whose.
+        name: String,
+    },
+    /// Two-factor authentication (TOTP).
+    #[command(subcommand, name = "2fa")]
+    TwoFactor(TwoFactorCmd),
+    /// Unlock an account locked by failed logins.
+    Unlock {
+        /// Its name.
+        name: String,
     },
     /// List principals.
     List,
@@ -124,6 +172,65 @@ enum PrincipalCmd {
         /// Its name.
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TwoFactorCmd {
+    /// Start enrolment: prints the otpauth:// URI and ten recovery codes.
+    Enroll {
+        /// Whose.
+        name: String,
+    },
+    /// Confirm enrolment with a code from the app; from then on it is required.
+    Verify {
+        /// Whose.
+        name: String,
+        /// The current code.
+        code: String,
+    },
+    /// Remove the second factor (admins only).
+    Disable {
+        /// Whose.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCmd {
+    /// List live sessions (all for an admin, one's own otherwise).
+    List,
+    /// Revoke a session by token or listed id, or every session of a principal.
+    Revoke {
+        /// The token or the id from `session list`.
+        #[arg(required_unless_present = "all")]
+        token: Option<String>,
+        /// Revoke every session of this principal.
+        #[arg(long, conflicts_with = "token")]
+        all: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Compile a policy directory and run its own cases.toml.
+    Check {
+        /// The directory (`*.rhai`, roles.toml, optional cases.toml).
+        dir: PathBuf,
+    },
+    /// Run a cases file against a policy directory; reports each failure.
+    Test {
+        /// The directory.
+        dir: PathBuf,
+        /// The cases (TOML).
+        cases: PathBuf,
+    },
+    /// Check a policy directory, then install it as a new audited version.
+    Install {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Show the installed policy.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -291,6 +398,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Interaction(cmd) => interaction(g, cmd),
         Command::FollowUp(cmd) => follow_up(g, cmd),
         Command::Audit(cmd) => audit(g, cmd),
+        Command::Login { name, totp, source } => login(g, &name, totp.as_deref(), &source),
+        Command::Session(cmd) => session(g, cmd),
+        Command::Policy(cmd) => policy(g, cmd),
     }
 }
 
@@ -320,7 +430,160 @@ fn open(g: &Global) -> Result<Engine> {
 }
 
 fn ctx(g: &Global) -> Context {
-    Context::new(&g.principal, &g.purpose)
+    match &g.session {
+        Some(token) => Context::session(token, &g.purpose),
+        None => Context::new(&g.principal, &g.purpose),
+    }
+}
+
+/// Reads a secret: from a prompt without echo on a terminal, otherwise one
+/// line of stdin. Never from the command line, where `ps` would show it.
+fn read_secret(prompt: &str) -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        Ok(rpassword::prompt_password(prompt)?)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
+
+fn login(g: &Global, name: &str, totp: Option<&str>, source: &str) -> Result<()> {
+    let engine = open(g)?;
+    let password = zeroize::Zeroizing::new(read_secret("password: ")?);
+    let session = engine.login(name, &password, totp, source)?;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "token": session.token(),
+                "principal": session.principal,
+                "expires_at": session.expires_at,
+            })
+        );
+    } else {
+        println!("{}", session.token());
+        eprintln!(
+            "logged in as {}; the session ends by {} (pass it with --session or CUSTODIAN_SESSION)",
+            session.principal, session.expires_at
+        );
+    }
+    Ok(())
+}
+
+fn session(g: &Global, cmd: SessionCmd) -> Result<()> {
+    let engine = open(g)?;
+    let ctx = ctx(g);
+    match cmd {
+        SessionCmd::List => output::sessions(&engine.sessions(&ctx)?, g.json)?,
+        SessionCmd::Revoke { token, all } => match (token, all) {
+            (_, Some(name)) => {
+                let n = engine.revoke_sessions(&ctx, &name)?;
+                eprintln!("revoked {n} session(s) of {name}");
+            }
+            (Some(token), None) => {
+                engine.revoke_session(&ctx, &token)?;
+                eprintln!("session revoked");
+            }
+            (None, None) => bail!("give a session token or id, or --all NAME"),
+        },
+    }
+    Ok(())
+}
+
+fn load_pack(dir: &Path) -> Result<PolicyPack> {
+    Ok(PolicyPack::from_dir(dir)?)
+}
+
+/// Prints a case report; fails when a case failed.
+fn report_cases(report: &CaseReport, what: &str) -> Result<()> {
+    for f in &report.failures {
+        eprintln!("FAIL {}: {}", f.case, f.problem);
+    }
+    println!(
+        "{what}: {} case(s) passed, {} failed",
+        report.passed,
+        report.failures.len()
+    );
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} policy case(s) failed", report.failures.len())
+    }
+}
+
+/// The schema policy cases are checked against: the database's when one
+/// is reachable, the bundled one otherwise.
+fn schema_for_cases(g: &Global) -> Schema {
+    if g.db.exists()
+        && let Ok(engine) = open(g)
+    {
+        return engine.schema().clone();
+    }
+    Schema::default()
+}
+
+fn policy(g: &Global, cmd: PolicyCmd) -> Result<()> {
+    match cmd {
+        PolicyCmd::Check { dir } => {
+            let pack = load_pack(&dir)?;
+            report_cases(&pack.check_cases(&schema_for_cases(g))?, "policy compiles")
+        }
+        PolicyCmd::Test { dir, cases } => {
+            let pack = load_pack(&dir)?;
+            let text = std::fs::read_to_string(&cases)
+                .with_context(|| format!("cannot read `{}`", cases.display()))?;
+            report_cases(
+                &pack.test_cases(&text, &schema_for_cases(g))?,
+                "policy test",
+            )
+        }
+        PolicyCmd::Install { dir } => {
+            let pack = load_pack(&dir)?;
+            let engine = open(g)?;
+            let installed = engine.install_policy(&ctx(g), &pack)?;
+            eprintln!(
+                "installed policy version {} from {}; it decides from now on",
+                installed.version,
+                dir.display()
+            );
+            Ok(())
+        }
+        PolicyCmd::Show => {
+            let engine = open(g)?;
+            let installed = engine.installed_policy(&ctx(g))?;
+            if g.json {
+                let files: serde_json::Map<String, serde_json::Value> = installed
+                    .pack
+                    .files()
+                    .map(|(name, text)| (name.to_string(), text.into()))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "version": installed.version,
+                        "installed_at": installed.installed_at,
+                        "installed_by": installed.installed_by,
+                        "files": files,
+                    })
+                );
+            } else {
+                println!(
+                    "policy version {} installed {} by {}",
+                    installed.version, installed.installed_at, installed.installed_by
+                );
+                for (name, text) in installed.pack.files() {
+                    println!("\n==> {name} <==\n{text}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Splits `key=value` attribute arguments.
+fn attributes(args: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    Ok(pairs(args)?.into_iter().collect())
 }
 
 fn init(g: &Global, new_key: bool, schema: Option<&Path>, admin: &str) -> Result<()> {
@@ -366,15 +629,88 @@ fn principal(g: &Global, cmd: PrincipalCmd) -> Result<()> {
             name,
             roles,
             service,
+            attributes: attrs,
         } => {
             let kind = if service {
                 PrincipalKind::Service
             } else {
                 PrincipalKind::User
             };
-            let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-            engine.add_principal(&ctx, &name, kind, &roles)?;
-            eprintln!("added principal {name}");
+            let set_attributes = attributes(&attrs)?;
+            let role_names: Vec<&str> = roles.iter().map(String::as_str).collect();
+            engine.add_principal(&ctx, &name, kind, &role_names)?;
+            if !set_attributes.is_empty() {
+                let update = PrincipalUpdate {
+                    set_attributes,
+                    ..PrincipalUpdate::default()
+                };
+                engine.update_principal(&ctx, &name, &update)?;
+            }
+            eprintln!(
+                "added principal {name}; set a password with `custodian principal passwd {name}`"
+            );
+        }
+        PrincipalCmd::Set {
+            name,
+            roles,
+            attributes: attrs,
+            unset,
+        } => {
+            let update = PrincipalUpdate {
+                roles: (!roles.is_empty()).then_some(roles),
+                set_attributes: attributes(&attrs)?,
+                remove_attributes: unset,
+            };
+            engine.update_principal(&ctx, &name, &update)?;
+            eprintln!("updated principal {name}");
+        }
+        PrincipalCmd::Passwd { name } => {
+            let acting_self = g.session.is_none() && g.principal == name;
+            let current = if acting_self || g.session.is_some() {
+                Some(zeroize::Zeroizing::new(read_secret(
+                    "current password (empty if none): ",
+                )?))
+            } else {
+                None
+            };
+            let new = zeroize::Zeroizing::new(read_secret("new password: ")?);
+            if std::io::stdin().is_terminal() {
+                let again = zeroize::Zeroizing::new(read_secret("new password again: ")?);
+                if *again != *new {
+                    bail!("the passwords differ; nothing was changed");
+                }
+            }
+            let current = current
+                .as_ref()
+                .map(|c| c.as_str())
+                .filter(|c| !c.is_empty());
+            engine.set_password(&ctx, &name, current, &new)?;
+            eprintln!("password of {name} set; its sessions were ended");
+        }
+        PrincipalCmd::TwoFactor(cmd) => match cmd {
+            TwoFactorCmd::Enroll { name } => {
+                let enrolled = engine.enroll_totp(&ctx, &name)?;
+                println!("{}", enrolled.uri.as_str());
+                eprintln!("recovery codes (each works once; store them offline):");
+                for code in &enrolled.recovery_codes {
+                    println!("{}", code.as_str());
+                }
+                eprintln!(
+                    "add the URI to an authenticator app, then run `custodian principal 2fa verify {name} CODE`"
+                );
+            }
+            TwoFactorCmd::Verify { name, code } => {
+                engine.confirm_totp(&ctx, &name, &code)?;
+                eprintln!("second factor of {name} confirmed; logins now need a code");
+            }
+            TwoFactorCmd::Disable { name } => {
+                engine.disable_totp(&ctx, &name)?;
+                eprintln!("second factor of {name} removed");
+            }
+        },
+        PrincipalCmd::Unlock { name } => {
+            engine.unlock_principal(&ctx, &name)?;
+            eprintln!("unlocked {name}");
         }
         PrincipalCmd::List => output::principals(&engine.principals(&ctx)?, g.json)?,
         PrincipalCmd::Deactivate { name } => {

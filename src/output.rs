@@ -1,7 +1,9 @@
 //! Printing records for people (aligned text) or programs (`--json`).
 
 use anyhow::Result;
-use custodian::{AuditEntry, Customer, FollowUp, Interaction, Outcome, Principal, format_amount};
+use custodian::{
+    AuditEntry, Customer, FollowUp, Interaction, Outcome, Principal, SessionInfo, format_amount,
+};
 use serde::Serialize;
 
 fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
@@ -52,12 +54,39 @@ pub fn principals(list: &[Principal], as_json: bool) -> Result<()> {
         return json(list);
     }
     for p in list {
+        let attrs: Vec<String> = p
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!(
-            "{:<20} {:<8} {:<24} {}",
+            "{:<20} {:<8} {:<24} {:<12} {}",
             p.name,
-            format!("{:?}", p.kind).to_lowercase(),
+            p.kind.as_str(),
             p.roles.join(","),
-            if p.active { "active" } else { "deactivated" }
+            if p.active { "active" } else { "deactivated" },
+            attrs.join(" ")
+        );
+    }
+    Ok(())
+}
+
+pub fn sessions(list: &[SessionInfo], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(list);
+    }
+    if list.is_empty() {
+        println!("no sessions");
+    }
+    for s in list {
+        println!(
+            "{}  {:<20} since {}  last seen {}  from {}{}",
+            s.id,
+            s.principal,
+            s.created_at.format("%Y-%m-%d %H:%M"),
+            s.last_seen.format("%Y-%m-%d %H:%M"),
+            s.source,
+            if s.second_factor { "  (2fa)" } else { "" }
         );
     }
     Ok(())

@@ -19,7 +19,11 @@ pub enum Error {
     /// Principals.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    /// Access policies.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// The acting principal may not do this.
+
     #[error("access denied: {0}")]
     Denied(String),
     /// The thing asked for does not exist.

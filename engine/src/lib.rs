@@ -9,7 +9,7 @@
 //! back only what that principal may see.
 //!
 //! ```
-//! use custodian::{Context, Engine, MasterKey, NewCustomer, Query};
+//! use custodian::{Context, Engine, MasterKey, NewCustomer, PrincipalKind, Query};
 //!
 //! # fn main() -> Result<(), custodian::Error> {
 //! let dir = tempfile::tempdir().expect("temp dir");
@@ -18,19 +18,23 @@
 //!     .master_key(MasterKey::generate())
 //!     .create(true)
 //!     .open()?;
+//! // Admins manage principals; roles come from the installed policy.
 //! let admin = Context::new("admin", "onboarding");
-//! engine.add_principal(&admin, "wang", custodian::PrincipalKind::User, &["sales"])?;
+//! engine.add_principal(&admin, "wang", PrincipalKind::User, &["sales"])?;
+//! engine.add_principal(&admin, "zhao", PrincipalKind::User, &["support"])?;
 //!
+//! let wang = Context::new("wang", "sales_contact");
 //! let id = engine.create_customer(
-//!     &admin,
+//!     &wang,
 //!     NewCustomer::new().field("name", "Li Na").field("phone", "138 0013 8000"),
 //! )?;
-//! // The owner sees everything; another principal sees personal fields masked.
-//! assert_eq!(engine.customer(&admin, id)?.get("phone"), Some("+8613800138000"));
-//! let wang = Context::new("wang", "sales_contact");
-//! assert_eq!(engine.customer(&wang, id)?.get("phone"), Some("138****8000"));
+//! // The default policy: a sales rep sees their own customers in full,
+//! // support sees personal fields masked.
+//! assert_eq!(engine.customer(&wang, id)?.get("phone"), Some("+8613800138000"));
+//! let zhao = Context::new("zhao", "service");
+//! assert_eq!(engine.customer(&zhao, id)?.get("phone"), Some("138****8000"));
 //! // Exact lookup goes through a keyed blind index.
-//! let found = engine.find_customers(&wang, &Query::field("phone", "13800138000"), 10)?;
+//! let found = engine.find_customers(&zhao, &Query::field("phone", "13800138000"), 10)?;
 //! assert_eq!(found[0].id, id);
 //! // Every one of those calls is in the tamper-evident audit chain.
 //! assert!(engine.verify_audit(None)?.entries >= 5);
@@ -55,14 +59,20 @@ mod store;
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
 pub use crypto::{CryptoError, MasterKey};
 pub use engine::{
-    Context, Engine, EngineBuilder, ImportOptions, ImportProgress, ImportReport, Query, RowError,
+    AuthSettings, Clock, Context, Engine, EngineBuilder, ImportOptions, ImportProgress,
+    ImportReport, InstalledPolicy, LOGIN_FAILED, Query, RowError, Session, SessionInfo,
+    TotpEnrollment,
 };
 pub use error::{Error, Result};
-pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind};
+pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate};
 pub use model::{
     Channel, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA, Direction, FieldDef, FieldType,
     FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer, NewFollowUp,
     NewInteraction, OrderItem, Schema, Sensitivity, Shown, Status, format_amount, mask_value,
     parse_amount,
+};
+pub use policy::{
+    Action, CaseFailure, CaseReport, CompiledPolicy, CustomerAttributes, Decision, PolicyError,
+    PolicyPack, PreparedSubject, RoleDef, Treatment,
 };
 pub use store::{FileStorage, StorageBackend, StoreError};

@@ -308,5 +308,5 @@ fn a_create_refused_by_the_access_rule_is_audited() {
     let tail = engine.audit_tail(&admin(), 1).unwrap();
     assert_eq!(tail[0].action, "customer.create");
     assert_eq!(tail[0].actor, "wang");
-    assert!(matches!(&tail[0].outcome, Outcome::Denied(r) if r.contains("only admins")));
+    assert!(matches!(&tail[0].outcome, Outcome::Denied(r) if r.contains("for themselves")));
 }

@@ -232,14 +232,15 @@ fn sigkill_during_import_loses_nothing_acknowledged() {
             .verify_audit(None)
             .unwrap_or_else(|e| panic!("run {run} ({kill:?}): the audit chain: {e}"));
 
-        // Every acknowledged batch, and at most one more (committed just
-        // before the kill, not yet reported), each whole.
+        // Every acknowledged batch, and at most two more, each whole: the
+        // pipeline holds one batch queued and one being written, and both
+        // may commit while the caller's thread is busy sealing the next.
         let count = engine.count_customers(&admin).unwrap();
         let added = count
             .checked_sub(stored)
             .unwrap_or_else(|| panic!("run {run} ({kill:?}): {count} customers, {stored} before"));
         assert!(
-            added >= acked && added <= acked + BATCH && added % BATCH == 0,
+            added >= acked && added <= acked + 2 * BATCH && added % BATCH == 0,
             "run {run} ({kill:?}): {added} rows stored, {acked} acknowledged"
         );
         eprintln!("run {run}: {kill:?}: {acked} rows acknowledged, {added} stored");

@@ -15,7 +15,9 @@ mod encryption;
 mod faults;
 mod fuzz;
 mod input;
+mod login;
 mod model;
+mod policy;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -80,7 +82,9 @@ impl Fixture {
             .audit_durability(AuditDurability::buffered())
     }
 
-    /// A new database with principals `wang` and `zhao` (role sales).
+    /// A new database under the default policy with principals `wang`
+    /// (role sales: full access to the customers he owns) and `zhao` (role
+    /// support: personal fields masked, sensitive ones hidden).
     pub fn with_staff(&self) -> Engine {
         let engine = self.open();
         let admin = admin();
@@ -88,7 +92,7 @@ impl Fixture {
             .add_principal(&admin, "wang", PrincipalKind::User, &["sales"])
             .unwrap();
         engine
-            .add_principal(&admin, "zhao", PrincipalKind::User, &["sales"])
+            .add_principal(&admin, "zhao", PrincipalKind::User, &["support"])
             .unwrap();
         engine
     }

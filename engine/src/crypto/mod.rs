@@ -153,6 +153,10 @@ pub(crate) struct Keyring {
     blind: Zeroizing<[u8; 32]>,
     audit: Zeroizing<[u8; 32]>,
     check: [u8; 32],
+    /// Seals principals' second-factor secrets.
+    secrets: XChaCha20Poly1305,
+    /// Keys the hashes of session tokens and recovery codes.
+    login: Zeroizing<[u8; 32]>,
 }
 
 /// The version of the master key that wraps new data keys. Rotation will
@@ -169,6 +173,13 @@ impl Keyring {
             blind: master.derive("custodian 2026 blind index"),
             audit: master.derive("custodian 2026 audit chain"),
             check: *master.derive("custodian 2026 key check"),
+            secrets: XChaCha20Poly1305::new(
+                master
+                    .derive("custodian 2026 login secrets")
+                    .as_slice()
+                    .into(),
+            ),
+            login: master.derive("custodian 2026 login hashes"),
         }
     }
 
@@ -180,6 +191,30 @@ impl Keyring {
 
     pub(crate) fn audit_key(&self) -> &[u8; 32] {
         &self.audit
+    }
+
+    /// The key of session-token and recovery-code hashes.
+    pub(crate) fn login_key(&self) -> &[u8; 32] {
+        &self.login
+    }
+
+    /// Seals a principal's secret (a TOTP seed); `slot` names what and
+    /// whose it is, so a sealed secret opens only in its slot.
+    pub(crate) fn seal_secret(&self, slot: &str, plain: &[u8]) -> Result<Sealed, CryptoError> {
+        seal_raw(&self.secrets, plain, slot.as_bytes())
+    }
+
+    /// Opens what [`Keyring::seal_secret`] sealed.
+    pub(crate) fn open_secret(
+        &self,
+        slot: &str,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open_raw(&self.secrets, sealed, slot.as_bytes())
+            .map(Zeroizing::new)
+            .map_err(|()| CryptoError::Unseal {
+                what: format!("secret `{slot}`"),
+            })
     }
 
     /// A fresh data key for `customer`, returned with its wrapped form.

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::access::{Teams, refusal, shows_text, subject};
 use super::customers::{read_record, refuse, writer_actor};
 use super::{Context, Engine, Event, Inner, from_micros, now_micros};
 use crate::audit::{self, Outcome};
@@ -11,6 +12,7 @@ use crate::model::{
     CustomerId, FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewFollowUp,
     NewInteraction,
 };
+use crate::policy::Action;
 use crate::store::{StoredFollowUp, StoredInteraction};
 use crate::{Error, Result};
 
@@ -37,6 +39,7 @@ impl Engine {
         customer: CustomerId,
         new: NewInteraction,
     ) -> Result<InteractionId> {
+        let ctx = &self.inner.authenticate(ctx)?;
         check_len("summary", &new.summary, MAX_SUMMARY)?;
         if let Some(body) = &new.body {
             check_len("body", body, MAX_BODY)?;
@@ -66,6 +69,11 @@ impl Engine {
                 let error = Error::NotFound(format!("customer {customer}"));
                 return refuse(inner, w, ctx, event(), error);
             };
+            if let Err(e) =
+                inner.allow_write(w, &actor, Action::LogInteraction, ctx.purpose(), &record)?
+            {
+                return refuse(inner, w, ctx, event(), e);
+            }
             let slot = |part: &str| format!("interaction/{id}/{part}");
             let stored = StoredInteraction {
                 id,
@@ -94,9 +102,10 @@ impl Engine {
         })?
     }
 
-    /// A customer's interactions, oldest first. Summaries and bodies are
-    /// shown to the customer's owner and admins only.
+    /// A customer's interactions, oldest first, as the policy allows:
+    /// summaries and bodies are shown where it grants them in full.
     pub fn interactions(&self, ctx: &Context, customer: CustomerId) -> Result<Vec<Interaction>> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = move || Event::new("interaction.list").customer(customer);
         let (actor, record, stored) = inner.store.read(|r| {
@@ -108,11 +117,32 @@ impl Engine {
             inner.audit_read(event().record(ctx, Outcome::Failed(error.to_string())))?;
             return Err(error);
         };
-        let entitled = actor.entitled(&record.owner);
-        let shown = inner.show_interactions(customer, entitled, stored);
-        let fields = |_: &Vec<Interaction>| match entitled {
-            true => vec!["summary".into(), "body".into()],
-            false => Vec::new(),
+        let facts = inner
+            .store
+            .read(|r| inner.facts_of(r, &mut Teams::default(), &record))?;
+        let decision = inner.policy().authorize(
+            &subject(&actor),
+            Action::ReadInteractions,
+            ctx.purpose(),
+            Some(&facts),
+        );
+        if !decision.allowed() {
+            return inner.deny(ctx, event(), refusal(&decision));
+        }
+        let parts = (
+            shows_text(&decision, "summary"),
+            shows_text(&decision, "body"),
+        );
+        let shown = inner.show_interactions(customer, parts, stored);
+        let fields = |_: &Vec<Interaction>| {
+            let mut f = Vec::new();
+            if parts.0 {
+                f.push("summary".into());
+            }
+            if parts.1 {
+                f.push("body".into());
+            }
+            f
         };
         inner.audit_read(read_record(event(), ctx, &shown, fields))?;
         shown
@@ -120,6 +150,7 @@ impl Engine {
 
     /// Schedules a follow-up. The assignee must be an active principal.
     pub fn add_follow_up(&self, ctx: &Context, new: NewFollowUp) -> Result<FollowUpId> {
+        let ctx = &self.inner.authenticate(ctx)?;
         check_len("note", &new.note, MAX_SUMMARY * 4)?;
         let inner = &self.inner;
         let id = inner.reserve_ids(1);
@@ -143,10 +174,15 @@ impl Engine {
                     return refuse(inner, w, ctx, event(), error);
                 }
             }
-            let (Some(_), Some(key)) = (w.customer(customer)?, key.as_ref()) else {
+            let (Some(record), Some(key)) = (w.customer(customer)?, key.as_ref()) else {
                 let error = Error::NotFound(format!("customer {customer}"));
                 return refuse(inner, w, ctx, event(), error);
             };
+            if let Err(e) =
+                inner.allow_write(w, &actor, Action::WriteFollowUps, ctx.purpose(), &record)?
+            {
+                return refuse(inner, w, ctx, event(), e);
+            }
             w.put_followup(&StoredFollowUp {
                 id,
                 customer,
@@ -163,14 +199,16 @@ impl Engine {
     }
 
     /// Open follow-ups due at or before `before`, optionally only one
-    /// assignee's. Notes are shown to the assignee, the customer's owner and
-    /// admins.
+    /// assignee's: those assigned to the actor, and those on customers the
+    /// policy lets it read follow-ups of. Notes are shown to the assignee
+    /// and where the policy grants `note` in full.
     pub fn follow_ups_due(
         &self,
         ctx: &Context,
         before: DateTime<Utc>,
         assignee: Option<&str>,
     ) -> Result<Vec<FollowUp>> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = || {
             Event::new("followup.list").target(format!(
@@ -179,23 +217,40 @@ impl Engine {
                 assignee.unwrap_or("everyone")
             ))
         };
-        let (actor, due) = inner.store.read(|r| {
+        let policy = inner.policy();
+        let due = inner.store.read(|r| {
             let actor = inner.actor(r, ctx, event)?;
+            let subject = subject(&actor);
+            let mut teams = Teams::default();
             let due = r.followups_due(before.timestamp_micros(), assignee)?;
-            let mut with_owner = Vec::with_capacity(due.len());
+            let mut listed = Vec::with_capacity(due.len());
             for f in due {
-                let owner = r.customer(f.customer)?.map(|c| c.owner);
-                with_owner.push((f, owner));
+                let own = f.assignee == actor.name;
+                let decision = match r.customer(f.customer)? {
+                    Some(c) => {
+                        let facts = inner.facts_of(r, &mut teams, &c)?;
+                        Some(policy.authorize(
+                            &subject,
+                            Action::ReadFollowUps,
+                            ctx.purpose(),
+                            Some(&facts),
+                        ))
+                    }
+                    None => None,
+                };
+                let allowed = decision.as_ref().is_some_and(|d| d.allowed());
+                if own || allowed {
+                    let note = own
+                        || (allowed && decision.as_ref().is_some_and(|d| shows_text(d, "note")));
+                    listed.push((f, note));
+                }
             }
-            Ok::<_, Error>((actor, with_owner))
+            Ok::<_, Error>(listed)
         })?;
         let mut customers = Vec::new();
         let shown: Result<Vec<FollowUp>> = due
             .into_iter()
-            .map(|(f, owner)| {
-                let may_read = actor.admin
-                    || actor.name == f.assignee
-                    || owner.as_deref() == Some(actor.name.as_str());
+            .map(|(f, may_read)| {
                 let note = if may_read {
                     customers.push(f.customer);
                     let key = inner.data_key(f.customer)?;
@@ -221,6 +276,7 @@ impl Engine {
 
     /// Marks a follow-up done. The assignee, the customer's owner or an admin may.
     pub fn complete_follow_up(&self, ctx: &Context, id: FollowUpId) -> Result<()> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = || Event::new("followup.done").target(format!("follow-up {id}"));
         inner.store.write(|w| {
@@ -237,13 +293,16 @@ impl Engine {
                     Error::NotFound(format!("follow-up {id}")),
                 );
             };
-            let owner = w.customer(f.customer)?.map(|c| c.owner);
-            if !(actor.admin || actor.name == f.assignee || owner.as_deref() == Some(&actor.name)) {
-                let reason = format!(
-                    "principal `{}` may not complete follow-up {id}: it is assigned to `{}`",
-                    actor.name, f.assignee
-                );
-                return refuse(inner, w, ctx, event(), Error::Denied(reason));
+            if actor.name != f.assignee {
+                let Some(record) = w.customer(f.customer)? else {
+                    let error = Error::NotFound(format!("customer {}", f.customer));
+                    return refuse(inner, w, ctx, event(), error);
+                };
+                if let Err(e) =
+                    inner.allow_write(w, &actor, Action::WriteFollowUps, ctx.purpose(), &record)?
+                {
+                    return refuse(inner, w, ctx, event(), e);
+                }
             }
             f.done = true;
             w.put_followup(&f)?;
@@ -256,15 +315,15 @@ impl Engine {
 }
 
 impl Inner {
-    /// Interactions as shown: decrypted for an entitled principal, without
-    /// summary and body otherwise.
+    /// Interactions as shown: each of summary and body decrypted where the
+    /// decision shows it, absent otherwise.
     fn show_interactions(
         &self,
         customer: CustomerId,
-        entitled: bool,
+        (summary_shown, body_shown): (bool, bool),
         stored: Vec<StoredInteraction>,
     ) -> Result<Vec<Interaction>> {
-        let key = match entitled && !stored.is_empty() {
+        let key = match (summary_shown || body_shown) && !stored.is_empty() {
             true => Some(self.data_key(customer)?),
             false => None,
         };
@@ -273,9 +332,12 @@ impl Inner {
             let slot = |part: &str| format!("interaction/{}/{part}", s.id);
             let (summary, body) = match &key {
                 Some(k) => (
-                    Some(k.open(&slot("summary"), &s.summary)?),
+                    summary_shown
+                        .then(|| k.open(&slot("summary"), &s.summary))
+                        .transpose()?,
                     s.body
                         .as_ref()
+                        .filter(|_| body_shown)
                         .map(|b| k.open(&slot("body"), b))
                         .transpose()?,
                 ),

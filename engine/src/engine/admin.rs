@@ -1,9 +1,10 @@
 //! Principals and the audit chain, for administrators and operators.
 
+use super::auth::admin_only;
 use super::customers::{refuse, writer_actor};
 use super::{Context, Engine, Event, now_micros};
 use crate::audit::{self, AuditEntry, Checkpoint, Outcome, VerifyReport};
-use crate::identity::{self, ADMIN_ROLE, IdentityError, Principal, PrincipalKind};
+use crate::identity::{self, ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate};
 use crate::store::StoredPrincipal;
 use crate::{Error, Result};
 
@@ -16,11 +17,10 @@ impl Engine {
         kind: PrincipalKind,
         roles: &[&str],
     ) -> Result<()> {
+        let ctx = &self.inner.authenticate(ctx)?;
         identity::check_name(name)?;
-        for role in roles {
-            identity::check_role(role)?;
-        }
         let inner = &self.inner;
+        inner.check_roles(roles.iter().copied())?;
         let event = || {
             Event::new("principal.create")
                 .target(format!("principal {name}"))
@@ -48,6 +48,7 @@ impl Engine {
                 roles: roles.iter().map(|r| r.to_string()).collect(),
                 active: true,
                 created_at: now_micros(),
+                attributes: Default::default(),
             })?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
@@ -57,6 +58,7 @@ impl Engine {
     /// Deactivates a principal: from now on it can do nothing. Only admins
     /// may, and the last active admin cannot be deactivated.
     pub fn deactivate_principal(&self, ctx: &Context, name: &str) -> Result<()> {
+        let ctx = &self.inner.authenticate(ctx)?;
         identity::check_name(name)?;
         let inner = &self.inner;
         let event = || Event::new("principal.deactivate").target(format!("principal {name}"));
@@ -89,6 +91,73 @@ impl Engine {
             }
             target.active = false;
             w.put_principal(&target)?;
+            // Offboarding: every session ends with the account.
+            w.remove_sessions(|_, s| s.principal == name)?;
+            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
+            Ok::<_, Error>(Ok(()))
+        })?
+    }
+
+    /// Changes a principal's roles and attributes (team, region, manager,
+    /// display_name, email). Only admins may.
+    pub fn update_principal(
+        &self,
+        ctx: &Context,
+        name: &str,
+        update: &PrincipalUpdate,
+    ) -> Result<()> {
+        let ctx = &self.inner.authenticate(ctx)?;
+        identity::check_name(name)?;
+        let inner = &self.inner;
+        if let Some(roles) = &update.roles {
+            inner.check_roles(roles.iter().map(String::as_str))?;
+        }
+        for (key, value) in &update.set_attributes {
+            identity::check_attribute(key, value)?;
+        }
+        let mut changed: Vec<String> = update
+            .set_attributes
+            .keys()
+            .chain(&update.remove_attributes)
+            .map(|k| format!("attribute:{k}"))
+            .collect();
+        if let Some(roles) = &update.roles {
+            changed.extend(roles.iter().map(|r| format!("role:{r}")));
+        }
+        let event = || {
+            Event::new("principal.update")
+                .target(format!("principal {name}"))
+                .fields(changed.clone())
+        };
+        inner.store.write(|w| {
+            if let Err(e) = admin_only(w, ctx, "change principals")? {
+                return refuse(inner, w, ctx, event(), e);
+            }
+            let Some(mut target) = w.principal(name)? else {
+                let error = IdentityError::Unknown(name.to_string()).into();
+                return refuse(inner, w, ctx, event(), error);
+            };
+            if let Some(roles) = &update.roles {
+                let admins = w
+                    .principals()?
+                    .iter()
+                    .filter(|p| p.active && p.roles.iter().any(|r| r == ADMIN_ROLE))
+                    .count();
+                let was_admin = target.active && target.roles.iter().any(|r| r == ADMIN_ROLE);
+                if was_admin && admins <= 1 && !roles.iter().any(|r| r == ADMIN_ROLE) {
+                    let reason =
+                        format!("`{name}` is the last active admin; add another admin first");
+                    return refuse(inner, w, ctx, event(), Error::Denied(reason));
+                }
+                target.roles = roles.clone();
+            }
+            for key in &update.remove_attributes {
+                target.attributes.remove(key);
+            }
+            for (key, value) in &update.set_attributes {
+                target.attributes.insert(key.clone(), value.clone());
+            }
+            w.put_principal(&target)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
         })?
@@ -96,6 +165,7 @@ impl Engine {
 
     /// Every principal. Only admins may list them.
     pub fn principals(&self, ctx: &Context) -> Result<Vec<Principal>> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = || Event::new("principal.list");
         let (actor, all) = inner.store.read(|r| {
@@ -130,6 +200,7 @@ impl Engine {
 
     /// The last `n` audit entries. Only admins may read the audit log.
     pub fn audit_tail(&self, ctx: &Context, n: usize) -> Result<Vec<AuditEntry>> {
+        let ctx = &self.inner.authenticate(ctx)?;
         self.flush_audit()?;
         let inner = &self.inner;
         let event = || Event::new("audit.read");
@@ -150,5 +221,19 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()?;
         inner.audit_read(event().record(ctx, Outcome::Ok))?;
         Ok(entries)
+    }
+}
+
+impl super::Inner {
+    /// Checks role names, and that the installed policy defines each.
+    pub(crate) fn check_roles<'r>(&self, roles: impl Iterator<Item = &'r str>) -> Result<()> {
+        let policy = self.policy();
+        for role in roles {
+            identity::check_role(role)?;
+            if !policy.roles().contains_key(role) {
+                return Err(IdentityError::UndefinedRole(role.to_string()).into());
+            }
+        }
+        Ok(())
     }
 }

@@ -3,15 +3,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{Context, Engine, Event, Inner, from_micros, now_micros};
+use super::access::{Teams, refusal, subject};
+use super::{Context, Engine, Event, Inner, now_micros};
 use crate::audit::{self, Outcome};
 use crate::crypto::DataKey;
-use crate::identity::{Actor, field_access};
+use crate::identity::Actor;
 use crate::model::{
-    Customer, CustomerId, CustomerUpdate, FieldType, ModelError, NewCustomer, Sensitivity, Shown,
-    Status, mask_value,
+    Customer, CustomerId, CustomerUpdate, FieldType, ModelError, NewCustomer, Sensitivity, Status,
+    mask_value,
 };
-use crate::store::{CustomerRef, Index, SealedField, StoredCustomer, Writer};
+use crate::policy::{Action, Treatment};
+use crate::store::{Index, SealedField, StoredCustomer, Writer};
 use crate::{Error, Result};
 
 /// What to look customers up by.
@@ -251,73 +253,38 @@ impl Inner {
         Ok(key)
     }
 
-    /// The customer as `actor` may see it. Decrypts only when a field is
-    /// shown in full.
-    pub(crate) fn view(&self, record: &CustomerRef<'_>, actor: &Actor) -> Result<Customer> {
-        let entitled = actor.entitled(record.owner);
-        let mut fields = BTreeMap::new();
-        let mut masked = BTreeSet::new();
-        for (name, value) in &record.public {
-            fields.insert(name.to_string(), value.to_string());
-        }
-        let mut key: Option<Arc<DataKey>> = None;
-        for (name, sealed) in &record.sealed {
-            let sensitivity = self
-                .schema
-                .field(name)
-                .map_or(Sensitivity::Sensitive, |d| d.sensitivity);
-            match field_access(entitled, sensitivity) {
-                Some(Shown::Full) => {
-                    let key = match &mut key {
-                        Some(k) => k,
-                        empty => empty.insert(self.data_key(record.id)?),
-                    };
-                    let value = key.open_parts(name, &sealed.nonce, sealed.ciphertext)?;
-                    fields.insert(name.to_string(), value);
-                }
-                Some(Shown::Masked) => {
-                    fields.insert(name.to_string(), sealed.masked.to_string());
-                    masked.insert(name.to_string());
-                }
-                None => {}
-            }
-        }
-        Ok(Customer {
-            id: record.id,
-            owner: record.owner.to_string(),
-            status: Status::parse(record.status)?,
-            created_at: from_micros(record.created_at),
-            updated_at: from_micros(record.updated_at),
-            last_interaction_at: record.last_interaction_at.map(from_micros),
-            fields,
-            masked,
-        })
+    /// Checks that `owner` may own customers: an active principal. Whether
+    /// the actor may hand a customer to them is the policy's decision.
+    pub(crate) fn check_owner(&self, w: &Writer<'_>, owner: &str) -> Result<Result<()>> {
+        Ok(owner_rule(owner, w.principal(owner)?).map_err(Error::Denied))
     }
 
-    /// Checks that `owner` may receive customers from `actor`.
-    pub(crate) fn check_owner(
+    /// Asks the policy about `actor` doing `action` to a stored customer
+    /// inside a write transaction: `Ok(Err(refusal))` when it denies.
+    pub(crate) fn allow_write(
         &self,
         w: &Writer<'_>,
         actor: &Actor,
-        owner: &str,
+        action: Action,
+        purpose: &str,
+        record: &StoredCustomer,
     ) -> Result<Result<()>> {
-        Ok(owner_rule(actor, owner, w.principal(owner)?).map_err(Error::Denied))
+        let facts = self.facts_of(w, &mut Teams::default(), record)?;
+        let decision = self
+            .policy()
+            .authorize(&subject(actor), action, purpose, Some(&facts));
+        Ok(match decision.allowed() {
+            true => Ok(()),
+            false => Err(Error::Denied(refusal(&decision))),
+        })
     }
 }
 
-/// The built-in rule for handing customers to `owner`: only admins assign
-/// to others, and only to an active principal. `Err` is the refusal.
+/// Customers belong to active principals only. `Err` is the refusal.
 pub(crate) fn owner_rule(
-    actor: &Actor,
     owner: &str,
     stored: Option<crate::store::StoredPrincipal>,
 ) -> Result<(), String> {
-    if owner != actor.name && !actor.admin {
-        return Err(format!(
-            "principal `{}` may not assign customers to `{owner}`: only admins assign to others",
-            actor.name
-        ));
-    }
     match stored {
         Some(p) if p.active => Ok(()),
         Some(_) => Err(format!("owner `{owner}` is deactivated")),
@@ -340,18 +307,33 @@ impl Engine {
 
     /// Reads one customer, as the acting principal may see it.
     pub fn customer(&self, ctx: &Context, id: CustomerId) -> Result<Customer> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = move || Event::new("customer.read").customer(id);
+        let policy = inner.policy();
         let view = inner.store.read(|r| {
             let actor = inner.actor(r, ctx, event)?;
             r.with_customer(id, |record| {
-                Ok::<_, Error>(record.map(|record| inner.view(&record, &actor)))
+                let Some(record) = record else {
+                    return Ok::<_, Error>(None);
+                };
+                let facts = inner.facts_of_ref(r, &mut Teams::default(), &record)?;
+                let decision =
+                    policy.authorize(&subject(&actor), Action::Read, ctx.purpose(), Some(&facts));
+                Ok(Some(match decision.allowed() {
+                    true => Ok(inner.view(&record, &decision)),
+                    false => Err(refusal(&decision)),
+                }))
             })
         })?;
-        let Some(view) = view else {
-            let error = Error::NotFound(format!("customer {id}"));
-            inner.audit_read(event().record(ctx, Outcome::Failed(error.to_string())))?;
-            return Err(error);
+        let view = match view {
+            Some(Ok(view)) => view,
+            Some(Err(reason)) => return inner.deny(ctx, event(), reason),
+            None => {
+                let error = Error::NotFound(format!("customer {id}"));
+                inner.audit_read(event().record(ctx, Outcome::Failed(error.to_string())))?;
+                return Err(error);
+            }
         };
         let fields = |v: &Customer| v.fields.keys().cloned().collect();
         inner.audit_read(read_record(event(), ctx, &view, fields))?;
@@ -365,10 +347,11 @@ impl Engine {
         query: &Query,
         limit: usize,
     ) -> Result<Vec<Customer>> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         // A match on a sensitive field is shown only where the principal may
         // see that field: a hit elsewhere would confirm the value.
-        let mut sensitive = false;
+        let mut sensitive = None;
         let index = match query {
             Query::Field { field, value } => {
                 let def = inner.schema.require(field)?;
@@ -382,7 +365,9 @@ impl Engine {
                     .into());
                 }
                 let normalized = inner.schema.normalize(field, value)?;
-                sensitive = def.sensitivity == Sensitivity::Sensitive;
+                if def.sensitivity == Sensitivity::Sensitive {
+                    sensitive = Some(field.clone());
+                }
                 IndexKey::Blind(inner.ring.blind_index(field, &normalized))
             }
             Query::Owner(o) => IndexKey::Owner(o.clone()),
@@ -391,6 +376,7 @@ impl Engine {
         };
         let target = query.audit_target();
         let event = || Event::new("customer.search").target(target.clone());
+        let policy = inner.policy();
         let (ids, views) = inner.store.read(|r| {
             let actor = inner.actor(r, ctx, || {
                 Event::new("customer.search").target(query.audit_target())
@@ -398,15 +384,29 @@ impl Engine {
             let ids = r.lookup(index.as_index(), limit)?;
             let mut views = Vec::with_capacity(ids.len());
             let mut shown = Vec::with_capacity(ids.len());
+            let subject = subject(&actor);
+            let mut teams = Teams::default();
             for id in &ids {
                 r.with_customer(*id, |record| {
-                    if let Some(record) = record
-                        && (!sensitive || actor.entitled(record.owner))
-                    {
+                    let Some(record) = record else {
+                        return Ok::<_, Error>(());
+                    };
+                    let facts = inner.facts_of_ref(r, &mut teams, &record)?;
+                    let decision =
+                        policy.authorize(&subject, Action::Search, ctx.purpose(), Some(&facts));
+                    // A hit on a sensitive field the principal may not see
+                    // in full would confirm the searched value.
+                    let confirms = match &sensitive {
+                        Some(field) => {
+                            decision.treatment(field, Sensitivity::Sensitive) != Treatment::Full
+                        }
+                        None => false,
+                    };
+                    if decision.allowed() && !confirms {
                         shown.push(*id);
-                        views.push(inner.view(&record, &actor));
+                        views.push(inner.view(&record, &decision));
                     }
-                    Ok::<_, Error>(())
+                    Ok(())
                 })?;
             }
             Ok::<_, Error>((shown, views))
@@ -427,12 +427,20 @@ impl Engine {
 
     /// How many customers the database holds.
     pub fn count_customers(&self, ctx: &Context) -> Result<u64> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = || Event::new("customer.count");
-        let count = inner.store.read(|r| {
-            inner.actor(r, ctx, event)?;
-            Ok::<_, Error>(r.customer_count()?)
+        let (actor, count) = inner.store.read(|r| {
+            let actor = inner.actor(r, ctx, event)?;
+            Ok::<_, Error>((actor, r.customer_count()?))
         })?;
+        let decision =
+            inner
+                .policy()
+                .authorize(&subject(&actor), Action::Count, ctx.purpose(), None);
+        if !decision.allowed() {
+            return inner.deny(ctx, event(), refusal(&decision));
+        }
         inner.audit_read(event().record(ctx, Outcome::Ok))?;
         Ok(count)
     }
@@ -444,6 +452,7 @@ impl Engine {
         id: CustomerId,
         update: CustomerUpdate,
     ) -> Result<()> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let set = inner.normalize_fields_partial(&update.set)?;
         for name in &update.clear {
@@ -473,19 +482,31 @@ impl Engine {
                 Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
             };
             let (Some(mut record), Some(key)) = (w.customer(id)?, key.as_ref()) else {
-                return refuse(inner, w, ctx, event(), Error::NotFound(format!("customer {id}")));
-            };
-            if !actor.entitled(&record.owner) {
-                let reason = format!(
-                    "principal `{}` may not change customer {id}: only its owner `{}` or an admin may",
-                    actor.name, record.owner
+                return refuse(
+                    inner,
+                    w,
+                    ctx,
+                    event(),
+                    Error::NotFound(format!("customer {id}")),
                 );
-                return refuse(inner, w, ctx, event(), Error::Denied(reason));
-            }
-            if let Some(owner) = &update.owner
-                && let Err(e) = inner.check_owner(w, &actor, owner)?
-            {
+            };
+            if let Err(e) = inner.allow_write(w, &actor, Action::Update, ctx.purpose(), &record)? {
                 return refuse(inner, w, ctx, event(), e);
+            }
+            if let Some(owner) = &update.owner {
+                if let Err(e) = inner.check_owner(w, owner)? {
+                    return refuse(inner, w, ctx, event(), e);
+                }
+                // Handing over needs the policy's consent for the new owner too.
+                let handed = StoredCustomer {
+                    owner: owner.clone(),
+                    ..record.clone()
+                };
+                if let Err(e) =
+                    inner.allow_write(w, &actor, Action::Update, ctx.purpose(), &handed)?
+                {
+                    return refuse(inner, w, ctx, event(), e);
+                }
             }
             inner.index(w, &record, false)?;
             for name in &update.clear {
@@ -509,6 +530,7 @@ impl Engine {
     /// Deletes a customer with its interactions and follow-ups, then
     /// destroys its data key in the key store and every mirror.
     pub fn delete_customer(&self, ctx: &Context, id: CustomerId) -> Result<()> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = || Event::new("customer.delete").customer(id);
         // INVARIANT: the key is marked pending before the record goes and
@@ -524,14 +546,16 @@ impl Engine {
                 Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
             };
             let Some(record) = w.customer(id)? else {
-                return refuse(inner, w, ctx, event(), Error::NotFound(format!("customer {id}")));
-            };
-            if !actor.entitled(&record.owner) {
-                let reason = format!(
-                    "principal `{}` may not delete customer {id}: only its owner `{}` or an admin may",
-                    actor.name, record.owner
+                return refuse(
+                    inner,
+                    w,
+                    ctx,
+                    event(),
+                    Error::NotFound(format!("customer {id}")),
                 );
-                return refuse(inner, w, ctx, event(), Error::Denied(reason));
+            };
+            if let Err(e) = inner.allow_write(w, &actor, Action::Delete, ctx.purpose(), &record)? {
+                return refuse(inner, w, ctx, event(), e);
             }
             inner.index(w, &record, false)?;
             w.remove_customer(id)?;

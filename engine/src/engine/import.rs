@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::mpsc;
 
+use super::access::{refusal, subject};
 use super::customers::{IndexKey, owner_rule, refuse, writer_actor};
 use super::{Context, Engine, Event, Inner, now_micros};
 use crate::audit::{self, Outcome};
-use crate::identity::Actor;
-use crate::model::{CustomerId, ModelError, NewCustomer};
+use crate::model::{CustomerId, ModelError, NewCustomer, Status};
+use crate::policy::{Action, CustomerFacts};
 use crate::store::StoredCustomer;
 use crate::{Error, Result};
 
@@ -104,6 +105,7 @@ impl Engine {
         options: &ImportOptions,
         progress: impl FnMut(&ImportProgress),
     ) -> Result<ImportReport> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
@@ -172,13 +174,17 @@ impl Engine {
         options: &ImportOptions,
         mut progress: impl FnMut(&ImportProgress),
     ) -> Result<ImportReport> {
+        let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         let event = || Event::new("customer.create");
         let actor = inner.store.read(|r| inner.actor(r, ctx, event))?;
         // Bounded: a batch is held in memory twice (sealing, writing).
         let batch_size = options.batch_size.clamp(1, MAX_BATCH);
         let mut report = ImportReport::default();
-        let mut owners: HashMap<String, Result<(), String>> = HashMap::new();
+        // Owner → its team, or why it may not own customers.
+        let mut owners: HashMap<String, Result<Option<String>, String>> = HashMap::new();
+        let policy = inner.policy();
+        let subject = subject(&actor);
         // Rows refused by the access rule (not those with invalid values)
         // are audited, in one transaction after the import.
         let mut refusals = Vec::new();
@@ -218,18 +224,31 @@ impl Engine {
                     let owner = new.owner.unwrap_or_else(|| actor.name.clone());
                     // Decisions are remembered per owner; a storage error is
                     // not a decision and is tried again on the next row.
-                    let allowed = match owners.get(&owner) {
+                    let team = match owners.get(&owner) {
                         Some(decided) => decided.clone(),
                         None => {
-                            let decided = inner.owner_allowed(&actor, &owner)?;
+                            let decided = inner.owner_team(&owner)?;
                             owners.insert(owner.clone(), decided.clone());
                             decided
                         }
                     };
-                    if let Err(reason) = allowed {
-                        return Err(Error::Denied(reason));
-                    }
+                    let team = team.map_err(Error::Denied)?;
                     let fields = inner.normalize_fields(&new.fields)?;
+                    let facts = CustomerFacts {
+                        id: 0,
+                        owner: owner.clone(),
+                        team,
+                        status: Status::Active.as_str().to_string(),
+                        tags: fields
+                            .get("tags")
+                            .map(|l| l.split(',').map(str::to_string).collect())
+                            .unwrap_or_default(),
+                    };
+                    let decision =
+                        policy.authorize(&subject, Action::Create, ctx.purpose(), Some(&facts));
+                    if !decision.allowed() {
+                        return Err(Error::Denied(refusal(&decision)));
+                    }
                     Ok(Row {
                         line,
                         owner,
@@ -258,14 +277,16 @@ impl Engine {
                     if to_writer.send(sealed).is_err() {
                         break; // the writer stopped on an error, received below
                     }
-                    while let Ok(result) = written.try_recv() {
-                        if let Err(e) = acknowledge(&mut report, result) {
-                            failure.get_or_insert(e);
-                        }
+                }
+                // Acknowledge commits as soon as they land, not only between
+                // batches: a commit is reported while the next batch is sealed.
+                while let Ok(result) = written.try_recv() {
+                    if let Err(e) = acknowledge(&mut report, result) {
+                        failure.get_or_insert(e);
                     }
-                    if failure.is_some() {
-                        break;
-                    }
+                }
+                if failure.is_some() {
+                    break;
                 }
             }
             drop(to_writer);
@@ -332,11 +353,13 @@ fn csv_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewCustomer> 
 }
 
 impl Inner {
-    /// Whether `actor` may give customers to `owner`: `Ok(Err(reason))` is a
-    /// refusal.
-    fn owner_allowed(&self, actor: &Actor, owner: &str) -> Result<Result<(), String>> {
+    /// The team of `owner`, or why it may not own customers.
+    fn owner_team(&self, owner: &str) -> Result<Result<Option<String>, String>> {
         let stored = self.store.read(|r| r.principal(owner))?;
-        Ok(owner_rule(actor, owner, stored))
+        let team = stored
+            .as_ref()
+            .and_then(|p| p.attributes.get("team").cloned());
+        Ok(owner_rule(owner, stored).map(|()| team))
     }
 
     /// Gives a batch its ids and seals it.

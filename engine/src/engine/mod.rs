@@ -2,27 +2,33 @@
 //! (resolve the actor → decide → one write transaction with its audit entry
 //! → the view the actor may see).
 
+mod access;
 mod activity;
 mod admin;
+mod auth;
 mod customers;
 mod import;
 mod key_cache;
+mod policies;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 
+pub use auth::{AuthSettings, Clock, LOGIN_FAILED, Session, SessionInfo, TotpEnrollment};
 pub use customers::Query;
 pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
 use key_cache::{KEY_CACHE_CAPACITY, KeyCache};
+pub use policies::InstalledPolicy;
 
 use crate::audit::{self, AuditDurability, Batcher, Outcome, Record};
 use crate::crypto::{CryptoError, Keyring, MasterKey};
 use crate::identity::{ADMIN_ROLE, Actor, PrincipalKind};
 use crate::model::Schema;
+use crate::policy::{Policy, PolicyPack};
 use crate::store::{
     Identity, KeyStore, Location, Reader, StorageBackend, Store, StoreError, StoredPrincipal,
 };
@@ -30,18 +36,47 @@ use crate::{Error, Result};
 
 /// Who is acting, and for which purpose. Every operation takes one; both are
 /// written to the audit entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A context is made either from a session token that [`Engine::login`]
+/// issued ([`Context::session`]), or by a host application that
+/// authenticates its users itself and vouches for them
+/// ([`Context::new`]: the host capability; only code holding the engine,
+/// and so the master key, can use it).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Context {
     principal: String,
     purpose: String,
+    session: Option<String>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("principal", &self.principal)
+            .field("purpose", &self.purpose)
+            .field("session", &self.session.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 impl Context {
-    /// `principal` acting for `purpose` (e.g. `sales_contact`, `support`).
+    /// `principal`, authenticated by the host, acting for `purpose` (e.g.
+    /// `sales_contact`, `support`).
     pub fn new(principal: impl Into<String>, purpose: impl Into<String>) -> Self {
         Self {
             principal: principal.into(),
             purpose: purpose.into(),
+            session: None,
+        }
+    }
+
+    /// Whoever holds the session `token` (from [`Engine::login`]), acting
+    /// for `purpose`. An expired or revoked token fails every call.
+    pub fn session(token: impl Into<String>, purpose: impl Into<String>) -> Self {
+        Self {
+            principal: "(session)".into(),
+            purpose: purpose.into(),
+            session: Some(token.into()),
         }
     }
 
@@ -69,6 +104,8 @@ pub struct EngineBuilder {
     create: bool,
     admin: String,
     durability: AuditDurability,
+    clock: Clock,
+    auth: AuthSettings,
 }
 
 impl EngineBuilder {
@@ -119,6 +156,18 @@ impl EngineBuilder {
     /// How read entries reach the audit chain; see [`AuditDurability`].
     pub fn audit_durability(mut self, durability: AuditDurability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Where logins and sessions read the time; the system clock by default.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Login throttling and session lifetimes; see [`AuthSettings`].
+    pub fn auth_settings(mut self, settings: AuthSettings) -> Self {
+        self.auth = settings;
         self
     }
 
@@ -241,9 +290,13 @@ impl EngineBuilder {
             batcher: Batcher::new(self.durability),
             next_id: AtomicU64::new(meta.next_id),
             key_store_path,
+            clock: self.clock,
+            auth: self.auth,
+            policy: RwLock::new(Arc::new(Policy::compile(&PolicyPack::default_pack())?)),
         });
         // Also after a crash between creating the file and its first admin.
         inner.bootstrap_admin(&self.admin)?;
+        inner.load_policy()?;
         inner.collect_orphan_keys()?;
         let flusher = match self.durability {
             AuditDurability::Buffered { flush_interval, .. } => Some(Arc::new(Flusher::start(
@@ -340,6 +393,10 @@ pub(crate) struct Inner {
     batcher: Batcher,
     next_id: AtomicU64,
     key_store_path: PathBuf,
+    clock: Clock,
+    auth: AuthSettings,
+    /// The policy in force; replaced whole by an install.
+    policy: RwLock<Arc<Policy>>,
 }
 
 impl Drop for Inner {
@@ -369,6 +426,8 @@ impl Engine {
             create: false,
             admin: "admin".into(),
             durability: AuditDurability::Durable,
+            clock: Clock::system(),
+            auth: AuthSettings::default(),
         }
     }
 
@@ -548,6 +607,7 @@ impl Inner {
                 roles: vec![ADMIN_ROLE.to_string()],
                 active: true,
                 created_at: now_micros(),
+                attributes: Default::default(),
             })?;
             let event = Event::new("principal.create").target(format!("principal {name}"));
             audit::append(w, key, &event.record(&ctx, Outcome::Ok))?;

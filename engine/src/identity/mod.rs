@@ -1,19 +1,16 @@
-//! Identity. `identity` owns principals (users and service accounts), their
-//! roles and the built-in access rule that stands until policy scripts
-//! decide instead.
-//!
-//! Built-in rule: a deactivated principal may do nothing; admins and a
-//! customer's owner see every field; any other principal sees personal
-//! fields masked and sensitive fields not at all; only admins and the owner
-//! change or delete a customer; only admins manage principals.
+//! Identity. `identity` owns principals (users and service accounts),
+//! their roles and attributes, passwords (argon2id and the strength
+//! policy) and the TOTP second factor. Who may do what is the policy's
+//! decision (`policy`); identity only says who is acting.
 
 pub(crate) mod password;
 pub(crate) mod totp;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::Sensitivity;
 use crate::store::StoredPrincipal;
 
 /// The role that manages principals and sees every field.
@@ -37,6 +34,22 @@ pub enum IdentityError {
     /// No such principal.
     #[error("no principal named `{0}`")]
     Unknown(String),
+    /// An attribute name or value that is not allowed.
+    #[error(
+        "invalid attribute `{0}`: names use 1 to 32 lowercase letters, digits or `_`, values at most 256 bytes"
+    )]
+    InvalidAttribute(String),
+    /// A password the strength policy refuses.
+    #[error("{0}")]
+    WeakPassword(String),
+    /// A role the installed policy does not define.
+    #[error(
+        "role `{0}` is not defined by the installed policy; define it in roles.toml or pick another"
+    )]
+    UndefinedRole(String),
+    /// A second-factor operation that does not fit the principal's state.
+    #[error("{0}")]
+    SecondFactor(String),
 }
 
 /// What kind of actor a principal is.
@@ -47,6 +60,16 @@ pub enum PrincipalKind {
     User,
     /// A program acting on its own behalf.
     Service,
+}
+
+impl PrincipalKind {
+    /// The lowercase name policies see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+        }
+    }
 }
 
 /// A principal as listed to administrators.
@@ -60,6 +83,8 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// Whether it may act.
     pub active: bool,
+    /// Team, region, manager and the like, as policies see them.
+    pub attributes: BTreeMap<String, String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -71,9 +96,22 @@ impl From<StoredPrincipal> for Principal {
             kind: p.kind,
             roles: p.roles,
             active: p.active,
+            attributes: p.attributes,
             created_at: DateTime::from_timestamp_micros(p.created_at).unwrap_or_default(),
         }
     }
+}
+
+/// A change to a principal: new roles (replacing the old ones), attributes
+/// to set and attributes to remove.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrincipalUpdate {
+    /// The new roles, if they change.
+    pub roles: Option<Vec<String>>,
+    /// Attributes to set (team, region, manager, display_name, email, ...).
+    pub set_attributes: BTreeMap<String, String>,
+    /// Attributes to remove.
+    pub remove_attributes: Vec<String>,
 }
 
 /// Checks a principal name.
@@ -102,11 +140,24 @@ pub(crate) fn check_role(role: &str) -> Result<(), IdentityError> {
     }
 }
 
+/// Checks an attribute name and value.
+pub(crate) fn check_attribute(name: &str, value: &str) -> Result<(), IdentityError> {
+    let ok = check_role(name).is_ok() && value.len() <= 256 && !value.contains('\0');
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::InvalidAttribute(name.to_string()))
+    }
+}
+
 /// An active principal, resolved for one operation.
 #[derive(Clone, Debug)]
 pub(crate) struct Actor {
     pub(crate) name: String,
     pub(crate) admin: bool,
+    pub(crate) kind: PrincipalKind,
+    pub(crate) roles: Vec<String>,
+    pub(crate) attributes: BTreeMap<String, String>,
 }
 
 impl Actor {
@@ -116,27 +167,12 @@ impl Actor {
             None => Err(format!("unknown principal `{name}`")),
             Some(p) if !p.active => Err(format!("principal `{name}` is deactivated")),
             Some(p) => Ok(Self {
-                name: p.name,
                 admin: p.roles.iter().any(|r| r == ADMIN_ROLE),
+                name: p.name,
+                kind: p.kind,
+                roles: p.roles,
+                attributes: p.attributes,
             }),
         }
-    }
-
-    /// Whether this actor has full rights over a customer owned by `owner`.
-    pub(crate) fn entitled(&self, owner: &str) -> bool {
-        self.admin || self.name == owner
-    }
-}
-
-/// How a field of the given sensitivity is shown to an actor, or `None` if hidden.
-pub(crate) fn field_access(
-    entitled: bool,
-    sensitivity: Sensitivity,
-) -> Option<crate::model::Shown> {
-    use crate::model::Shown;
-    match (entitled, sensitivity) {
-        (true, _) | (false, Sensitivity::Public) => Some(Shown::Full),
-        (false, Sensitivity::Personal) => Some(Shown::Masked),
-        (false, Sensitivity::Sensitive) => None,
     }
 }

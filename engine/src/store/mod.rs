@@ -21,9 +21,10 @@ pub(crate) use backend::BackendAdapter;
 pub use backend::{FileStorage, StorageBackend};
 pub(crate) use keys::KeyStore;
 pub(crate) use records::{
-    CustomerRef, SealedField, StoredCustomer, StoredFollowUp, StoredInteraction, StoredPrincipal,
-    decode, encode,
+    CustomerRef, SealedField, StoredCredentials, StoredCustomer, StoredFollowUp, StoredInteraction,
+    StoredPolicy, StoredPrincipal, StoredSession, StoredThrottle, StoredTotp, decode, encode,
 };
+use records::{decode_principal, encode_principal};
 
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,14 @@ const FOLLOWUPS_BY_CUSTOMER: MultimapTableDefinition<u64, u64> =
 const FOLLOWUPS_OPEN: TableDefinition<(i64, u64), &str> = TableDefinition::new("followups_open");
 const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Principal name → credentials.
+const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
+/// Keyed hash of a session token → session.
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+/// `name:<account>` or `source:<address>` → failed-login counter.
+const THROTTLE: TableDefinition<&str, &[u8]> = TableDefinition::new("throttle");
+/// Policy version → installed pack.
+const POLICIES: TableDefinition<u64, &[u8]> = TableDefinition::new("policies");
 
 const META_FORMAT: &str = "format";
 const META_CHECK: &str = "key_check";
@@ -212,7 +221,8 @@ impl Store {
     pub(crate) fn prepare(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
         let complete = {
             let txn = self.db.begin_read()?;
-            let has_audit = match txn.open_table(AUDIT) {
+            // The newest table: a database made by an older version lacks it.
+            let has_audit = match txn.open_table(POLICIES) {
                 Ok(_) => true,
                 Err(redb::TableError::TableDoesNotExist(_)) => false,
                 Err(e) => return Err(e.into()),
@@ -237,6 +247,10 @@ impl Store {
             txn.open_multimap_table(FOLLOWUPS_BY_CUSTOMER)?;
             txn.open_table(PRINCIPALS)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(CREDENTIALS)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(THROTTLE)?;
+            txn.open_table(POLICIES)?;
             if let Some(identity) = &identity
                 && meta.get(META_FORMAT)?.is_none()
             {
@@ -355,6 +369,10 @@ pub(crate) struct Writer<'t> {
     followups_by_customer: redb::MultimapTable<'t, u64, u64>,
     principals: redb::Table<'t, &'static str, &'static [u8]>,
     audit: redb::Table<'t, u64, &'static [u8]>,
+    credentials: redb::Table<'t, &'static str, &'static [u8]>,
+    sessions: redb::Table<'t, &'static [u8], &'static [u8]>,
+    throttle: redb::Table<'t, &'static str, &'static [u8]>,
+    policies: redb::Table<'t, u64, &'static [u8]>,
     head: Option<AuditHead>,
     head_dirty: bool,
     next_id: Option<u64>,
@@ -375,6 +393,10 @@ impl<'t> Writer<'t> {
             followups_by_customer: txn.open_multimap_table(FOLLOWUPS_BY_CUSTOMER)?,
             principals: txn.open_table(PRINCIPALS)?,
             audit: txn.open_table(AUDIT)?,
+            credentials: txn.open_table(CREDENTIALS)?,
+            sessions: txn.open_table(SESSIONS)?,
+            throttle: txn.open_table(THROTTLE)?,
+            policies: txn.open_table(POLICIES)?,
             head: None,
             head_dirty: false,
             next_id: None,
@@ -528,14 +550,14 @@ impl<'t> Writer<'t> {
     pub(crate) fn principal(&self, name: &str) -> Result<Option<StoredPrincipal>, StoreError> {
         self.principals
             .get(name)?
-            .map(|v| decode(v.value(), "principal"))
+            .map(|v| decode_principal(v.value()))
             .transpose()
     }
 
     /// Inserts or replaces a principal.
     pub(crate) fn put_principal(&mut self, p: &StoredPrincipal) -> Result<(), StoreError> {
         self.principals
-            .insert(p.name.as_str(), encode(p)?.as_slice())?;
+            .insert(p.name.as_str(), encode_principal(p)?.as_slice())?;
         Ok(())
     }
 
@@ -543,8 +565,98 @@ impl<'t> Writer<'t> {
     pub(crate) fn principals(&self) -> Result<Vec<StoredPrincipal>, StoreError> {
         self.principals
             .iter()?
-            .map(|r| decode(r?.1.value(), "principal"))
+            .map(|r| decode_principal(r?.1.value()))
             .collect()
+    }
+
+    /// A principal's credentials (empty if none were ever set).
+    pub(crate) fn credentials(&self, name: &str) -> Result<StoredCredentials, StoreError> {
+        Ok(self
+            .credentials
+            .get(name)?
+            .map(|v| decode(v.value(), "credentials"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Replaces a principal's credentials.
+    pub(crate) fn put_credentials(
+        &mut self,
+        name: &str,
+        c: &StoredCredentials,
+    ) -> Result<(), StoreError> {
+        self.credentials.insert(name, encode(c)?.as_slice())?;
+        Ok(())
+    }
+
+    /// A session by its token hash.
+    pub(crate) fn session(&self, hash: &[u8; 32]) -> Result<Option<StoredSession>, StoreError> {
+        self.sessions
+            .get(hash.as_slice())?
+            .map(|v| decode(v.value(), "session"))
+            .transpose()
+    }
+
+    /// Inserts or replaces a session.
+    pub(crate) fn put_session(
+        &mut self,
+        hash: &[u8; 32],
+        s: &StoredSession,
+    ) -> Result<(), StoreError> {
+        self.sessions
+            .insert(hash.as_slice(), encode(s)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes the sessions `remove` picks (given each token hash and
+    /// session); returns how many went.
+    pub(crate) fn remove_sessions(
+        &mut self,
+        mut remove: impl FnMut(&[u8], &StoredSession) -> bool,
+    ) -> Result<usize, StoreError> {
+        let mut doomed = Vec::new();
+        for row in self.sessions.iter()? {
+            let (k, v) = row?;
+            let session: StoredSession = decode(v.value(), "session")?;
+            if remove(k.value(), &session) {
+                doomed.push(k.value().to_vec());
+            }
+        }
+        for k in &doomed {
+            self.sessions.remove(k.as_slice())?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// A failed-login counter.
+    pub(crate) fn throttle(&self, key: &str) -> Result<StoredThrottle, StoreError> {
+        Ok(self
+            .throttle
+            .get(key)?
+            .map(|v| decode(v.value(), "throttle"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Sets a failed-login counter; a zero counter is removed.
+    pub(crate) fn put_throttle(&mut self, key: &str, t: StoredThrottle) -> Result<(), StoreError> {
+        if t.failures == 0 {
+            self.throttle.remove(key)?;
+        } else {
+            self.throttle.insert(key, encode(&t)?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// The newest policy version, if any.
+    pub(crate) fn latest_policy(&self) -> Result<Option<(u64, StoredPolicy)>, StoreError> {
+        latest_policy(&self.policies)
+    }
+
+    /// Stores a new policy version.
+    pub(crate) fn put_policy(&mut self, version: u64, p: &StoredPolicy) -> Result<(), StoreError> {
+        self.policies.insert(version, encode(p)?.as_slice())?;
+        Ok(())
     }
 
     /// Number of principals.
@@ -647,8 +759,55 @@ impl Reader {
         self.txn
             .open_table(PRINCIPALS)?
             .get(name)?
-            .map(|v| decode(v.value(), "principal"))
+            .map(|v| decode_principal(v.value()))
             .transpose()
+    }
+
+    /// A session by its token hash.
+    pub(crate) fn session(&self, hash: &[u8; 32]) -> Result<Option<StoredSession>, StoreError> {
+        self.txn
+            .open_table(SESSIONS)?
+            .get(hash.as_slice())?
+            .map(|v| decode(v.value(), "session"))
+            .transpose()
+    }
+
+    /// Every session with its token hash.
+    pub(crate) fn sessions(&self) -> Result<Vec<([u8; 32], StoredSession)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.txn.open_table(SESSIONS)?.iter()? {
+            let (k, v) = row?;
+            let hash = <[u8; 32]>::try_from(k.value()).map_err(|_| corrupt("session key"))?;
+            out.push((hash, decode(v.value(), "session")?));
+        }
+        Ok(out)
+    }
+
+    /// A failed-login counter.
+    pub(crate) fn throttle(&self, key: &str) -> Result<StoredThrottle, StoreError> {
+        Ok(self
+            .txn
+            .open_table(THROTTLE)?
+            .get(key)?
+            .map(|v| decode(v.value(), "throttle"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// A principal's credentials (empty if none were ever set).
+    pub(crate) fn credentials(&self, name: &str) -> Result<StoredCredentials, StoreError> {
+        Ok(self
+            .txn
+            .open_table(CREDENTIALS)?
+            .get(name)?
+            .map(|v| decode(v.value(), "credentials"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// The newest policy version, if any.
+    pub(crate) fn latest_policy(&self) -> Result<Option<(u64, StoredPolicy)>, StoreError> {
+        latest_policy(&self.txn.open_table(POLICIES)?)
     }
 
     /// Number of principals.
@@ -661,7 +820,7 @@ impl Reader {
         self.txn
             .open_table(PRINCIPALS)?
             .iter()?
-            .map(|r| decode(r?.1.value(), "principal"))
+            .map(|r| decode_principal(r?.1.value()))
             .collect()
     }
 
@@ -701,5 +860,14 @@ impl Reader {
             .collect::<Result<_, _>>()?;
         out.reverse();
         Ok(out)
+    }
+}
+
+fn latest_policy(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Option<(u64, StoredPolicy)>, StoreError> {
+    match table.last()? {
+        Some((k, v)) => Ok(Some((k.value(), decode(v.value(), "policy")?))),
+        None => Ok(None),
     }
 }

@@ -130,7 +130,7 @@ pub(crate) struct StoredFollowUp {
     pub(crate) created_by: String,
 }
 
-/// A principal at rest.
+/// A principal at rest (envelope 2: with attributes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredPrincipal {
     pub(crate) name: String,
@@ -138,11 +138,129 @@ pub(crate) struct StoredPrincipal {
     pub(crate) roles: Vec<String>,
     pub(crate) active: bool,
     pub(crate) created_at: i64,
+    /// Team, region, manager, display name, email: what policies decide on.
+    pub(crate) attributes: BTreeMap<String, String>,
+}
+
+/// A principal as envelope 1 stored it, before attributes.
+#[derive(Deserialize)]
+struct PrincipalV1 {
+    name: String,
+    kind: crate::identity::PrincipalKind,
+    roles: Vec<String>,
+    active: bool,
+    created_at: i64,
+}
+
+const PRINCIPAL_ENVELOPE: u8 = 2;
+
+/// Serializes a principal (envelope 2).
+pub(crate) fn encode_principal(p: &StoredPrincipal) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![PRINCIPAL_ENVELOPE];
+    let body = postcard::to_stdvec(p).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Opens a principal written by this version or the one before.
+pub(crate) fn decode_principal(bytes: &[u8]) -> Result<StoredPrincipal, StoreError> {
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("principal: {e}"));
+    match bytes.split_first() {
+        Some((&PRINCIPAL_ENVELOPE, body)) => postcard::from_bytes(body).map_err(corrupt),
+        Some((&1, body)) => {
+            let old: PrincipalV1 = postcard::from_bytes(body).map_err(corrupt)?;
+            Ok(StoredPrincipal {
+                name: old.name,
+                kind: old.kind,
+                roles: old.roles,
+                active: old.active,
+                created_at: old.created_at,
+                attributes: BTreeMap::new(),
+            })
+        }
+        Some((&v, _)) => Err(StoreError::Version {
+            found: u32::from(v),
+            supported: u32::from(PRINCIPAL_ENVELOPE),
+        }),
+        None => Err(StoreError::Corrupt("principal: empty".into())),
+    }
+}
+
+/// How a principal proves who it is. Kept apart from [`StoredPrincipal`]
+/// so the hot path (resolving an actor) never decodes a hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredCredentials {
+    /// Argon2id PHC string.
+    pub(crate) password: Option<String>,
+    pub(crate) password_set_at: Option<i64>,
+    pub(crate) totp: Option<StoredTotp>,
+    /// Keyed hashes of the unused recovery codes.
+    pub(crate) recovery: Vec<[u8; 32]>,
+    /// Consecutive failed logins.
+    pub(crate) failures: u32,
+    pub(crate) last_failure_at: Option<i64>,
+    /// Locked after too many failures, until an admin unlocks it.
+    pub(crate) locked: bool,
+}
+
+/// A TOTP enrolment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredTotp {
+    /// The shared secret, sealed under the keyring's secrets key.
+    pub(crate) secret: Sealed,
+    /// Whether a code has proven the enrolment (only then is it required).
+    pub(crate) confirmed: bool,
+    /// The last time step accepted: a code is good once only.
+    pub(crate) last_step: Option<u64>,
+}
+
+/// A login session, keyed by the keyed hash of its token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredSession {
+    pub(crate) principal: String,
+    pub(crate) created_at: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) source: String,
+    /// Whether the login passed a second factor.
+    pub(crate) second_factor: bool,
+}
+
+/// Failed-login counter of an account name or a source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredThrottle {
+    pub(crate) failures: u32,
+    pub(crate) last_failure_at: i64,
+}
+
+/// An installed policy version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredPolicy {
+    pub(crate) pack: Vec<u8>,
+    pub(crate) installed_at: i64,
+    pub(crate) installed_by: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_principal_of_the_first_layout_still_opens() {
+        let old = (
+            "li".to_string(),
+            crate::identity::PrincipalKind::User,
+            vec!["sales".to_string()],
+            true,
+            5_i64,
+        );
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&old).unwrap());
+        let p = decode_principal(&bytes).unwrap();
+        assert_eq!((p.name.as_str(), p.roles.len(), p.active), ("li", 1, true));
+        assert!(p.attributes.is_empty());
+        let again = decode_principal(&encode_principal(&p).unwrap()).unwrap();
+        assert_eq!(again, p);
+    }
 
     #[test]
     fn the_borrowed_view_reads_what_the_owned_record_wrote() {
