@@ -37,17 +37,17 @@ fn rhai_and_cedar_agree_on_generated_requests() {
     let mut reasons = BTreeSet::new();
     for request in &requests {
         let subject = request.prepared_subject();
-        let decision = rhai.decide(
-            &subject,
-            request.action,
-            &request.purpose,
-            request.customer.as_ref(),
-        );
+        let (action, purpose, customer) =
+            (request.action, &request.purpose, request.customer.as_ref());
+        // The engine's way, remembering decisions, and the script run anew.
+        let decision = rhai.decide(&subject, action, purpose, customer);
+        let uncached = rhai.decide_uncached(&subject, action, purpose, customer);
         let cedar_subject = cedar.subject(request);
         let cedar_outcome = cedar.decide(&cedar_subject, request);
-        match agree(&decision, &cedar_outcome, &schema) {
-            Ok(()) => {}
-            Err(problem) => disagreements.push(format!("{problem}\n  request: {request:?}")),
+        for (how, decision) in [("remembered", &decision), ("run", &uncached)] {
+            if let Err(problem) = agree(decision, &cedar_outcome, &schema) {
+                disagreements.push(format!("{problem} ({how})\n  request: {request:?}"));
+            }
         }
         allowed += usize::from(decision.allowed());
         // The deny reasons name principals and customers; only the rule
@@ -63,7 +63,7 @@ fn rhai_and_cedar_agree_on_generated_requests() {
     }
     assert!(
         disagreements.is_empty(),
-        "{} of {REQUESTS} requests decided differently; the first ones:\n{}",
+        "{} disagreements over {REQUESTS} requests; the first ones:\n{}",
         disagreements.len(),
         disagreements
             .iter()
@@ -284,7 +284,10 @@ impl CedarOutcome {
 /// `access.cedar`, parsed, with the entity ids every request uses made
 /// once (as the rhai policy makes its action names once).
 pub struct CedarPolicy {
-    policies: PolicySet,
+    /// The policies annotated `@question("access")`.
+    access: PolicySet,
+    /// The policies annotated `@question("fields")`.
+    fields: PolicySet,
     authorizer: Authorizer,
     /// `Action::"<op>"`, in `Action::ALL` order.
     operations: Vec<EntityUid>,
@@ -326,11 +329,23 @@ impl Default for CedarPolicy {
 
 impl CedarPolicy {
     pub fn new() -> Self {
-        let policies = PolicySet::from_str(CEDAR_POLICIES).expect("access.cedar parses");
+        let all = PolicySet::from_str(CEDAR_POLICIES).expect("access.cedar parses");
+        let (mut access, mut fields) = (PolicySet::new(), PolicySet::new());
+        for policy in all.policies() {
+            match policy.annotation("question") {
+                Some("access") => access.add(policy.clone()).unwrap(),
+                Some("fields") => fields.add(policy.clone()).unwrap(),
+                other => panic!(
+                    "policy `{}` is annotated @question({other:?}): use \"access\" or \"fields\"",
+                    policy.id()
+                ),
+            }
+        }
         let action = EntityTypeName::from_str("Action").unwrap();
         let see = |name: &str| uid(&action, name);
         Self {
-            policies,
+            access,
+            fields,
             authorizer: Authorizer::new(),
             operations: Action::ALL
                 .iter()
@@ -448,12 +463,15 @@ impl CedarPolicy {
         .unwrap()
     }
 
-    /// Whether Cedar permits `request`. A policy that errs is skipped by
-    /// Cedar, which for a forbid would fail open: none may.
+    /// Whether the access policies permit `request`.
     pub fn permits(&self, request: &CedarRequest, entities: &Entities) -> bool {
-        let response = self
-            .authorizer
-            .is_authorized(request, &self.policies, entities);
+        self.ask(&self.access, request, entities)
+    }
+
+    /// Whether `policies` permit `request`. A policy that errs is skipped by
+    /// Cedar, which for a forbid would fail open: none may.
+    fn ask(&self, policies: &PolicySet, request: &CedarRequest, entities: &Entities) -> bool {
+        let response = self.authorizer.is_authorized(request, policies, entities);
         if let Some(error) = response.diagnostics().errors().next() {
             panic!("a Cedar policy failed: {error}");
         }
@@ -498,7 +516,7 @@ impl CedarPolicy {
                 None,
             )
             .unwrap();
-            self.permits(&request, &inputs.entities)
+            self.ask(&self.fields, &request, &inputs.entities)
         };
         let class = |full: &EntityUid, masked: &EntityUid| {
             if ask(full) {

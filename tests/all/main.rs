@@ -10,6 +10,7 @@
 
 mod audit;
 mod cli;
+mod cedar;
 mod crash;
 mod encryption;
 mod faults;

@@ -4,23 +4,10 @@
 //! This is what benchmarks and agreement tests use to ask a pack about one
 //! request at a time. It does exactly what the engine's read path does per
 //! operation: the principal is prepared once ([`PreparedSubject`]) and each
-//! customer costs one `authorize` call. (`custodian policy test` runs whole
+//! customer costs one `authorize` call, answered from the policy's memory
+//! of decisions when it can be. (`custodian policy test` runs whole
 //! case files through [`PolicyPack::test_cases`], which calls the same
 //! evaluator.)
-//!
-//! ```
-//! use std::collections::BTreeMap;
-//! use custodian::{Action, CompiledPolicy, CustomerAttributes, PolicyPack, PreparedSubject};
-//!
-//! # fn main() -> Result<(), custodian::PolicyError> {
-//! let policy = CompiledPolicy::compile(&PolicyPack::default_pack())?;
-//! let wang = PreparedSubject::new("wang", "user", &["sales".to_string()], &BTreeMap::new());
-//! let own = CustomerAttributes::new(7, "wang", "active");
-//! let decision = policy.decide(&wang, Action::Read, "sales_contact", Some(&own));
-//! assert!(decision.allowed());
-//! # Ok(())
-//! # }
-//! ```
 
 use std::collections::BTreeMap;
 
@@ -28,6 +15,26 @@ use super::{Action, CustomerFacts, Decision, Policy, PolicyError, PolicyPack, Su
 
 /// A policy pack compiled for deciding requests: the same sandboxed
 /// evaluator the engine runs. Shared between threads.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use custodian::{
+///     Action, CompiledPolicy, CustomerAttributes, PolicyPack, PreparedSubject, Sensitivity,
+///     Treatment,
+/// };
+///
+/// # fn main() -> Result<(), custodian::PolicyError> {
+/// let policy = CompiledPolicy::compile(&PolicyPack::default_pack())?;
+/// let wang = PreparedSubject::new("wang", "user", &["sales".to_string()], &BTreeMap::new());
+/// let own = CustomerAttributes::new(7, "wang", "active");
+/// let decision = policy.decide(&wang, Action::Read, "sales_contact", Some(&own));
+/// assert!(decision.allowed());
+/// // The default pack masks ID numbers even for their owner.
+/// let shown = decision.treatment("id_number", Sensitivity::Sensitive);
+/// assert_eq!(shown, Treatment::Masked);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct CompiledPolicy(Policy);
 
@@ -43,6 +50,10 @@ impl CompiledPolicy {
     /// none was stated) to `customer` (`None` when the action concerns no
     /// single customer, e.g. a count). Never errs and never panics: a
     /// policy failure denies with [`Decision::fault`] set.
+    ///
+    /// Like the engine, this remembers decisions by the values the script
+    /// read, and answers a later request that reads the same values from
+    /// memory without running the script.
     pub fn decide(
         &self,
         subject: &PreparedSubject,
@@ -52,6 +63,20 @@ impl CompiledPolicy {
     ) -> Decision {
         self.0
             .authorize(&subject.0, action, purpose, customer.map(|c| &c.0))
+    }
+
+    /// [`CompiledPolicy::decide`] without the memory: runs the script every
+    /// time, and remembers nothing. What a decision costs the first time,
+    /// and what a benchmark of the script itself measures.
+    pub fn decide_uncached(
+        &self,
+        subject: &PreparedSubject,
+        action: Action,
+        purpose: &str,
+        customer: Option<&CustomerAttributes>,
+    ) -> Decision {
+        self.0
+            .decide(&subject.0, action, purpose, customer.map(|c| &c.0), false)
     }
 }
 
