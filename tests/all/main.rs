@@ -9,8 +9,8 @@
 )]
 
 mod audit;
-mod cli;
 mod cedar;
+mod cli;
 mod crash;
 mod encryption;
 mod faults;
