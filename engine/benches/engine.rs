@@ -15,22 +15,18 @@
 //! (a temporary directory under the system's default otherwise). Results are
 //! printed as Markdown tables. Nothing here asserts on timings.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![allow(clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+mod common;
 
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use custodian::{
-    AuditDurability, Context, CustomerId, Engine, ImportOptions, MasterKey, PrincipalKind, Query,
-};
+use custodian::{AuditDurability, Context, CustomerId, Engine, MasterKey, PrincipalKind, Query};
+
+use common::{CSV_HEADER, Config, Rng, count, import_all, met, print_header};
 
 /// Customers imported (section 1).
 const IMPORT_CUSTOMERS: usize = 100_000;
@@ -51,12 +47,8 @@ const TARGET_VERIFY_PER_S: f64 = 2_000_000.0;
 
 fn main() {
     let config = Config::from_env_and_args();
-    let dir = match &config.dir {
-        Some(parent) => tempfile::tempdir_in(parent),
-        None => tempfile::tempdir(),
-    }
-    .expect("create the benchmark directory");
-    print_header(&config, dir.path());
+    let dir = config.tempdir();
+    print_header("Custodian benchmark", &config, dir.path(), true, &[]);
 
     let key = MasterKey::generate();
     let path = dir.path().join("bench.redb");
@@ -99,79 +91,6 @@ fn main() {
     drop(engine);
 
     print_summary(&import, &sqlite, &durable, &buffered, &verify);
-}
-
-// ---------------------------------------------------------------------------
-// Configuration and machine facts
-
-struct Config {
-    scale: f64,
-    dir: Option<String>,
-}
-
-impl Config {
-    /// `--scale X` / `--scale=X` wins over `CUSTODIAN_BENCH_SCALE`; other
-    /// arguments (cargo passes `--bench`) are ignored.
-    fn from_env_and_args() -> Self {
-        let mut from_args = None;
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            if let Some(value) = arg.strip_prefix("--scale=") {
-                from_args = Some(value.to_string());
-            } else if arg == "--scale" {
-                from_args = args.next();
-            }
-        }
-        let scale = match from_args.or_else(|| std::env::var("CUSTODIAN_BENCH_SCALE").ok()) {
-            None => 1.0,
-            Some(text) => text
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .unwrap_or_else(|| panic!("the scale must be a positive number, not `{text}`")),
-        };
-        Self {
-            scale,
-            dir: std::env::var("CUSTODIAN_BENCH_DIR").ok(),
-        }
-    }
-
-    fn scaled(&self, n: usize) -> usize {
-        ((n as f64 * self.scale).round() as usize).max(1)
-    }
-}
-
-fn print_header(config: &Config, dir: &Path) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = proc_field(&cpuinfo, "model name").unwrap_or("unknown");
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory = proc_field(&meminfo, "MemTotal")
-        .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or_else(
-            || "unknown".to_string(),
-            |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0),
-        );
-    println!("# Custodian benchmark\n");
-    println!(
-        "- date: {}",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-    );
-    println!("- cores (nproc): {cores}");
-    println!("- CPU: {cpu}");
-    println!("- memory: {memory}");
-    println!("- scale: {}", config.scale);
-    println!("- data directory: {}", dir.display());
-    println!();
-}
-
-/// The value of the first `name : value` line of a /proc file.
-fn proc_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    text.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == name).then_some(value.trim())
-    })
 }
 
 fn open(path: &Path, key: &MasterKey, durability: AuditDurability) -> Engine {
@@ -282,7 +201,8 @@ impl People {
             );
             // One customer in three has given an identity card number.
             let id_number = if i % 3 == 0 {
-                resident_id(&mut rng)
+                let region = *rng.pick(REGION_CODES);
+                common::resident_id(&mut rng, region)
             } else {
                 String::new()
             };
@@ -299,7 +219,7 @@ impl People {
     }
 
     fn to_csv(&self) -> String {
-        let mut out = String::from("name,phone,email,company,tags,address,id_number\n");
+        let mut out = String::from(CSV_HEADER);
         for row in &self.rows {
             out.push_str(row);
             out.push('\n');
@@ -316,51 +236,6 @@ fn mobile_number(i: usize) -> String {
     let n = (i / MOBILE_PREFIXES.len()) as u64;
     let subscriber = (n * 48_271 + 12_345_679) % 100_000_000;
     format!("{prefix}{subscriber:08}")
-}
-
-/// An 18-digit PRC resident ID number with a valid check digit.
-fn resident_id(rng: &mut Rng) -> String {
-    let body = format!(
-        "{}{}{:02}{:02}{:03}",
-        rng.pick(REGION_CODES),
-        1960 + rng.below(45),
-        1 + rng.below(12),
-        1 + rng.below(28),
-        rng.below(1_000)
-    );
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = body
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(digit, weight)| u32::from(digit - b'0') * weight)
-        .sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
-    format!("{body}{check}")
-}
-
-/// SplitMix64: small, fast and deterministic; good enough to spread reads.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -380,25 +255,11 @@ struct Sqlite {
 
 fn bench_import(engine: &Engine, csv_text: &str, expected: usize) -> Import {
     let admin = Context::new("admin", "onboarding");
-    let options = ImportOptions {
-        batch_size: BATCH_SIZE,
-    };
-    let start = Instant::now();
-    let report = engine
-        .import_csv(&admin, csv_text.as_bytes(), &options, |_| {})
-        .expect("import the CSV");
-    let elapsed = start.elapsed();
-    if let Some(first) = report.errors.first() {
-        panic!(
-            "{} rows were refused; the first: {first}",
-            report.errors.len()
-        );
-    }
-    assert_eq!(report.imported as usize, expected, "every row is imported");
+    let (elapsed, first_id) = import_all(engine, &admin, csv_text, BATCH_SIZE, expected);
     Import {
         customers: expected,
         elapsed,
-        first_id: report.first_id.expect("a first id"),
+        first_id,
     }
 }
 
@@ -526,27 +387,20 @@ struct Measured {
 }
 
 impl Measured {
-    fn percentile(&self, q: f64) -> Duration {
-        let last = self.latencies.len().saturating_sub(1);
-        let index = (last as f64 * q).round() as usize;
-        Duration::from_nanos(self.latencies.get(index).copied().unwrap_or(0))
-    }
-
     fn median(&self) -> Duration {
-        self.percentile(0.5)
+        common::median(&self.latencies)
     }
 
     fn p99(&self) -> Duration {
-        self.percentile(0.99)
+        common::percentile(&self.latencies, 0.99)
     }
 
     fn max(&self) -> Duration {
-        self.percentile(1.0)
+        common::percentile(&self.latencies, 1.0)
     }
 
     fn mean(&self) -> Duration {
-        let total: u64 = self.latencies.iter().sum();
-        Duration::from_nanos(total / self.latencies.len().max(1) as u64)
+        common::mean(&self.latencies)
     }
 
     fn ops_per_second(&self) -> f64 {
@@ -761,7 +615,6 @@ fn print_summary(
     buffered: &[Measured],
     verify: &Verify,
 ) {
-    let met = |ok: bool| if ok { "met" } else { "**missed**" };
     let import_rate = per_second(import.customers, import.elapsed);
     println!("## Targets\n");
     println!("| metric | target | measured | |");
@@ -816,28 +669,10 @@ fn per_second(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-/// `1234567` → `1,234,567`.
-fn count(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn seconds(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
 fn micros(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1_000.0 {
-        format!("{:.2} ms", us / 1_000.0)
-    } else {
-        format!("{us:.1} µs")
-    }
+    common::micros(d, 1)
 }

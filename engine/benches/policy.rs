@@ -35,17 +35,19 @@
 // agreement test's own, so what is timed is what the test proves.
 #[path = "../../tests/all/cedar.rs"]
 mod cedar;
+mod common;
 
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use custodian::{
-    AuditDurability, AuthSettings, CompiledPolicy, Context, CustomerId, Engine, ImportOptions,
-    MasterKey, PolicyPack, PrincipalKind, Schema,
+    AuditDurability, AuthSettings, CompiledPolicy, Context, CustomerId, Engine, MasterKey,
+    PolicyPack, PrincipalKind, Schema,
 };
 
 use cedar::{CedarPolicy, Request};
+use common::{CSV_HEADER, Config, Rng, count, import_all, met, print_header};
 
 /// Generated requests, each decided once per pass.
 const DECISION_REQUESTS: usize = 20_000;
@@ -66,12 +68,17 @@ const PASSWORD: &str = "violet-kettle-harbour-1927";
 
 fn main() {
     let config = Config::from_env_and_args();
-    let dir = match &config.dir {
-        Some(parent) => tempfile::tempdir_in(parent),
-        None => tempfile::tempdir(),
-    }
-    .expect("create the benchmark directory");
-    print_header(&config, dir.path());
+    let dir = config.tempdir();
+    print_header(
+        "Custodian policy benchmark",
+        &config,
+        dir.path(),
+        false,
+        &[(
+            "timer overhead (median of an empty timed call)",
+            nanos(timer_overhead()),
+        )],
+    );
 
     let decisions = bench_decisions(&config);
     let engine = open(&dir.path().join("policy.redb"));
@@ -79,75 +86,6 @@ fn main() {
     let logins = bench_logins(&engine, config.scaled(LOGINS).max(3));
     drop(engine);
     print_summary(&decisions, &reads, &logins);
-}
-
-// ---------------------------------------------------------------------------
-// Configuration and machine facts
-
-struct Config {
-    scale: f64,
-    dir: Option<String>,
-}
-
-impl Config {
-    /// `--scale X` / `--scale=X` wins over `CUSTODIAN_BENCH_SCALE`; other
-    /// arguments (cargo passes `--bench`) are ignored.
-    fn from_env_and_args() -> Self {
-        let mut from_args = None;
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            if let Some(value) = arg.strip_prefix("--scale=") {
-                from_args = Some(value.to_string());
-            } else if arg == "--scale" {
-                from_args = args.next();
-            }
-        }
-        let scale = match from_args.or_else(|| std::env::var("CUSTODIAN_BENCH_SCALE").ok()) {
-            None => 1.0,
-            Some(text) => text
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .unwrap_or_else(|| panic!("the scale must be a positive number, not `{text}`")),
-        };
-        Self {
-            scale,
-            dir: std::env::var("CUSTODIAN_BENCH_DIR").ok(),
-        }
-    }
-
-    fn scaled(&self, n: usize) -> usize {
-        ((n as f64 * self.scale).round() as usize).max(1)
-    }
-}
-
-fn print_header(config: &Config, dir: &Path) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = proc_field(&cpuinfo, "model name").unwrap_or("unknown");
-    println!("# Custodian policy benchmark\n");
-    println!(
-        "- date: {}",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-    );
-    println!("- cores (nproc): {cores}");
-    println!("- CPU: {cpu}");
-    println!("- scale: {}", config.scale);
-    println!("- data directory: {}", dir.display());
-    println!(
-        "- timer overhead (median of an empty timed call): {}",
-        nanos(timer_overhead())
-    );
-    println!();
-}
-
-/// The value of the first `name : value` line of a /proc file.
-fn proc_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    text.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == name).then_some(value.trim())
-    })
 }
 
 /// What timing one call adds by itself: included in every figure below.
@@ -160,7 +98,7 @@ fn timer_overhead() -> Duration {
         })
         .collect();
     latencies.sort_unstable();
-    Duration::from_nanos(latencies[latencies.len() / 2])
+    common::median(&latencies)
 }
 
 fn open(path: &Path) -> Engine {
@@ -198,19 +136,8 @@ impl Measured {
         }
     }
 
-    fn percentile(&self, q: f64) -> Duration {
-        let last = self.latencies.len().saturating_sub(1);
-        let index = (last as f64 * q).round() as usize;
-        Duration::from_nanos(self.latencies.get(index).copied().unwrap_or(0))
-    }
-
     fn median(&self) -> Duration {
-        self.percentile(0.5)
-    }
-
-    fn mean(&self) -> Duration {
-        let total: u64 = self.latencies.iter().sum();
-        Duration::from_nanos(total / self.latencies.len().max(1) as u64)
+        common::median(&self.latencies)
     }
 }
 
@@ -225,9 +152,9 @@ fn print_measured(m: &Measured) {
         m.label,
         count(m.latencies.len()),
         micros(m.median()),
-        micros(m.percentile(0.9)),
-        micros(m.percentile(0.99)),
-        micros(m.mean()),
+        micros(common::percentile(&m.latencies, 0.9)),
+        micros(common::percentile(&m.latencies, 0.99)),
+        micros(common::mean(&m.latencies)),
     );
 }
 
@@ -488,24 +415,8 @@ fn bench_reads(engine: &Engine, customers: usize, reads: usize) -> Reads {
     let wang = Context::new("wang", "sales_contact");
     let zhao = Context::new("zhao", "service");
 
-    let start = Instant::now();
-    let report = engine
-        .import_csv(
-            &wang,
-            customers_csv(customers).as_bytes(),
-            &ImportOptions { batch_size: 5_000 },
-            |_| {},
-        )
-        .expect("import the customers");
-    let imported = start.elapsed();
-    if let Some(first) = report.errors.first() {
-        panic!(
-            "{} rows were refused; the first: {first}",
-            report.errors.len()
-        );
-    }
-    assert_eq!(report.imported as usize, customers, "every row is imported");
-    let first_id = report.first_id.expect("a first id");
+    let csv_text = customers_csv(customers);
+    let (imported, first_id) = import_all(engine, &wang, &csv_text, 5_000, customers);
 
     // The two readers see what they are said to see.
     let own = engine.customer(&wang, first_id).expect("the owner reads");
@@ -528,7 +439,7 @@ fn bench_reads(engine: &Engine, customers: usize, reads: usize) -> Reads {
     );
 
     let ids: Vec<CustomerId> = {
-        let mut rng = Rng(0x0EAD);
+        let mut rng = Rng::new(0x0EAD);
         (0..reads)
             .map(|_| first_id + rng.below(customers) as u64)
             .collect()
@@ -584,56 +495,24 @@ fn customers_csv(n: usize) -> String {
     const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵"];
     const GIVEN: &[&str] = &["伟", "芳", "娜", "秀英", "敏", "静", "强", "磊"];
     const PREFIXES: &[&str] = &["139", "138", "137", "150", "158", "186", "188", "199"];
-    let mut rng = Rng(0xC5F);
-    let mut csv = String::from("name,phone,email,company,tags,address,id_number\n");
+    let mut rng = Rng::new(0xC5F);
+    let mut csv = String::from(CSV_HEADER);
     for i in 0..n {
         let subscriber = (i as u64 * 48_271 + 12_345_679) % 100_000_000;
         let phone = format!("{}{subscriber:08}", PREFIXES[i % PREFIXES.len()]);
         let id_number = if i % 3 == 0 {
-            resident_id(&mut rng)
+            common::resident_id(&mut rng, "110105")
         } else {
             String::new()
         };
         csv.push_str(&format!(
             "{}{},{phone},c{i}@example.com,华信科技有限公司,\"vip,retail\",北京市朝阳区人民路{}号,{id_number}\n",
-            SURNAMES[rng.below(SURNAMES.len())],
-            GIVEN[rng.below(GIVEN.len())],
+            rng.pick(SURNAMES),
+            rng.pick(GIVEN),
             1 + rng.below(300),
         ));
     }
     csv
-}
-
-/// An 18-digit PRC resident ID number with a valid check digit.
-fn resident_id(rng: &mut Rng) -> String {
-    let body = format!(
-        "110105{}{:02}{:02}{:03}",
-        1960 + rng.below(45),
-        1 + rng.below(12),
-        1 + rng.below(28),
-        rng.below(1_000)
-    );
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = body
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(digit, weight)| u32::from(digit - b'0') * weight)
-        .sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
-    format!("{body}{check}")
-}
-
-/// SplitMix64, for the read ids and the generated customers.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -713,7 +592,6 @@ fn bench_logins(engine: &Engine, n: usize) -> Logins {
 // Summary against the aims
 
 fn print_summary(decisions: &Decisions, reads: &Reads, logins: &Logins) {
-    let met = |ok: bool| if ok { "met" } else { "**missed**" };
     let vs = |rhai: Duration, cedar: Duration| {
         format!(
             "{} vs {} ({:.1}×)",
@@ -781,26 +659,8 @@ fn print_summary(decisions: &Decisions, reads: &Reads, logins: &Logins) {
 // ---------------------------------------------------------------------------
 // Formatting
 
-/// `1234567` → `1,234,567`.
-fn count(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn micros(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1_000.0 {
-        format!("{:.2} ms", us / 1_000.0)
-    } else {
-        format!("{us:.2} µs")
-    }
+    common::micros(d, 2)
 }
 
 fn nanos(d: Duration) -> String {
