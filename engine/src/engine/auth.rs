@@ -344,6 +344,24 @@ impl Inner {
 }
 
 impl Inner {
+    /// Audits an attempt refused by the throttle (no password was checked)
+    /// and returns the refusal.
+    fn login_throttled(
+        &self,
+        w: &mut Writer<'_>,
+        name: &str,
+        source: &str,
+        secs: u64,
+    ) -> Result<Error> {
+        let ctx = Context::new(name, "login");
+        let record = login_event(name, source)
+            .record(&ctx, Outcome::Denied(format!("throttled for {secs} s")));
+        audit::append(w, self.ring.audit_key(), &record)?;
+        Ok(Error::Denied(format!(
+            "login refused: too many failed attempts; retry in {secs} s"
+        )))
+    }
+
     /// Counts a failed proof of a password: the throttle counters of the
     /// name and the source, and for a known account its failures, locking
     /// it at the limit. Returns whether this failure locked it.
@@ -411,15 +429,9 @@ impl Engine {
             Ok::<_, Error>((principal, creds, by_name.max(by_source)))
         })?;
         if let Some(secs) = wait {
-            let ctx = Context::new(name, "login");
-            let record = login_event(name, source)
-                .record(&ctx, Outcome::Denied(format!("throttled for {secs} s")));
-            inner
+            return Err(inner
                 .store
-                .write(|w| audit::append(w, inner.ring.audit_key(), &record))?;
-            return Err(Error::Denied(format!(
-                "login refused: too many failed attempts; retry in {secs} s"
-            )));
+                .write(|w| inner.login_throttled(w, name, source, secs))?);
         }
         let password_ok = match (&principal, &creds.password) {
             (Some(_), Some(phc)) => password::verify_password(phc, password),
@@ -450,13 +462,7 @@ impl Engine {
             let by_name = inner.auth.wait(w.throttle(&name_key(name))?, now);
             let by_source = inner.auth.wait(w.throttle(&source_key(source))?, now);
             if let Some(secs) = by_name.max(by_source) {
-                let ctx = Context::new(name, "login");
-                let record = login_event(name, source)
-                    .record(&ctx, Outcome::Denied(format!("throttled for {secs} s")));
-                audit::append(w, inner.ring.audit_key(), &record)?;
-                return Ok(Err(Error::Denied(format!(
-                    "login refused: too many failed attempts; retry in {secs} s"
-                ))));
+                return inner.login_throttled(w, name, source, secs).map(Err);
             }
             // Re-read inside the transaction: a concurrent login may have
             // used the code or locked the account meanwhile.

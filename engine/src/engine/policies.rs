@@ -32,8 +32,7 @@ impl PolicyPack {
     /// `schema`: what `custodian policy check` does. A pack that does not
     /// compile is an error; failing cases are in the report.
     pub fn check_cases(&self, schema: &Schema) -> Result<CaseReport, PolicyError> {
-        let policy = Policy::compile(self)?;
-        check_roles_defined(&policy)?;
+        let policy = compile_with_roles(self)?;
         match self.cases() {
             Some(cases) => policy.run_cases(cases, schema),
             None => Ok(CaseReport {
@@ -49,11 +48,12 @@ impl PolicyPack {
     }
 }
 
-/// Every pack must define the built-in admin role: it is the one that
-/// manages principals and policies.
-fn check_roles_defined(policy: &Policy) -> Result<(), PolicyError> {
+/// Compiles a pack that is to decide: it must define the built-in admin
+/// role, the one that manages principals and policies.
+fn compile_with_roles(pack: &PolicyPack) -> Result<Policy, PolicyError> {
+    let policy = Policy::compile(pack)?;
     if policy.roles().contains_key(ADMIN_ROLE) {
-        Ok(())
+        Ok(policy)
     } else {
         Err(PolicyError::Roles(format!(
             "roles.toml must define the `{ADMIN_ROLE}` role"
@@ -64,8 +64,7 @@ fn check_roles_defined(policy: &Policy) -> Result<(), PolicyError> {
 /// Compiles a pack for installation: it must define the admin role and
 /// pass its own cases.
 fn check_for_install(pack: &PolicyPack, schema: &Schema) -> Result<Policy, PolicyError> {
-    let policy = Policy::compile(pack)?;
-    check_roles_defined(&policy)?;
+    let policy = compile_with_roles(pack)?;
     if let Some(cases) = pack.cases() {
         let report = policy.run_cases(cases, schema)?;
         if !report.failures.is_empty() {

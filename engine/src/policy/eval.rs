@@ -76,7 +76,7 @@ impl CompiledPolicy {
         customer: Option<&CustomerAttributes>,
     ) -> Decision {
         self.0
-            .decide(&subject.0, action, purpose, customer.map(|c| &c.0), false)
+            .authorize_uncached(&subject.0, action, purpose, customer.map(|c| &c.0))
     }
 }
 

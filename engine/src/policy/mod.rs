@@ -446,8 +446,8 @@ impl Policy {
         self.decide(subject, action, purpose, customer, true)
     }
 
-    /// [`Policy::authorize`] running the script every time.
-    #[cfg(test)]
+    /// [`Policy::authorize`] running the script every time (what a
+    /// decision costs the first time; used by tests and benchmarks).
     pub(crate) fn authorize_uncached(
         &self,
         subject: &Subject,
