@@ -3,6 +3,7 @@
 
 mod demo;
 mod output;
+mod plugins;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -113,6 +114,21 @@ enum Command {
     /// Access policies (rhai).
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Plugins: sandboxed integrations with what an operator granted them.
+    #[command(subcommand)]
+    Plugin(plugins::PluginCmd),
+    /// Messages plugins queued for delivery.
+    #[command(subcommand)]
+    Outbox(plugins::OutboxCmd),
+    /// Customers' consent to purposes such as `service` and `marketing`.
+    #[command(subcommand)]
+    Consent(plugins::ConsentCmd),
+    /// The newest alerts the engine raised (a plugin quarantined, ...).
+    Alerts {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// A guided tour in a fresh folder of its own.
     Demo {
         /// Where to create the demo folder (the system temp dir by default).
@@ -349,6 +365,14 @@ enum FollowUpCmd {
         /// The follow-up id.
         id: u64,
     },
+    /// Deliver `follow-up-due` events to subscribed plugins for open
+    /// follow-ups due by a time, each at most once.
+    Dispatch {
+        /// Due at or before this time (RFC 3339, `YYYY-MM-DD` or
+        /// `YYYY-MM-DD HH:MM`, UTC); now by default.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -401,6 +425,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Login { name, totp, source } => login(g, &name, totp.as_deref(), &source),
         Command::Session(cmd) => session(g, cmd),
         Command::Policy(cmd) => policy(g, cmd),
+        Command::Plugin(cmd) => plugins::plugin(g, cmd),
+        Command::Outbox(cmd) => plugins::outbox(g, cmd),
+        Command::Consent(cmd) => plugins::consent(g, cmd),
+        Command::Alerts { limit } => plugins::alerts(g, limit),
     }
 }
 
@@ -959,6 +987,19 @@ fn follow_up(g: &Global, cmd: FollowUpCmd) -> Result<()> {
         FollowUpCmd::Done { id } => {
             engine.complete_follow_up(&ctx, id)?;
             eprintln!("follow-up {id} done");
+        }
+        FollowUpCmd::Dispatch { until } => {
+            let until = until
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or_else(Utc::now);
+            let n = engine.dispatch_due_follow_ups(until)?;
+            if g.json {
+                println!("{}", serde_json::json!({ "dispatched": n }));
+            } else {
+                eprintln!("dispatched {n} due follow-up(s) to subscribed plugins");
+            }
         }
     }
     Ok(())

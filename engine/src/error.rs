@@ -22,6 +22,9 @@ pub enum Error {
     /// Access policies.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// Plugins.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
     /// The acting principal may not do this.
 
     #[error("access denied: {0}")]

@@ -53,15 +53,22 @@ mod engine;
 mod error;
 mod identity;
 mod model;
+mod plugin;
 mod policy;
 mod store;
+
+/// Internals exposed for the benchmarks only; not part of the API.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::plugin::runtime::{SandboxProbe, WarmInstance};
+}
 
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
 pub use crypto::{CryptoError, MasterKey};
 pub use engine::{
-    AuthSettings, Clock, Context, Engine, EngineBuilder, ImportOptions, ImportProgress,
-    ImportReport, InstalledPolicy, LOGIN_FAILED, Query, RowError, Session, SessionInfo,
-    TotpEnrollment,
+    Alert, AuthSettings, CallReport, Clock, Context, Engine, EngineBuilder, ImportOptions,
+    ImportProgress, ImportReport, InstalledPolicy, LOGIN_FAILED, OutboxMessage, PluginLogLine,
+    Query, RowError, Session, SessionInfo, TotpEnrollment,
 };
 pub use error::{Error, Result};
 pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate};
@@ -70,6 +77,10 @@ pub use model::{
     FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer, NewFollowUp,
     NewInteraction, OrderItem, Schema, Sensitivity, Shown, Status, format_amount, mask_value,
     parse_amount,
+};
+pub use plugin::{
+    CommandKind, EventKind, Fault, FieldAccess, Grant, Hook, INTERFACE_VERSION, PLUGIN_ROLE,
+    PluginError, PluginInfo, PluginManifest, PluginSettings, PluginStatus,
 };
 pub use policy::{
     Action, CaseFailure, CaseReport, CompiledPolicy, CustomerAttributes, Decision, PolicyError,

@@ -304,3 +304,67 @@ fn the_demo_runs_and_shows_no_plaintext_on_disk() {
     assert!(!stdout.contains("FOUND in the file"), "{stdout}");
     assert!(!stdout.contains("skipped 1"), "{stdout}");
 }
+
+#[test]
+fn plugins_from_install_to_outbox() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    let shop = custodian_test_artifacts::SHOP_ORDERS;
+    let sms = custodian_test_artifacts::SMS_REMINDER;
+    // Install shows what the plugin asks for; a grant beyond it is refused.
+    let refused = cli.refused(
+        "admin",
+        &["plugin", "install", sms, "--fields", "name:full", "--yes"],
+    );
+    assert!(refused.contains("cannot be granted in full"), "{refused}");
+    cli.ok(
+        "admin",
+        &["plugin", "install", shop, "--grant-all", "--yes"],
+    );
+    cli.ok("admin", &["plugin", "install", sms, "--grant-all", "--yes"]);
+    let orders = custodian_test_artifacts::sample("shop-orders", "orders.json");
+    let out = cli.ok(
+        "admin",
+        &["plugin", "ingest", "shop-orders", orders.to_str().unwrap()],
+    );
+    assert!(out.contains("UpsertCustomer"), "{out}");
+    // A follow-up due for a consenting customer ends in the outbox with the
+    // phone resolved by the engine.
+    cli.ok("admin", &["consent", "set", "1", "service", "--granted"]);
+    cli.ok(
+        "admin",
+        &[
+            "followup",
+            "add",
+            "1",
+            "--due",
+            "2026-01-01 09:00",
+            "--note",
+            "call",
+        ],
+    );
+    let out = cli.run(&["followup", "dispatch"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dispatched 1"),
+        "{out:?}"
+    );
+    let out = cli.ok("admin", &["--json", "outbox", "list"]);
+    let messages: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let first = &messages.as_array().unwrap()[0];
+    // Order A1003 gave customer C77 a new phone.
+    assert_eq!(first["address"], "+8613900001111");
+    assert_eq!(first["template"], "follow-up-reminder");
+    let id = first["id"].to_string();
+    cli.ok("admin", &["outbox", "ack", &id]);
+    let out = cli.ok("admin", &["--json", "outbox", "list"]);
+    assert_eq!(out.trim(), "[]");
+    // Non-admins may not install or read the outbox.
+    cli.ok("admin", &["principal", "add", "wang", "--role", "sales"]);
+    cli.refused("wang", &["plugin", "install", shop, "--grant-all", "--yes"]);
+    cli.refused("wang", &["outbox", "list"]);
+    let out = cli.ok("admin", &["plugin", "list"]);
+    assert!(
+        out.contains("shop-orders") && out.contains("sms-reminder"),
+        "{out}"
+    );
+}

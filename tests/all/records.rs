@@ -290,7 +290,7 @@ fn principals_are_managed_by_admins() {
             &admin(),
             "shop-sync",
             PrincipalKind::Service,
-            &["integration"],
+            &["integrator"],
         )
         .unwrap_err();
     assert!(

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::access::{Teams, refusal, shows_text, subject};
 use super::customers::{read_record, refuse, writer_actor};
+use super::plugins::Emitted;
 use super::{Context, Engine, Event, Inner, from_micros, now_micros};
 use crate::audit::{self, Outcome};
 use crate::model::{
@@ -16,10 +17,10 @@ use crate::policy::Action;
 use crate::store::{StoredFollowUp, StoredInteraction};
 use crate::{Error, Result};
 
-const MAX_SUMMARY: usize = 1024;
-const MAX_BODY: usize = 1 << 20;
+pub(crate) const MAX_SUMMARY: usize = 1024;
+pub(crate) const MAX_BODY: usize = 1 << 20;
 
-fn check_len(what: &str, text: &str, max: usize) -> Result<()> {
+pub(crate) fn check_len(what: &str, text: &str, max: usize) -> Result<()> {
     if text.len() > max {
         return Err(ModelError::Attribute {
             what: what.into(),
@@ -99,7 +100,15 @@ impl Engine {
             }
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(id))
-        })?
+        })??;
+        let logged = Emitted::Logged {
+            customer,
+            interaction: id,
+            channel: new.channel,
+            at,
+        };
+        self.inner.emit(vec![logged], None);
+        Ok(id)
     }
 
     /// A customer's interactions, oldest first, as the policy allows:

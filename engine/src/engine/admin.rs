@@ -19,6 +19,12 @@ impl Engine {
     ) -> Result<()> {
         let ctx = &self.inner.authenticate(ctx)?;
         identity::check_name(name)?;
+        if kind == PrincipalKind::Plugin {
+            return Err(Error::Config(
+                "plugin principals are made by installing the plugin (`custodian plugin install`)"
+                    .into(),
+            ));
+        }
         let inner = &self.inner;
         inner.check_roles(roles.iter().copied())?;
         let event = || {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::access::{Teams, refusal, subject};
+use super::plugins::Emitted;
 use super::{Context, Engine, Event, Inner, now_micros};
 use crate::audit::{self, Outcome};
 use crate::crypto::DataKey;
@@ -164,7 +165,7 @@ impl Inner {
         Ok((record, wrapped))
     }
 
-    fn put_field(
+    pub(crate) fn put_field(
         &self,
         record: &mut StoredCustomer,
         key: &DataKey,
@@ -195,7 +196,7 @@ impl Inner {
         Ok(())
     }
 
-    fn clear_field(&self, record: &mut StoredCustomer, name: &str) {
+    pub(crate) fn clear_field(&self, record: &mut StoredCustomer, name: &str) {
         record.public.remove(name);
         record.sealed.remove(name);
         record.blind.remove(name);
@@ -524,7 +525,9 @@ impl Engine {
             inner.index(w, &record, true)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
-        })?
+        })??;
+        self.inner.emit(vec![Emitted::Updated(id)], None);
+        Ok(())
     }
 
     /// Deletes a customer with its interactions and follow-ups, then
@@ -561,6 +564,7 @@ impl Engine {
             w.remove_customer(id)?;
             w.remove_interactions(id)?;
             w.remove_followups(id)?;
+            w.remove_plugin_traces(id)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
         });
@@ -580,13 +584,14 @@ impl Engine {
             // next open settles it.
             Err(e) => return Err(e),
         }
+        self.inner.emit(vec![Emitted::Erased(id)], None);
         Ok(())
     }
 }
 
 impl Inner {
     /// Normalizes fields being set, without the required-field check.
-    fn normalize_fields_partial(
+    pub(crate) fn normalize_fields_partial(
         &self,
         fields: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, ModelError> {

@@ -8,9 +8,11 @@ use std::sync::mpsc;
 
 use super::access::{refusal, subject};
 use super::customers::{IndexKey, owner_rule, refuse, writer_actor};
+use super::plugins::Emitted;
 use super::{Context, Engine, Event, Inner, now_micros};
 use crate::audit::{self, Outcome};
 use crate::model::{CustomerId, ModelError, NewCustomer, Status};
+use crate::plugin::EventKind;
 use crate::policy::{Action, CustomerFacts};
 use crate::store::StoredCustomer;
 use crate::{Error, Result};
@@ -191,6 +193,8 @@ impl Engine {
         // Two stages: this thread validates and seals batch n+1 while a
         // writer thread commits batch n. Acknowledgements (the progress
         // callback) stay on this thread and in commit order.
+        // Id ranges of committed batches, for the creation events.
+        let mut written_ids: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
         let outcome = std::thread::scope(|scope| {
             let (to_writer, batches) = mpsc::sync_channel::<SealedBatch>(1);
             let (to_main, written) = mpsc::channel::<Result<Written>>();
@@ -208,6 +212,7 @@ impl Engine {
                 report.imported += done.count;
                 report.first_id.get_or_insert(*done.ids.start());
                 report.last_id = Some(*done.ids.end());
+                written_ids.push(done.ids.clone());
                 progress(&ImportProgress {
                     imported: report.imported,
                     skipped: report.errors.len() as u64,
@@ -301,6 +306,11 @@ impl Engine {
                 None => Ok(report),
             }
         });
+        if outcome.is_ok() && inner.wants(EventKind::CustomerCreated) {
+            let ids: Vec<u64> = written_ids.into_iter().flatten().collect();
+            self.inner
+                .emit(ids.into_iter().map(Emitted::Created).collect(), None);
+        }
         if !refusals.is_empty() {
             inner
                 .write_records(&refusals)

@@ -6,9 +6,11 @@ mod access;
 mod activity;
 mod admin;
 mod auth;
+mod commands;
 mod customers;
 mod import;
 mod key_cache;
+mod plugins;
 mod policies;
 
 use std::collections::HashMap;
@@ -22,12 +24,14 @@ pub use auth::{AuthSettings, Clock, LOGIN_FAILED, Session, SessionInfo, TotpEnro
 pub use customers::Query;
 pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
 use key_cache::{KEY_CACHE_CAPACITY, KeyCache};
+pub use plugins::{Alert, CallReport, OutboxMessage, PluginLogLine};
 pub use policies::InstalledPolicy;
 
 use crate::audit::{self, AuditDurability, Batcher, Outcome, Record};
 use crate::crypto::{CryptoError, Keyring, MasterKey};
 use crate::identity::{ADMIN_ROLE, Actor, PrincipalKind};
 use crate::model::Schema;
+use crate::plugin::PluginSettings;
 use crate::policy::{Policy, PolicyPack};
 use crate::store::{
     Identity, KeyStore, Location, Reader, StorageBackend, Store, StoreError, StoredPrincipal,
@@ -106,6 +110,7 @@ pub struct EngineBuilder {
     durability: AuditDurability,
     clock: Clock,
     auth: AuthSettings,
+    plugins: PluginSettings,
 }
 
 impl EngineBuilder {
@@ -168,6 +173,12 @@ impl EngineBuilder {
     /// Login throttling and session lifetimes; see [`AuthSettings`].
     pub fn auth_settings(mut self, settings: AuthSettings) -> Self {
         self.auth = settings;
+        self
+    }
+
+    /// Limits of the plugin sandbox; see [`PluginSettings`].
+    pub fn plugin_settings(mut self, settings: PluginSettings) -> Self {
+        self.plugins = settings;
         self
     }
 
@@ -293,11 +304,13 @@ impl EngineBuilder {
             clock: self.clock,
             auth: self.auth,
             policy: RwLock::new(Arc::new(Policy::compile(&PolicyPack::default_pack())?)),
+            plugins: plugins::Plugins::new(self.plugins),
         });
         // Also after a crash between creating the file and its first admin.
         inner.bootstrap_admin(&self.admin)?;
         inner.load_policy()?;
         inner.collect_orphan_keys()?;
+        inner.refresh_subscriptions()?;
         let flusher = match self.durability {
             AuditDurability::Buffered { flush_interval, .. } => Some(Arc::new(Flusher::start(
                 Arc::clone(&inner),
@@ -397,6 +410,8 @@ pub(crate) struct Inner {
     auth: AuthSettings,
     /// The policy in force; replaced whole by an install.
     policy: RwLock<Arc<Policy>>,
+    /// The plugin host.
+    plugins: plugins::Plugins,
 }
 
 impl Drop for Inner {
@@ -428,6 +443,7 @@ impl Engine {
             durability: AuditDurability::Durable,
             clock: Clock::system(),
             auth: AuthSettings::default(),
+            plugins: PluginSettings::default(),
         }
     }
 

@@ -60,6 +60,8 @@ pub enum PrincipalKind {
     User,
     /// A program acting on its own behalf.
     Service,
+    /// A sandboxed plugin (`plugin:<name>`), made by plugin install.
+    Plugin,
 }
 
 impl PrincipalKind {
@@ -68,6 +70,7 @@ impl PrincipalKind {
         match self {
             PrincipalKind::User => "user",
             PrincipalKind::Service => "service",
+            PrincipalKind::Plugin => "plugin",
         }
     }
 }

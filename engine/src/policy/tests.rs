@@ -62,6 +62,7 @@ fn default_roles() {
         [
             ("admin", true),
             ("analyst", false),
+            ("integration", false),
             ("manager", false),
             ("sales", false),
             ("steward", true),

@@ -8,6 +8,7 @@
 
 mod backend;
 mod keys;
+mod plugins;
 mod records;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use redb::{
 pub(crate) use backend::BackendAdapter;
 pub use backend::{FileStorage, StorageBackend};
 pub(crate) use keys::KeyStore;
+pub(crate) use plugins::{StoredAlert, StoredConsent, StoredLogLine, StoredMessage};
 pub(crate) use records::{
     CustomerRef, SealedField, StoredCredentials, StoredCustomer, StoredFollowUp, StoredInteraction,
     StoredPolicy, StoredPrincipal, StoredSession, StoredThrottle, StoredTotp, decode, encode,
@@ -222,7 +224,7 @@ impl Store {
         let complete = {
             let txn = self.db.begin_read()?;
             // The newest table: a database made by an older version lacks it.
-            let has_audit = match txn.open_table(POLICIES) {
+            let has_audit = match txn.open_table(plugins::NEWEST) {
                 Ok(_) => true,
                 Err(redb::TableError::TableDoesNotExist(_)) => false,
                 Err(e) => return Err(e.into()),
@@ -251,6 +253,7 @@ impl Store {
             txn.open_table(SESSIONS)?;
             txn.open_table(THROTTLE)?;
             txn.open_table(POLICIES)?;
+            plugins::create_tables(&txn)?;
             if let Some(identity) = &identity
                 && meta.get(META_FORMAT)?.is_none()
             {
@@ -357,6 +360,7 @@ fn corrupt(what: impl Into<String>) -> StoreError {
 
 /// One write transaction with every table open.
 pub(crate) struct Writer<'t> {
+    txn: &'t WriteTransaction,
     meta: redb::Table<'t, &'static str, &'static [u8]>,
     customers: redb::Table<'t, u64, &'static [u8]>,
     blind: redb::MultimapTable<'t, &'static [u8], u64>,
@@ -381,6 +385,7 @@ pub(crate) struct Writer<'t> {
 impl<'t> Writer<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
         Ok(Self {
+            txn,
             meta: txn.open_table(META)?,
             customers: txn.open_table(CUSTOMERS)?,
             blind: txn.open_multimap_table(BLIND)?,

@@ -1,0 +1,753 @@
+//! The wasmtime host: one compiler and instance pool per engine, a fresh
+//! instance per call from a pre-instantiated component, a memory cap, an
+//! epoch deadline, and WASI without ambient authority.
+//!
+//! INVARIANT: nothing of a call outlives it. Each call gets its own
+//! `Store` (so its own linear memory, from the pool, zeroed on reuse), and
+//! the store is dropped when the call returns: no customer data stays
+//! inside a plugin between calls.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::{
+    CommandKind, EventKind, Fault, FieldAccess, Hook, INTERFACE_VERSION, PluginError,
+    PluginManifest, PluginSettings,
+};
+
+wasmtime::component::bindgen!({
+    path: "../sdk/wit",
+    world: "plugin",
+});
+
+pub(crate) use custodian::plugin::host::Level;
+pub(crate) use custodian::plugin::types as wit;
+
+/// How often the epoch advances: the granularity of deadlines.
+const TICK: Duration = Duration::from_millis(2);
+
+/// What the engine offers a plugin during one call.
+pub(crate) trait HostServices: Send + Sync {
+    /// The engine's clock, in milliseconds since the epoch.
+    fn now_ms(&self) -> i64;
+    /// A customer as the plugin's grant shows it.
+    fn lookup(&self, by: &wit::CustomerRef) -> Option<wit::Customer>;
+    /// The plugin's stored private state under `key`.
+    fn state_get(&self, key: &str) -> Option<Vec<u8>>;
+}
+
+/// The most a plugin may keep in one state key.
+pub(crate) const MAX_STATE_VALUE: usize = 64 << 10;
+/// The longest state key.
+pub(crate) const MAX_STATE_KEY: usize = 256;
+/// State keys one call may write.
+const MAX_STATE_WRITES: usize = 1024;
+/// Host log lines one call may write.
+const MAX_LOG_LINES: usize = 1000;
+/// The longest host log line kept.
+const MAX_LOG_LINE: usize = 4096;
+
+/// Per-call store data.
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: CallLimits,
+    services: Arc<dyn HostServices>,
+    state_writes: BTreeMap<String, Vec<u8>>,
+    log: Vec<LogLine>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The memory cap, remembering whether it was hit (a clearer fault than
+/// the trap's message).
+struct CallLimits {
+    memory_cap: usize,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for CallLimits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_refused = true;
+            wasmtime::bail!("memory cap of {} bytes reached", self.memory_cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
+}
+
+/// A line of a plugin's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LogLine {
+    pub(crate) level: &'static str,
+    pub(crate) text: String,
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
+impl custodian::plugin::types::Host for CallState {}
+
+impl custodian::plugin::host::Host for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        if self.log.len() < MAX_LOG_LINES {
+            self.log.push(LogLine {
+                level: level_name(level),
+                text: clip(message, MAX_LOG_LINE),
+            });
+        }
+    }
+
+    fn now(&mut self) -> i64 {
+        self.services.now_ms()
+    }
+
+    fn state_get(&mut self, key: String) -> Option<Vec<u8>> {
+        match self.state_writes.get(&key) {
+            Some(v) => Some(v.clone()),
+            None => self.services.state_get(&key),
+        }
+    }
+
+    fn state_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        if key.is_empty() || key.len() > MAX_STATE_KEY {
+            return Err(format!("state keys are 1 to {MAX_STATE_KEY} bytes"));
+        }
+        if value.len() > MAX_STATE_VALUE {
+            return Err(format!("state values are at most {MAX_STATE_VALUE} bytes"));
+        }
+        if self.state_writes.len() >= MAX_STATE_WRITES && !self.state_writes.contains_key(&key) {
+            return Err(format!("at most {MAX_STATE_WRITES} state keys per call"));
+        }
+        self.state_writes.insert(key, value);
+        Ok(())
+    }
+
+    fn lookup(&mut self, customer: wit::CustomerRef) -> Option<wit::Customer> {
+        self.services.lookup(&customer)
+    }
+}
+
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// The compiler, the instance pool and the epoch ticker.
+pub(crate) struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    settings: PluginSettings,
+    /// Dropped with the runtime, which stops the ticker thread.
+    _ticking: Arc<()>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+/// A compiled plugin ready to instantiate.
+pub(crate) struct Loaded {
+    pre: PluginPre<CallState>,
+}
+
+/// What a call produced.
+pub(crate) struct CallOutput {
+    /// The plugin's answer: its commands, or its own refusal.
+    pub(crate) result: Result<Vec<wit::Command>, String>,
+    /// State keys written (kept only if the commands are executed).
+    pub(crate) state_writes: BTreeMap<String, Vec<u8>>,
+    /// Host log lines, then stdout and stderr.
+    pub(crate) log: Vec<LogLine>,
+}
+
+/// A call's limits, from the plugin's grant.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CallLimitsSpec {
+    pub(crate) memory: usize,
+    pub(crate) deadline: Duration,
+}
+
+/// Which export to call.
+pub(crate) enum Entry<'a> {
+    Ingest(&'a [u8]),
+    OnEvent(&'a wit::Event),
+}
+
+/// A failed call: a fault of the plugin, or the host's own failure (which
+/// does not count against the plugin).
+pub(crate) enum CallError {
+    Fault(Fault, Vec<LogLine>),
+    Host(String),
+}
+
+impl Runtime {
+    pub(crate) fn new(settings: PluginSettings) -> Result<Self, PluginError> {
+        let host = |e: wasmtime::Error| PluginError::Runtime(e.to_string());
+        let max_memory = (settings.max_memory_mib as usize) << 20;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(settings.max_instances)
+            .total_core_instances(settings.max_instances * 4)
+            .total_memories(settings.max_instances * 2)
+            .total_tables(settings.max_instances * 4)
+            .max_memories_per_component(2)
+            .max_tables_per_component(4)
+            .max_core_instances_per_component(16)
+            .max_memory_size(max_memory);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config).map_err(host)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host)?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(host)?;
+        let ticking = Arc::new(());
+        let weak: Weak<()> = Arc::downgrade(&ticking);
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("custodian-plugin-epoch".into())
+            .spawn(move || {
+                while weak.strong_count() > 0 {
+                    std::thread::sleep(TICK);
+                    ticker.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::Runtime(format!("cannot start the epoch thread: {e}")))?;
+        Ok(Self {
+            engine,
+            linker,
+            settings,
+            _ticking: ticking,
+        })
+    }
+
+    pub(crate) fn settings(&self) -> &PluginSettings {
+        &self.settings
+    }
+
+    /// Compiles `wasm`, checks the interface version and pre-instantiates it.
+    pub(crate) fn load(&self, wasm: &[u8]) -> Result<Loaded, PluginError> {
+        let component = Component::new(&self.engine, wasm).map_err(|e| {
+            // The first line says what is wrong; the rest dumps bytes.
+            let full = format!("{e:#}");
+            let first = full.lines().next().unwrap_or_default();
+            PluginError::Invalid(format!("the file is not a valid wasm component: {first}"))
+        })?;
+        check_version(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        Ok(Loaded { pre })
+    }
+
+    fn store(
+        &self,
+        services: Arc<dyn HostServices>,
+        limits: CallLimitsSpec,
+    ) -> (Store<CallState>, MemoryOutputPipe, MemoryOutputPipe) {
+        let stdout = MemoryOutputPipe::new(self.settings.max_log_bytes);
+        let stderr = MemoryOutputPipe::new(self.settings.max_log_bytes);
+        // No preopened directories, no environment, no arguments, no
+        // sockets, no stdin; output goes to the plugin's log.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: CallLimits {
+                memory_cap: limits.memory,
+                memory_refused: false,
+            },
+            services,
+            state_writes: BTreeMap::new(),
+            log: Vec::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = limits
+            .deadline
+            .as_micros()
+            .div_ceil(TICK.as_micros())
+            .max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        (store, stdout, stderr)
+    }
+
+    /// Asks a loaded plugin for its manifest, under the default limits.
+    pub(crate) fn manifest(
+        &self,
+        loaded: &Loaded,
+        services: Arc<dyn HostServices>,
+    ) -> Result<PluginManifest, PluginError> {
+        let limits = CallLimitsSpec {
+            memory: (super::DEFAULT_MEMORY_MIB as usize) << 20,
+            deadline: Duration::from_millis(u64::from(super::DEFAULT_DEADLINE_MS)),
+        };
+        let (mut store, _, _) = self.store(services, limits);
+        let plugin = loaded
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| PluginError::Invalid(format!("cannot instantiate: {e:#}")))?;
+        let manifest = plugin
+            .custodian_plugin_handler()
+            .call_describe(&mut store)
+            .map_err(|e| PluginError::Invalid(format!("its manifest export failed: {e:#}")))?;
+        let manifest = from_wit_manifest(manifest);
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// Calls `entry` on a fresh instance.
+    pub(crate) fn call(
+        &self,
+        loaded: &Loaded,
+        services: Arc<dyn HostServices>,
+        limits: CallLimitsSpec,
+        entry: Entry<'_>,
+    ) -> Result<CallOutput, CallError> {
+        let (mut store, stdout, stderr) = self.store(services, limits);
+        let plugin = match loaded.pre.instantiate(&mut store) {
+            Ok(p) => p,
+            Err(e) => {
+                // A trap in a start function is the plugin's; an exhausted
+                // pool is the host's.
+                return Err(match e.downcast_ref::<Trap>() {
+                    Some(_) => self.fault(&mut store, &e, limits, &stdout, &stderr),
+                    None => CallError::Host(format!("cannot instantiate: {e:#}")),
+                });
+            }
+        };
+        let handler = plugin.custodian_plugin_handler();
+        let result = match entry {
+            Entry::Ingest(payload) => handler.call_ingest(&mut store, payload),
+            Entry::OnEvent(event) => handler.call_on_event(&mut store, event),
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => return Err(self.fault(&mut store, &e, limits, &stdout, &stderr)),
+        };
+        if let Ok(commands) = &result {
+            self.check_output(commands)
+                .map_err(|f| CallError::Fault(f, Vec::new()))?;
+        }
+        let state = store.into_data();
+        let mut log = state.log;
+        append_output(&mut log, &stdout, &stderr);
+        Ok(CallOutput {
+            result,
+            state_writes: state.state_writes,
+            log,
+        })
+    }
+
+    fn fault(
+        &self,
+        store: &mut Store<CallState>,
+        error: &wasmtime::Error,
+        limits: CallLimitsSpec,
+        stdout: &MemoryOutputPipe,
+        stderr: &MemoryOutputPipe,
+    ) -> CallError {
+        let fault = if store.data().limits.memory_refused {
+            Fault::Memory { cap: limits.memory }
+        } else {
+            match error.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => Fault::Deadline(limits.deadline),
+                Some(Trap::StackOverflow) => Fault::StackOverflow,
+                Some(trap) => Fault::Trap(trap.to_string()),
+                None => Fault::Trap(clip(format!("{error:#}"), 500)),
+            }
+        };
+        let mut log = std::mem::take(&mut store.data_mut().log);
+        append_output(&mut log, stdout, stderr);
+        CallError::Fault(fault, log)
+    }
+
+    /// Refuses a result above the size limits (the memory cap already
+    /// bounds what could be lifted).
+    fn check_output(&self, commands: &[wit::Command]) -> Result<(), Fault> {
+        let limit = self.settings.max_commands;
+        if commands.len() > limit {
+            return Err(Fault::OutputTooLarge {
+                size: commands.len(),
+                limit,
+                unit: "commands",
+            });
+        }
+        let size: usize = commands.iter().map(command_size).sum();
+        let limit = self.settings.max_output_bytes;
+        if size > limit {
+            return Err(Fault::OutputTooLarge {
+                size,
+                limit,
+                unit: "bytes",
+            });
+        }
+        Ok(())
+    }
+}
+
+fn append_output(log: &mut Vec<LogLine>, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+    for (level, pipe) in [("stdout", stdout), ("stderr", stderr)] {
+        let bytes = pipe.contents();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if log.len() >= MAX_LOG_LINES * 2 {
+                return;
+            }
+            log.push(LogLine {
+                level,
+                text: clip(line.to_string(), MAX_LOG_LINE),
+            });
+        }
+    }
+}
+
+fn ref_size(r: &wit::CustomerRef) -> usize {
+    match r {
+        wit::CustomerRef::Id(_) => 8,
+        wit::CustomerRef::Phone(s)
+        | wit::CustomerRef::Email(s)
+        | wit::CustomerRef::ExternalId(s) => s.len(),
+    }
+}
+
+/// Bytes a command carries, roughly as lifted.
+fn command_size(c: &wit::Command) -> usize {
+    match c {
+        wit::Command::UpsertCustomer(u) => {
+            ref_size(&u.match_)
+                + u.external_id.as_ref().map_or(0, String::len)
+                + u.fields
+                    .iter()
+                    .map(|f| f.name.len() + f.value.len())
+                    .sum::<usize>()
+                + u.tags.iter().map(String::len).sum::<usize>()
+        }
+        wit::Command::LogInteraction(l) => {
+            ref_size(&l.customer)
+                + l.summary.len()
+                + l.body.as_ref().map_or(0, String::len)
+                + l.items.iter().map(|i| i.name.len() + 16).sum::<usize>()
+        }
+        wit::Command::CreateFollowUp(f) => ref_size(&f.customer) + f.note.len() + 8,
+        wit::Command::SendMessage(m) => {
+            ref_size(&m.customer)
+                + m.channel.len()
+                + m.template.len()
+                + m.params
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// Refuses a component built against an incompatible interface version
+/// before the linker's less helpful error.
+fn check_version(engine: &Engine, component: &Component) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let prefix = "custodian:plugin/handler@";
+    let found = ty
+        .exports(engine)
+        .find_map(|(name, _)| name.strip_prefix(prefix).map(str::to_string));
+    let Some(found) = found else {
+        return Err(PluginError::Invalid(format!(
+            "it does not export the `{prefix}{INTERFACE_VERSION}` interface; build it with custodian-sdk"
+        )));
+    };
+    if !compatible(&found, INTERFACE_VERSION) {
+        return Err(PluginError::Version {
+            found,
+            supported: INTERFACE_VERSION.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Cargo's rule: the same major version, and for 0.x the same minor.
+fn compatible(found: &str, supported: &str) -> bool {
+    let parts = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split(['.', '-', '+']);
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (parts(found), parts(supported)) {
+        (Some((0, a)), Some((0, b))) => a == b,
+        (Some((a, _)), Some((b, _))) => a == b,
+        _ => false,
+    }
+}
+
+fn from_wit_manifest(m: wit::Manifest) -> PluginManifest {
+    PluginManifest {
+        name: m.name,
+        version: m.version,
+        publisher: m.publisher,
+        description: m.description,
+        hooks: m
+            .hooks
+            .into_iter()
+            .map(|h| match h {
+                wit::Hook::Ingest => Hook::Ingest,
+                wit::Hook::OnEvent => Hook::OnEvent,
+            })
+            .collect(),
+        events: m.events.into_iter().map(event_kind).collect(),
+        fields: m
+            .fields
+            .into_iter()
+            .map(|f| {
+                let access = match f.access {
+                    wit::Access::Full => FieldAccess::Full,
+                    wit::Access::Masked => FieldAccess::Masked,
+                };
+                (f.name, access)
+            })
+            .collect(),
+        commands: m.commands.into_iter().map(command_kind_of).collect(),
+        commands_per_minute: m.commands_per_minute,
+        messages_per_minute: m.messages_per_minute,
+        channels: m.channels.into_iter().collect(),
+        regions: m.regions.into_iter().collect(),
+    }
+}
+
+fn event_kind(k: wit::EventKind) -> EventKind {
+    match k {
+        wit::EventKind::CustomerCreated => EventKind::CustomerCreated,
+        wit::EventKind::CustomerUpdated => EventKind::CustomerUpdated,
+        wit::EventKind::CustomerErased => EventKind::CustomerErased,
+        wit::EventKind::InteractionLogged => EventKind::InteractionLogged,
+        wit::EventKind::FollowUpDue => EventKind::FollowUpDue,
+        wit::EventKind::AlertRaised => EventKind::AlertRaised,
+    }
+}
+
+fn command_kind_of(k: wit::CommandKind) -> CommandKind {
+    match k {
+        wit::CommandKind::UpsertCustomer => CommandKind::UpsertCustomer,
+        wit::CommandKind::LogInteraction => CommandKind::LogInteraction,
+        wit::CommandKind::CreateFollowUp => CommandKind::CreateFollowUp,
+        wit::CommandKind::SendMessage => CommandKind::SendMessage,
+    }
+}
+
+/// The kind of a command.
+pub(crate) fn command_kind(c: &wit::Command) -> CommandKind {
+    match c {
+        wit::Command::UpsertCustomer(_) => CommandKind::UpsertCustomer,
+        wit::Command::LogInteraction(_) => CommandKind::LogInteraction,
+        wit::Command::CreateFollowUp(_) => CommandKind::CreateFollowUp,
+        wit::Command::SendMessage(_) => CommandKind::SendMessage,
+    }
+}
+
+/// The kind of an event.
+pub(crate) fn event_kind_of(e: &wit::Event) -> EventKind {
+    match e {
+        wit::Event::CustomerCreated(_) => EventKind::CustomerCreated,
+        wit::Event::CustomerUpdated(_) => EventKind::CustomerUpdated,
+        wit::Event::CustomerErased(_) => EventKind::CustomerErased,
+        wit::Event::InteractionLogged(_) => EventKind::InteractionLogged,
+        wit::Event::FollowUpDue(_) => EventKind::FollowUpDue,
+        wit::Event::AlertRaised(_) => EventKind::AlertRaised,
+    }
+}
+
+/// The sandbox alone, for benchmarks: a component's `on-event` called with
+/// an event of a chosen size, on a fresh instance per call (what the
+/// engine does) or on one reused instance.
+#[doc(hidden)]
+pub struct SandboxProbe {
+    runtime: Runtime,
+    loaded: Loaded,
+    event: wit::Event,
+    limits: CallLimitsSpec,
+}
+
+/// One instance kept across calls.
+#[doc(hidden)]
+pub struct WarmInstance<'a> {
+    probe: &'a SandboxProbe,
+    store: Store<CallState>,
+    plugin: Plugin,
+}
+
+struct Silent;
+
+impl HostServices for Silent {
+    fn now_ms(&self) -> i64 {
+        0
+    }
+    fn lookup(&self, _: &wit::CustomerRef) -> Option<wit::Customer> {
+        None
+    }
+    fn state_get(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl SandboxProbe {
+    /// Loads `wasm` with default settings and builds a `customer-updated`
+    /// event whose field values total `payload` bytes.
+    pub fn new(wasm: &[u8], payload: usize) -> Result<Self, PluginError> {
+        let runtime = Runtime::new(PluginSettings::default())?;
+        let loaded = runtime.load(wasm)?;
+        let event = wit::Event::CustomerUpdated(wit::Customer {
+            id: 42,
+            status: "active".into(),
+            fields: vec![
+                wit::Field {
+                    name: "name".into(),
+                    value: "Li Na".into(),
+                },
+                wit::Field {
+                    name: "notes".into(),
+                    value: "x".repeat(payload.saturating_sub(5)),
+                },
+            ],
+        });
+        let limits = CallLimitsSpec {
+            memory: (super::DEFAULT_MEMORY_MIB as usize) << 20,
+            deadline: Duration::from_millis(u64::from(super::DEFAULT_DEADLINE_MS)),
+        };
+        Ok(Self {
+            runtime,
+            loaded,
+            event,
+            limits,
+        })
+    }
+
+    /// One call on a fresh instance, as the engine makes it.
+    pub fn fresh_call(&self) -> Result<usize, PluginError> {
+        match self.runtime.call(
+            &self.loaded,
+            Arc::new(Silent),
+            self.limits,
+            Entry::OnEvent(&self.event),
+        ) {
+            Ok(out) => Ok(out.result.map_or(0, |c| c.len())),
+            Err(CallError::Fault(f, _)) => Err(PluginError::Runtime(f.to_string())),
+            Err(CallError::Host(h)) => Err(PluginError::Runtime(h)),
+        }
+    }
+
+    /// An instance to call repeatedly.
+    pub fn warm(&self) -> Result<WarmInstance<'_>, PluginError> {
+        let (mut store, _, _) = self.runtime.store(Arc::new(Silent), self.limits);
+        let plugin = self
+            .loaded
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+        Ok(WarmInstance {
+            probe: self,
+            store,
+            plugin,
+        })
+    }
+}
+
+impl WarmInstance<'_> {
+    /// One call on the kept instance.
+    pub fn call(&mut self) -> Result<usize, PluginError> {
+        let ticks = self
+            .probe
+            .limits
+            .deadline
+            .as_micros()
+            .div_ceil(TICK.as_micros())
+            .max(1);
+        self.store
+            .set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        let result = self
+            .plugin
+            .custodian_plugin_handler()
+            .call_on_event(&mut self.store, &self.probe.event)
+            .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+        Ok(result.map_or(0, |c| c.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_cargo_compatibility() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.3", "0.1.0"));
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.4.0", "1.0.0"));
+        assert!(!compatible("2.0.0", "1.0.0"));
+        assert!(!compatible("x", "0.1.0"));
+    }
+}
