@@ -193,6 +193,18 @@ fn a_command_outside_the_grant_is_refused_and_audited() {
 }
 
 #[test]
+fn an_upsert_by_an_unknown_id_creates_nothing() {
+    let fixture = Fixture::new();
+    let engine = hostile(&fixture, |_| {});
+    let result = engine.ingest("misbehave", b"command upsert 999 name=Ghost");
+    assert!(
+        matches!(&result, Err(Error::Plugin(PluginError::Command { index: 1, reason, .. })) if reason.contains("no customer has that id")),
+        "{result:?}"
+    );
+    assert_eq!(engine.count_customers(&admin()).unwrap(), 0);
+}
+
+#[test]
 fn a_flood_of_commands_hits_the_rate_limit() {
     let fixture = Fixture::new();
     let engine = hostile(&fixture, |_| {}); // 100 commands per minute

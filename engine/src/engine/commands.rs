@@ -277,6 +277,11 @@ impl Inner {
                         }
                         let id = match find(&u.match_)? {
                             Some(id) => id,
+                            // An id names an existing customer; it never
+                            // creates one.
+                            None if matches!(u.match_, wit::CustomerRef::Id(_)) => {
+                                return Err(refused(plugin, index, "no customer has that id"));
+                            }
                             None => {
                                 let id = self.reserve_ids(1);
                                 new.insert(

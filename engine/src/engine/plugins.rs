@@ -475,37 +475,6 @@ impl Inner {
                 .into());
             }
         };
-        if let Err(e) = self.check_grant(name, &info.grant, &commands) {
-            let fault = match &e {
-                Error::Plugin(PluginError::Fault { fault, .. }) => Some(fault.clone()),
-                _ => None,
-            };
-            self.record_failure(
-                &ctx,
-                &info,
-                fault.as_ref(),
-                &e.to_string(),
-                &output.log,
-                call_event(),
-            )?;
-            return Err(e);
-        }
-        let (total, messages) = budget(&commands);
-        if let Err(reason) = self.plugins.take(name, &info.grant, total, messages) {
-            let error = PluginError::RateLimited {
-                name: name.to_string(),
-                reason,
-            };
-            self.record_failure(
-                &ctx,
-                &info,
-                None,
-                &error.to_string(),
-                &output.log,
-                call_event(),
-            )?;
-            return Err(error.into());
-        }
         let rendered: Vec<String> = commands.iter().map(render).collect();
         let leftovers = Leftovers {
             state_writes: &output.state_writes,
@@ -520,7 +489,24 @@ impl Inner {
                     .collect(),
             ),
         };
-        let applied = match self.apply_commands(&ctx, name, &info.grant, &commands, leftovers) {
+        // The grant first (outside it is a fault), then the rate (a refusal,
+        // not a fault), then one transaction.
+        let executed = self
+            .check_grant(name, &info.grant, &commands)
+            .and_then(|()| {
+                let (total, messages) = budget(&commands);
+                self.plugins
+                    .take(name, &info.grant, total, messages)
+                    .map_err(|reason| {
+                        PluginError::RateLimited {
+                            name: name.to_string(),
+                            reason,
+                        }
+                        .into()
+                    })
+            })
+            .and_then(|()| self.apply_commands(&ctx, name, &info.grant, &commands, leftovers));
+        let applied = match executed {
             Ok(applied) => applied,
             Err(e) => {
                 let fault = match &e {

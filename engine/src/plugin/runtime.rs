@@ -29,8 +29,8 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
-pub(crate) use custodian::plugin::host::Level;
-pub(crate) use custodian::plugin::types as wit;
+pub(crate) use self::custodian::plugin::host::Level;
+pub(crate) use self::custodian::plugin::types as wit;
 
 /// How often the epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(2);
@@ -134,9 +134,9 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-impl custodian::plugin::types::Host for CallState {}
+impl self::custodian::plugin::types::Host for CallState {}
 
-impl custodian::plugin::host::Host for CallState {
+impl self::custodian::plugin::host::Host for CallState {
     fn log(&mut self, level: Level, message: String) {
         if self.log.len() < MAX_LOG_LINES {
             self.log.push(LogLine {
