@@ -367,4 +367,22 @@ fn plugins_from_install_to_outbox() {
         out.contains("shop-orders") && out.contains("sms-reminder"),
         "{out}"
     );
+    // The harness for plugin authors needs no database of theirs.
+    let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(["plugin", "run", shop, "--ingest", orders.to_str().unwrap()])
+        .env_remove("CUSTODIAN_KEY")
+        .env_remove("CUSTODIAN_KEY_FILE")
+        .env_remove("CUSTODIAN_DB")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("UpsertCustomer") && stdout.contains("LogInteraction"),
+        "{stdout}"
+    );
 }

@@ -189,6 +189,23 @@ fn a_command_outside_the_grant_is_refused_and_audited() {
         .unwrap();
     assert_eq!(report.interactions.len(), 1);
     assert_eq!(engine.interactions(&admin(), id).unwrap().len(), 1);
+    // Granted, a follow-up is created, assigned to the customer's owner.
+    let engine2_fixture = Fixture::new();
+    let engine2 = hostile(&engine2_fixture, |_| {});
+    let id2 = engine2.create_customer(&admin(), li_na()).unwrap();
+    let report = engine2
+        .ingest("misbehave", format!("command follow-up {id2}").as_bytes())
+        .unwrap();
+    assert_eq!(report.follow_ups.len(), 1);
+    let due = engine2
+        .follow_ups_due(
+            &admin(),
+            chrono::Utc::now() + chrono::Duration::days(2),
+            None,
+        )
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].customer, id2);
     still_serves(&engine, "misbehave");
 }
 
