@@ -624,3 +624,41 @@ fn deleting_a_customer_removes_its_links_consents_and_messages() {
             .is_empty()
     );
 }
+
+#[test]
+fn ungranted_hooks_disabled_and_removed_plugins_are_not_called() {
+    let fixture = Fixture::new();
+    // Granted events only: its ingest hook is refused before any call.
+    let engine = hostile(&fixture, |g| g.hooks = [custodian::Hook::OnEvent].into());
+    let result = engine.ingest("misbehave", b"print called");
+    assert!(
+        matches!(&result, Err(Error::Denied(r)) if r.contains("was not granted the `Ingest` hook")),
+        "{result:?}"
+    );
+    assert!(log_text(&engine, "misbehave").is_empty());
+    // Disabled: neither ingest nor events reach it.
+    install(&engine, wasm::MISBEHAVE, |_| {});
+    engine
+        .set_plugin_enabled(&admin(), "misbehave", false)
+        .unwrap();
+    let result = engine.ingest("misbehave", b"print called");
+    assert!(
+        matches!(&result, Err(Error::Denied(r)) if r.contains("is disabled")),
+        "{result:?}"
+    );
+    engine.create_customer(&admin(), li_na()).unwrap();
+    assert!(log_text(&engine, "misbehave").is_empty());
+    // Removed: unknown, and its principal can no longer act.
+    engine.remove_plugin(&admin(), "misbehave").unwrap();
+    let result = engine.ingest("misbehave", b"ok");
+    assert!(
+        matches!(result, Err(Error::Plugin(PluginError::Unknown(_)))),
+        "{result:?}"
+    );
+    let as_plugin = Context::new("plugin:misbehave", "test");
+    assert!(matches!(
+        engine.count_customers(&as_plugin),
+        Err(Error::Denied(_))
+    ));
+    assert!(engine.plugins(&admin()).unwrap().is_empty());
+}

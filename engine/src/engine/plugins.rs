@@ -194,6 +194,15 @@ impl Plugins {
             .map_err(|e| PluginError::Runtime(e.clone()).into())
     }
 
+    /// Remembers a compiled plugin with the hash of its code, or forgets it.
+    fn cache(&self, name: &str, entry: Option<(String, Arc<Loaded>)>) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        match entry {
+            Some(entry) => loaded.insert(name.to_string(), entry),
+            None => loaded.remove(name),
+        };
+    }
+
     /// Takes `commands` and `messages` from the plugin's budget, or none.
     fn take(&self, name: &str, grant: &Grant, commands: u32, messages: u32) -> Result<(), String> {
         let mut rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
@@ -341,10 +350,7 @@ impl Inner {
             .ok_or_else(|| PluginError::Unknown(name.clone()))?;
         let loaded = Arc::new(self.plugins.runtime()?.load(&code)?);
         self.plugins
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.clone(), (info.code_hash.clone(), Arc::clone(&loaded)));
+            .cache(name, Some((info.code_hash.clone(), Arc::clone(&loaded))));
         Ok(loaded)
     }
 
@@ -839,12 +845,7 @@ impl Engine {
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(info))
         })??;
-        inner
-            .plugins
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.clone(), (hash, loaded));
+        inner.plugins.cache(&name, Some((hash, loaded)));
         inner
             .plugins
             .rates
@@ -921,12 +922,7 @@ impl Engine {
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
         })??;
-        inner
-            .plugins
-            .loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
+        inner.plugins.cache(name, None);
         inner.refresh_subscriptions()
     }
 
