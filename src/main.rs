@@ -4,6 +4,7 @@
 mod demo;
 mod output;
 mod plugins;
+mod privacy;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -120,9 +121,28 @@ enum Command {
     /// Messages plugins queued for delivery.
     #[command(subcommand)]
     Outbox(plugins::OutboxCmd),
-    /// Customers' consent to purposes such as `service` and `marketing`.
+    /// Customers' consent to purposes such as `marketing`, kept in a ledger.
     #[command(subcommand)]
-    Consent(plugins::ConsentCmd),
+    Consent(privacy::ConsentCmd),
+    /// Legal holds: a held customer is never notified, anonymized or erased.
+    #[command(subcommand)]
+    Hold(privacy::HoldCmd),
+    /// Where a customer is in its lifecycle (active, dormant, notified) and
+    /// any legal hold on it.
+    Lifecycle {
+        /// The customer id.
+        customer: u64,
+    },
+    /// Retention: the policy (`retention.rhai`) and the sweep that applies it.
+    #[command(subcommand)]
+    Retention(privacy::RetentionCmd),
+    /// Data-subject requests: export, erase, anonymize or correct what is
+    /// held about a person (admins and data stewards).
+    #[command(subcommand)]
+    Subject(privacy::SubjectCmd),
+    /// Reports for privacy officers: the record of processing, deletion records.
+    #[command(subcommand)]
+    Report(privacy::ReportCmd),
     /// The newest alerts the engine raised (a plugin quarantined, ...).
     Alerts {
         /// How many.
@@ -290,7 +310,18 @@ enum CustomerCmd {
     },
     /// Count customers.
     Count,
-    /// Import a CSV file whose header names the fields (and optionally `owner`).
+    /// Import a CSV file whose header names the fields (and optionally
+    /// `owner` and the customers' consents).
+    ///
+    /// Besides fields, the header may name reserved columns: `owner`;
+    /// `consents`, the purposes each customer consented to, separated by
+    /// `;`, with sensitive fields given separate consent in parentheses
+    /// (`marketing; identity_verification(id_number)`); `consent_channel`,
+    /// how the consent was given (`import` when empty or absent); and
+    /// `notice_version`, the privacy notice the customer was shown
+    /// (required when consents are given). A field whose purposes have no
+    /// basis for a customer (a birthday without consent to `marketing`)
+    /// skips its row.
     Import {
         /// The CSV file.
         file: PathBuf,
@@ -427,7 +458,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => policy(g, cmd),
         Command::Plugin(cmd) => plugins::plugin(g, cmd),
         Command::Outbox(cmd) => plugins::outbox(g, cmd),
-        Command::Consent(cmd) => plugins::consent(g, cmd),
+        Command::Consent(cmd) => privacy::consent(g, cmd),
+        Command::Hold(cmd) => privacy::hold(g, cmd),
+        Command::Lifecycle { customer } => privacy::lifecycle(g, customer),
+        Command::Retention(cmd) => privacy::retention(g, cmd),
+        Command::Subject(cmd) => privacy::subject(g, cmd),
+        Command::Report(cmd) => privacy::report(g, cmd),
         Command::Alerts { limit } => plugins::alerts(g, limit),
     }
 }

@@ -6,8 +6,9 @@ use std::fmt::Debug;
 
 use chrono::DateTime;
 use custodian::{
-    Alert, AuditEntry, CallReport, Customer, FieldAccess, FollowUp, Grant, Interaction,
-    OutboxMessage, Outcome, PluginInfo, PluginLogLine, PluginManifest, Principal, SessionInfo,
+    Alert, AuditEntry, CallReport, ConsentRecord, Customer, CustomerId, DeletionRecord,
+    FieldAccess, FollowUp, Grant, Interaction, Inventory, Lifecycle, LifecycleState, OutboxMessage,
+    Outcome, PluginInfo, PluginLogLine, PluginManifest, Principal, RetentionReport, SessionInfo,
     format_amount,
 };
 use serde::Serialize;
@@ -547,14 +548,233 @@ pub fn consents(map: &BTreeMap<String, bool>, as_json: bool) -> Result<()> {
     }
     if map.is_empty() {
         println!(
-            "no consent recorded: service messages need consent to `service`, marketing ones to `marketing`"
+            "no consent recorded: record one with `custodian consent grant ID PURPOSE --channel C --notice VERSION`"
         );
     }
     for (purpose, granted) in map {
         println!(
-            "{purpose:<20} {}",
+            "{purpose:<36} {}",
             if *granted { "granted" } else { "withdrawn" }
         );
+    }
+    Ok(())
+}
+
+/// A consent's purpose, with the sensitive field of a separate consent:
+/// `identity_verification(id_number)`.
+fn consent_name(purpose: &str, field: Option<&str>) -> String {
+    match field {
+        Some(f) => format!("{purpose}({f})"),
+        None => purpose.to_string(),
+    }
+}
+
+pub fn consent_history(list: &[ConsentRecord], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(list);
+    }
+    if list.is_empty() {
+        println!("the consent ledger is empty");
+    }
+    for c in list {
+        let notice = if c.notice_version.is_empty() {
+            String::new()
+        } else {
+            format!("  notice {}", c.notice_version)
+        };
+        println!(
+            "{}  {:<8} {:<36} by {:<10} via {}{notice}",
+            c.at.format("%Y-%m-%d %H:%M:%S"),
+            if c.granted { "grant" } else { "withdraw" },
+            consent_name(&c.purpose, c.field.as_deref()),
+            c.by,
+            c.channel,
+        );
+    }
+    Ok(())
+}
+
+pub fn lifecycle(customer: CustomerId, l: &Lifecycle, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(l);
+    }
+    let state = match l.state {
+        LifecycleState::Active => "active".to_string(),
+        LifecycleState::Dormant => "dormant: only data stewards may see it".to_string(),
+        LifecycleState::Notified { at } => format!(
+            "notified {} that its data will be removed; removed after the notice period unless back in touch",
+            at.format("%Y-%m-%d %H:%M")
+        ),
+        other => kebab(&other),
+    };
+    println!("customer {customer}: {state}");
+    match &l.legal_hold {
+        Some(reason) => println!("legal hold: {reason}"),
+        None => println!("legal hold: none"),
+    }
+    Ok(())
+}
+
+pub fn retention_report(r: &RetentionReport, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(r);
+    }
+    println!(
+        "retention sweep as of {}{}",
+        r.now.format("%Y-%m-%d %H:%M:%S UTC"),
+        if r.dry_run {
+            " (dry run: nothing was changed)"
+        } else {
+            ""
+        }
+    );
+    if let Some(after) = r.resumed_after {
+        println!(
+            "resumed after customer {after}: an earlier sweep as of the same time was cut short there"
+        );
+    }
+    let counts = items(r.counts.iter().map(|(t, n)| format!("{} {n}", t.as_str())));
+    println!(
+        "{} customer(s) examined; {}",
+        r.examined,
+        if r.counts.is_empty() {
+            "no change".to_string()
+        } else {
+            counts
+        }
+    );
+    if r.faults > 0 {
+        println!(
+            "{} policy fault(s): those customers were kept; fix retention.rhai",
+            r.faults
+        );
+        for (customer, reason) in &r.fault_examples {
+            println!("  customer {customer}: {reason}");
+        }
+    }
+    if !r.changes.is_empty() {
+        println!("\n{:>10}  {:<12} reason", "customer", "transition");
+    }
+    for c in &r.changes {
+        println!(
+            "{:>10}  {:<12} {}",
+            c.customer,
+            c.transition.as_str(),
+            c.reason
+        );
+    }
+    Ok(())
+}
+
+pub fn deletions(list: &[DeletionRecord], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(list);
+    }
+    if list.is_empty() {
+        println!("no deletion records");
+        return Ok(());
+    }
+    println!(
+        "{:>10}  {:<16} {:<10} {:<10} reason",
+        "customer", "at", "kind", "by"
+    );
+    for d in list {
+        let rule = d
+            .rule
+            .as_deref()
+            .map(|r| format!(" (rule: {r})"))
+            .unwrap_or_default();
+        println!(
+            "{:>10}  {:<16} {:<10} {:<10} {}{rule}",
+            d.customer,
+            d.at.format("%Y-%m-%d %H:%M"),
+            d.kind,
+            d.by,
+            d.reason
+        );
+        if let Some(a) = &d.aggregate {
+            let mut kept = vec![format!("customer since {}", a.customer_since_year)];
+            if let Some(year) = a.first_purchase_year {
+                kept.push(format!("first purchase {year}"));
+            }
+            kept.push(format!(
+                "{} order(s) totalling {}",
+                a.orders,
+                format_amount(a.order_total_minor)
+            ));
+            kept.push(format!("{} interaction(s)", a.interactions));
+            if let Some(region) = &a.region {
+                kept.push(format!("region {region}"));
+            }
+            println!("{:>10}  kept: {}", "", kept.join(", "));
+        }
+    }
+    Ok(())
+}
+
+pub fn inventory(inv: &Inventory, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(inv);
+    }
+    println!("record of processing: {} customer(s) held", inv.customers);
+    if inv.purposes_enforced {
+        println!(
+            "purposes: enforced (a field is stored only for a purpose with a basis; sensitive fields need separate consent)"
+        );
+    } else {
+        println!(
+            "purposes: NOT enforced (the schema declares none: minimum necessary data cannot be shown)"
+        );
+    }
+    let width = inv
+        .purposes
+        .iter()
+        .map(|(name, _, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    for (name, basis, description) in &inv.purposes {
+        println!("  {name:<width$}  {:<16} {description}", basis.as_str());
+    }
+    println!("retention: {}", inv.retention);
+    let width = inv
+        .fields
+        .iter()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("field".len());
+    println!(
+        "\n{:<width$}  {:<11}  {:<16}  {:>7}  {:>8}  purposes (basis)",
+        "field", "sensitivity", "separate consent", "stored", "no basis"
+    );
+    for f in &inv.fields {
+        let purposes = items(
+            f.purposes
+                .iter()
+                .map(|(p, basis)| format!("{p} ({})", basis.as_str())),
+        );
+        println!(
+            "{:<width$}  {:<11}  {:<16}  {:>7}  {:>8}  {purposes}",
+            f.name,
+            kebab(&f.sensitivity),
+            if f.separate_consent { "yes" } else { "no" },
+            f.stored,
+            f.without_basis,
+        );
+        let pad = "";
+        println!(
+            "{pad:<width$}  roles: {}",
+            items(f.roles.iter().map(|(role, how)| format!("{role} {how}")))
+        );
+        if !f.plugins.is_empty() {
+            println!(
+                "{pad:<width$}  plugins: {}",
+                items(f.plugins.iter().map(|(name, how)| format!("{name} {how}")))
+            );
+        }
+        for flag in &f.flags {
+            println!("{pad:<width$}  ! {flag}");
+        }
     }
     Ok(())
 }

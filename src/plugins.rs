@@ -1,6 +1,6 @@
 //! The plugin subsystem's commands: `plugin` (inspect, install, manage,
-//! ingest, and `plugin run`, the harness for plugin authors), `outbox`,
-//! `consent` and `alerts`.
+//! ingest, and `plugin run`, the harness for plugin authors), `outbox` and
+//! `alerts`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -10,9 +10,9 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use custodian::{
-    Channel, CommandKind, Context, CustomerUpdate, Direction, Engine, EventKind, FieldAccess,
-    Grant, Hook, MasterKey, NewCustomer, NewFollowUp, NewInteraction, Outcome, PluginError,
-    PluginInfo, PluginManifest, Query, Status,
+    Channel, CommandKind, ConsentChange, Context, CustomerUpdate, Direction, Engine, EventKind,
+    FieldAccess, Grant, Hook, MasterKey, NewCustomer, NewFollowUp, NewInteraction, Outcome,
+    PluginError, PluginInfo, PluginManifest, Query, Status,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -166,29 +166,6 @@ pub enum OutboxCmd {
     },
 }
 
-#[derive(Subcommand)]
-pub enum ConsentCmd {
-    /// Record a customer's consent to a purpose, or its withdrawal.
-    #[command(group(ArgGroup::new("answer").required(true).args(["granted", "withdrawn"])))]
-    Set {
-        /// The customer id.
-        customer: u64,
-        /// The purpose: `service`, `marketing`, ...
-        purpose: String,
-        /// The customer consents.
-        #[arg(long)]
-        granted: bool,
-        /// The customer withdraws consent (queued messages for it are dropped).
-        #[arg(long)]
-        withdrawn: bool,
-    },
-    /// Show a customer's consent by purpose.
-    Show {
-        /// The customer id.
-        customer: u64,
-    },
-}
-
 /// Parses a kebab-case name the engine's types deserialize from
 /// (`on-event`, `send-message`); the error lists the valid names.
 fn kebab<T: DeserializeOwned>(text: &str) -> Result<T, String> {
@@ -337,7 +314,7 @@ fn grant_of(manifest: &PluginManifest, a: &InstallArgs) -> Grant {
 }
 
 /// Asks a yes/no question on stderr; only `y` or `yes` on stdin is yes.
-fn confirm(question: &str) -> Result<bool> {
+pub(crate) fn confirm(question: &str) -> Result<bool> {
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
@@ -414,29 +391,6 @@ pub fn outbox(g: &Global, cmd: OutboxCmd) -> Result<()> {
     }
 }
 
-pub fn consent(g: &Global, cmd: ConsentCmd) -> Result<()> {
-    let engine = open(g)?;
-    let ctx = ctx(g);
-    match cmd {
-        ConsentCmd::Set {
-            customer,
-            purpose,
-            granted,
-            withdrawn: _,
-        } => {
-            engine.set_consent(&ctx, customer, &purpose, granted)?;
-            eprintln!(
-                "customer {customer}: consent to `{purpose}` {}",
-                if granted { "granted" } else { "withdrawn" }
-            );
-            Ok(())
-        }
-        ConsentCmd::Show { customer } => {
-            output::consents(&engine.consents(&ctx, customer)?, g.json)
-        }
-    }
-}
-
 pub fn alerts(g: &Global, limit: usize) -> Result<()> {
     output::alerts(&open(g)?.alerts(&ctx(g), limit)?, g.json)
 }
@@ -500,23 +454,29 @@ fn cause(engine: &Engine, admin: &Context, event: &TestEvent) -> Result<Vec<Stri
     for (name, value) in &fields {
         new = new.field(name.clone(), value.clone());
     }
-    let id = engine.create_customer(admin, new)?;
-    done.push(format!("created customer {id} as admin"));
-    for (purpose, wanted) in [
+    // Consents come with the customer, as an import gives them: fields
+    // that need one (a birthday needs `marketing`) can then be stored, and
+    // the customer-created call sees them.
+    let consented: Vec<&str> = [
         ("service", event.service_consent),
         ("marketing", event.marketing_consent),
-    ] {
-        if wanted {
-            engine.set_consent(admin, id, purpose, true)?;
-            let note = if event.kind == EventKind::CustomerCreated {
-                " (after the creation: the customer-created call saw no consent)"
-            } else {
-                ""
-            };
-            done.push(format!(
-                "recorded customer {id}'s consent to `{purpose}`{note}"
-            ));
-        }
+    ]
+    .into_iter()
+    .filter_map(|(purpose, wanted)| wanted.then_some(purpose))
+    .collect();
+    for purpose in &consented {
+        new = new.consent(ConsentChange::grant(
+            *purpose,
+            "plugin run harness",
+            "harness",
+        ));
+    }
+    let id = engine.create_customer(admin, new)?;
+    done.push(format!("created customer {id} as admin"));
+    for purpose in consented {
+        done.push(format!(
+            "recorded customer {id}'s consent to `{purpose}` with it"
+        ));
     }
     match event.kind {
         // `TestEvent::parse` refuses alerts.

@@ -207,7 +207,8 @@ impl People {
                 String::new()
             };
             rows.push(format!(
-                "{surname}{given},{phone_cell},{email},{company},\"{tags}\",{address},{id_number}"
+                "{surname}{given},{phone_cell},{email},{company},\"{tags}\",{address},{id_number},{}",
+                common::consent_columns(&id_number)
             ));
             phones.push(phone);
         }
@@ -309,7 +310,8 @@ fn sqlite_import(path: &Path, csv_text: &str, indexed: bool) -> (usize, Duration
                 .expect("prepare the insert");
             for record in records.by_ref().take(BATCH_SIZE) {
                 let record = record.expect("a CSV row");
-                let values = record.iter().map(|v| (!v.is_empty()).then_some(v));
+                // The fields only: SQLite has no consent ledger.
+                let values = record.iter().take(7).map(|v| (!v.is_empty()).then_some(v));
                 insert
                     .execute(rusqlite::params_from_iter(values))
                     .expect("insert");

@@ -506,10 +506,11 @@ fn customers_csv(n: usize) -> String {
             String::new()
         };
         csv.push_str(&format!(
-            "{}{},{phone},c{i}@example.com,华信科技有限公司,\"vip,retail\",北京市朝阳区人民路{}号,{id_number}\n",
+            "{}{},{phone},c{i}@example.com,华信科技有限公司,\"vip,retail\",北京市朝阳区人民路{}号,{id_number},{}\n",
             rng.pick(SURNAMES),
             rng.pick(GIVEN),
             1 + rng.below(300),
+            common::consent_columns(&id_number),
         ));
     }
     csv

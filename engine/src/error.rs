@@ -25,6 +25,9 @@ pub enum Error {
     /// Plugins.
     #[error(transparent)]
     Plugin(#[from] crate::plugin::PluginError),
+    /// Consent, minimum necessary data and retention.
+    #[error(transparent)]
+    Privacy(#[from] crate::lifecycle::PrivacyError),
     /// The acting principal may not do this.
 
     #[error("access denied: {0}")]

@@ -52,6 +52,7 @@ mod crypto;
 mod engine;
 mod error;
 mod identity;
+mod lifecycle;
 mod model;
 mod plugin;
 mod policy;
@@ -66,17 +67,24 @@ pub mod __bench {
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
 pub use crypto::{CryptoError, MasterKey};
 pub use engine::{
-    Alert, AuthSettings, CallReport, Clock, Context, Engine, EngineBuilder, ImportOptions,
-    ImportProgress, ImportReport, InstalledPolicy, LOGIN_FAILED, OutboxMessage, PluginLogLine,
-    Query, RowError, Session, SessionInfo, TotpEnrollment,
+    Aggregate, Alert, AuthSettings, CallReport, Clock, Context, DEFAULT_SWEEP_BATCH,
+    DeletionRecord, Engine, EngineBuilder, FieldInventory, ImportOptions, ImportProgress,
+    ImportReport, InstalledPolicy, Inventory, LOGIN_FAILED, Lifecycle, NOTICE_SENDER,
+    NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, Query, QueuedMessage, RetentionChange,
+    RetentionReport, RowError, STEWARD_ROLE, Session, SessionInfo, SubjectExport, SweepOptions,
+    SweepProgress, TotpEnrollment, Transition,
 };
 pub use error::{Error, Result};
 pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate};
+pub use lifecycle::{
+    ConsentChange, ConsentRecord, DEFAULT_RETENTION, LifecycleState, PrivacyError, RetentionAction,
+    RetentionFacts, RetentionPolicy, Verdict,
+};
 pub use model::{
-    Channel, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA, Direction, FieldDef, FieldType,
-    FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer, NewFollowUp,
-    NewInteraction, OrderItem, Schema, Sensitivity, Shown, Status, format_amount, mask_value,
-    parse_amount,
+    Basis, Channel, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA, Direction, FieldDef,
+    FieldType, FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer,
+    NewFollowUp, NewInteraction, OrderItem, PurposeDef, Schema, Sensitivity, Shown, Status,
+    format_amount, mask_value, parse_amount,
 };
 pub use plugin::{
     CommandKind, EventKind, Fault, FieldAccess, Grant, Hook, INTERFACE_VERSION, PLUGIN_ROLE,

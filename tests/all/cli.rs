@@ -330,7 +330,19 @@ fn plugins_from_install_to_outbox() {
     assert!(out.contains("UpsertCustomer"), "{out}");
     // A follow-up due for a consenting customer ends in the outbox with the
     // phone resolved by the engine.
-    cli.ok("admin", &["consent", "set", "1", "service", "--granted"]);
+    cli.ok(
+        "admin",
+        &[
+            "consent",
+            "grant",
+            "1",
+            "service",
+            "--channel",
+            "phone",
+            "--notice",
+            "v1",
+        ],
+    );
     cli.ok(
         "admin",
         &[
@@ -385,4 +397,265 @@ fn plugins_from_install_to_outbox() {
         stdout.contains("UpsertCustomer") && stdout.contains("LogInteraction"),
         "{stdout}"
     );
+}
+
+impl Cli<'_> {
+    /// Runs as admin with a stated purpose (the default policy wants one to
+    /// read customer data); returns stdout and stderr.
+    fn officer(&self, args: &[&str]) -> (String, String) {
+        let mut all = vec!["--purpose", "privacy_request"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "custodian {args:?} failed: {stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    }
+
+    fn officer_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (stdout, _) = self.officer(&all);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+    }
+}
+
+#[test]
+fn consent_holds_retention_and_subject_requests() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    // Consents come in with the import; a birthday without consent to
+    // `marketing`, or consents without the notice shown, skip their row.
+    let csv = fx.dir.path().join("consents.csv");
+    std::fs::write(
+        &csv,
+        "name,phone,email,birthday,id_number,consents,consent_channel,notice_version\n\
+         Li Na,13800138000,li.na@example.com,1988-03-12,110105198803120217,marketing; identity_verification(id_number),web,v3\n\
+         Wang Wu,13800000002,wang@example.com,,,,,\n\
+         Zhao Liu,13800000003,,1990-01-01,,,,\n\
+         Sun Qi,13800000004,,,,marketing,,\n",
+    )
+    .unwrap();
+    let out = cli.run(&["customer", "import", csv.to_str().unwrap(), "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped line 4") && stderr.contains("`birthday`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("skipped line 5"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["skipped"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let consents = cli.officer_json(&["consent", "show", "1"]);
+    assert_eq!(consents["marketing"], true);
+    assert_eq!(consents["identity_verification:id_number"], true);
+
+    // Withdrawing `marketing` erases the birthday at once, and says so.
+    let (_, said) = cli.officer(&[
+        "consent",
+        "withdraw",
+        "1",
+        "marketing",
+        "--channel",
+        "phone",
+    ]);
+    assert!(
+        said.contains("consent to `marketing` withdrawn; erased birthday (no basis left)"),
+        "{said}"
+    );
+    let li = cli.officer_json(&["customer", "get", "1"]);
+    assert!(li[0]["fields"].get("birthday").is_none(), "{li}");
+    assert_eq!(li[0]["fields"]["id_number"], "110105198803120217");
+    let history = cli.officer_json(&["consent", "history", "1"]);
+    let last = history.as_array().unwrap().last().unwrap();
+    assert_eq!(last["purpose"], "marketing");
+    assert_eq!(last["granted"], false);
+    assert_eq!(last["channel"], "phone");
+    let (shown, _) = cli.officer(&["consent", "history", "1"]);
+    assert!(
+        shown.contains("identity_verification(id_number)"),
+        "{shown}"
+    );
+
+    // A legal hold keeps customer 2 from notice and removal.
+    cli.officer(&["hold", "place", "2", "--reason", "case 2026-17"]);
+    let state = cli.officer_json(&["lifecycle", "2"]);
+    assert_eq!(state["legal_hold"], "case 2026-17");
+    assert_eq!(state["state"]["state"], "active");
+
+    // Six years on, a dry run would notify customer 1 and only make the
+    // held customer 2 dormant; it changes nothing.
+    let later = (chrono::Utc::now() + chrono::Duration::days(6 * 365 + 2))
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = cli.run(&["--json", "retention", "sweep", "--dry-run", "--now", &later]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("committed"));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["examined"], 2);
+    assert_eq!(
+        report["counts"],
+        serde_json::json!({ "dormant": 1, "notified": 1 })
+    );
+    assert_eq!(report["changes"][1]["customer"], 2);
+    assert_eq!(
+        cli.officer_json(&["lifecycle", "1"])["state"]["state"],
+        "active"
+    );
+
+    // Subject access: everything held, with every audited access.
+    let export = cli.officer_json(&["subject", "export", "--phone", "138 0013 8000"]);
+    assert_eq!(export.as_array().unwrap().len(), 1);
+    assert_eq!(export[0]["customer"], 1);
+    assert_eq!(export[0]["fields"]["name"], "Li Na");
+    assert_eq!(export[0]["fields"]["id_number"], "110105198803120217");
+    assert_eq!(export[0]["consents"].as_array().unwrap().len(), 4);
+    let actions: Vec<&str> = export[0]["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"consent.record") && actions.contains(&"customer.update"),
+        "{actions:?}"
+    );
+    let file = fx.dir.path().join("li-na.json");
+    cli.officer(&[
+        "subject",
+        "export",
+        "--email",
+        "li.na@example.com",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(written[0]["fields"]["name"], "Li Na");
+    #[cfg(unix)]
+    assert_eq!(mode(&file), 0o600);
+    // Only admins and data stewards handle subject requests.
+    cli.ok("admin", &["principal", "add", "wang", "--role", "sales"]);
+    let why = cli.refused("wang", &["subject", "export", "--phone", "13800138000"]);
+    assert!(why.contains("data stewards"), "{why}");
+
+    // Correction, then erasure: refused unconfirmed without a terminal.
+    cli.officer(&[
+        "subject",
+        "correct",
+        "--customer",
+        "1",
+        "--set",
+        "company=Blue Harbor",
+        "--clear",
+        "email",
+    ]);
+    let li = cli.officer_json(&["customer", "get", "1"]);
+    assert_eq!(li[0]["fields"]["company"], "Blue Harbor");
+    assert!(li[0]["fields"].get("email").is_none(), "{li}");
+    let why = cli.refused(
+        "admin",
+        &[
+            "subject",
+            "erase",
+            "--phone",
+            "13800138000",
+            "--reason",
+            "request 12",
+        ],
+    );
+    assert!(why.contains("--yes"), "{why}");
+    let why = cli.refused(
+        "admin",
+        &[
+            "subject",
+            "erase",
+            "--customer",
+            "2",
+            "--reason",
+            "request 13",
+            "--yes",
+        ],
+    );
+    assert!(why.contains("legal hold"), "{why}");
+    let erased = cli.officer_json(&[
+        "subject",
+        "erase",
+        "--phone",
+        "13800138000",
+        "--reason",
+        "request 12",
+        "--yes",
+    ]);
+    assert_eq!(erased[0]["customer"], 1);
+    assert_eq!(erased[0]["kind"], "deleted");
+    let why = cli.refused(
+        "admin",
+        &[
+            "--purpose",
+            "privacy_request",
+            "subject",
+            "export",
+            "--phone",
+            "13800138000",
+        ],
+    );
+    assert!(why.contains("no customer found by phone"), "{why}");
+
+    // The record of processing and the deletion records.
+    let inventory = cli.officer_json(&["report", "inventory"]);
+    assert_eq!(inventory["purposes_enforced"], true);
+    let id_number = inventory["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "id_number")
+        .unwrap();
+    assert_eq!(id_number["sensitivity"], "sensitive");
+    assert_eq!(id_number["separate_consent"], true);
+    let (table, _) = cli.officer(&["report", "inventory"]);
+    assert!(table.contains("identity_verification (consent)"), "{table}");
+    let (deletions, _) = cli.officer(&["report", "deletions"]);
+    assert!(
+        deletions.contains("deleted") && deletions.contains("request 12"),
+        "{deletions}"
+    );
+
+    // A real sweep reports each committed batch on stderr, in this form.
+    let (_, progress) = cli.officer(&["retention", "sweep", "--now", &later, "--batch-size", "1"]);
+    assert!(
+        progress.contains("retention: committed through customer 2 (1 examined, 1 changed)"),
+        "{progress}"
+    );
+    // Dormant now: only a data steward may look at it.
+    cli.ok("admin", &["principal", "add", "chen", "--role", "steward"]);
+    let state = cli.ok("chen", &["--purpose", "privacy_request", "lifecycle", "2"]);
+    assert!(
+        state.contains("customer 2: dormant") && state.contains("legal hold: case 2026-17"),
+        "{state}"
+    );
+}
+
+#[test]
+fn retention_policies_install_and_show() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    let (shown, _) = cli.officer(&["retention", "show"]);
+    assert!(shown.contains("fn retain(c)"), "{shown}");
+    let script = fx.dir.path().join("retention.rhai");
+    std::fs::write(&script, "fn retain(c) { keep(\"kept forever\") }\n").unwrap();
+    let (_, said) = cli.officer(&["retention", "install", script.to_str().unwrap()]);
+    assert!(said.contains("installed the retention policy"), "{said}");
+    let (shown, _) = cli.officer(&["retention", "show"]);
+    assert_eq!(shown, "fn retain(c) { keep(\"kept forever\") }\n");
+    std::fs::write(&script, "fn retain(c) {").unwrap();
+    let why = cli.refused("admin", &["retention", "install", script.to_str().unwrap()]);
+    assert!(why.contains("retention policy"), "{why}");
 }

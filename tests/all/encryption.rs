@@ -34,9 +34,9 @@ fn raw_files_hold_no_personal_value_after_every_kind_of_write() {
     let engine = fx.with_staff();
     let ctx = admin();
     let li = engine.create_customer(&ctx, li_na()).unwrap();
-    let csv = "name,phone,email,id_number\n\
-               Zhang Wei,13912345678,zhang.wei@example.cn,\n\
-               Wang Fang,15011112222,wangfang@mail.example,440106199209040182\n";
+    let csv = "name,phone,email,id_number,consents,notice_version\n\
+               Zhang Wei,13912345678,zhang.wei@example.cn,,,\n\
+               Wang Fang,15011112222,wangfang@mail.example,440106199209040182,identity_verification(id_number),v1\n";
     let report = engine
         .import_csv(&ctx, csv.as_bytes(), &ImportOptions::default(), |_| {})
         .unwrap();

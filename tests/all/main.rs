@@ -20,11 +20,14 @@ mod login;
 mod model;
 mod plugins;
 mod policy;
+mod privacy;
 mod records;
 
 use std::path::{Path, PathBuf};
 
-use custodian::{AuditDurability, Context, Engine, MasterKey, NewCustomer, PrincipalKind};
+use custodian::{
+    AuditDurability, ConsentChange, Context, Engine, MasterKey, NewCustomer, PrincipalKind,
+};
 
 /// A database in its own temporary folder.
 pub struct Fixture {
@@ -116,6 +119,9 @@ pub fn li_na() -> NewCustomer {
         .field("email", "li.na@example.com")
         .field("id_number", "110105198803120217")
         .field("address", "Chaoyang District, Beijing")
+        .consent(
+            ConsentChange::grant("identity_verification", "paper", "2026-01").field("id_number"),
+        )
 }
 
 /// Whether `needle` occurs anywhere in the file's raw bytes.

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use custodian::{
-    Context, Engine, Error, Fault, FieldAccess, Grant, NewCustomer, NewFollowUp, Outcome,
-    PluginError, PluginStatus, Query,
+    ConsentChange, Context, Engine, Error, Fault, FieldAccess, Grant, NewCustomer, NewFollowUp,
+    Outcome, PluginError, PluginStatus, Query,
 };
 use custodian_test_artifacts as wasm;
 
@@ -512,7 +512,13 @@ fn sms_reminder_queues_a_reminder_only_with_consent_and_never_sees_the_phone() {
                 .field("phone", "13900139000"),
         )
         .unwrap();
-    engine.set_consent(&admin(), with, "service", true).unwrap();
+    engine
+        .record_consent(
+            &admin(),
+            with,
+            &ConsentChange::grant("service", "web", "v1"),
+        )
+        .unwrap();
     let due = chrono::Utc::now() - chrono::Duration::minutes(1);
     for customer in [with, without] {
         engine
@@ -555,11 +561,17 @@ fn sms_reminder_queues_a_reminder_only_with_consent_and_never_sees_the_phone() {
         && matches!(&e.outcome, Outcome::Denied(r) if r.contains("consented"))));
     // Withdrawal takes effect at once: the queued message is dropped.
     engine
-        .set_consent(&admin(), with, "service", false)
+        .record_consent(&admin(), with, &ConsentChange::withdraw("service", "web"))
         .unwrap();
     assert!(engine.outbox(&admin(), 10).unwrap().is_empty());
     // Acknowledged messages leave the outbox.
-    engine.set_consent(&admin(), with, "service", true).unwrap();
+    engine
+        .record_consent(
+            &admin(),
+            with,
+            &ConsentChange::grant("service", "web", "v1"),
+        )
+        .unwrap();
     engine
         .add_follow_up(
             &admin(),
@@ -583,19 +595,27 @@ fn a_marketing_message_needs_marketing_consent() {
     let fixture = Fixture::new();
     let engine = hostile(&fixture, |_| {});
     let id = engine.create_customer(&admin(), li_na()).unwrap();
-    engine.set_consent(&admin(), id, "service", true).unwrap();
+    engine
+        .record_consent(&admin(), id, &ConsentChange::grant("service", "web", "v1"))
+        .unwrap();
     let report = engine
         .ingest("misbehave", format!("command marketing {id}").as_bytes())
         .unwrap();
     assert!(report.messages.is_empty());
     assert_eq!(report.skipped_messages.len(), 1, "{report:?}");
-    engine.set_consent(&admin(), id, "marketing", true).unwrap();
+    engine
+        .record_consent(
+            &admin(),
+            id,
+            &ConsentChange::grant("marketing", "web", "v1"),
+        )
+        .unwrap();
     let report = engine
         .ingest("misbehave", format!("command marketing {id}").as_bytes())
         .unwrap();
     assert_eq!(report.messages.len(), 1);
     engine
-        .set_consent(&admin(), id, "marketing", false)
+        .record_consent(&admin(), id, &ConsentChange::withdraw("marketing", "web"))
         .unwrap();
     assert!(engine.outbox(&admin(), 10).unwrap().is_empty());
 }
@@ -609,7 +629,13 @@ fn deleting_a_customer_removes_its_links_consents_and_messages() {
         .ingest("shop-orders", &sample("shop-orders", "order.json"))
         .unwrap();
     let id = report.created[0];
-    engine.set_consent(&admin(), id, "marketing", true).unwrap();
+    engine
+        .record_consent(
+            &admin(),
+            id,
+            &ConsentChange::grant("marketing", "web", "v1"),
+        )
+        .unwrap();
     engine.delete_customer(&admin(), id).unwrap();
     // The same order creates a new customer: the old link is gone.
     let again = engine

@@ -188,8 +188,19 @@ pub fn import_all(
     (elapsed, report.first_id.expect("a first id"))
 }
 
-/// The header of the customer CSV files the programs generate.
-pub const CSV_HEADER: &str = "name,phone,email,company,tags,address,id_number\n";
+/// The header of the customer CSV files the programs generate: the fields,
+/// then the separate consent an ID number needs and the notice version.
+pub const CSV_HEADER: &str =
+    "name,phone,email,company,tags,address,id_number,consents,notice_version\n";
+
+/// The consent columns of a row: an ID number comes with its separate consent.
+pub fn consent_columns(id_number: &str) -> &'static str {
+    if id_number.is_empty() {
+        ","
+    } else {
+        "identity_verification(id_number),2026-01"
+    }
+}
 
 /// An 18-digit PRC resident ID number with a valid check digit, issued in
 /// the six-digit `region`.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::access::{Teams, refusal, shows_text, subject};
 use super::customers::{read_record, refuse, writer_actor};
 use super::plugins::Emitted;
-use super::{Context, Engine, Event, Inner, from_micros, now_micros};
+use super::{Context, Engine, Event, Inner, from_micros};
 use crate::audit::{self, Outcome};
 use crate::model::{
     CustomerId, FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewFollowUp,
@@ -54,7 +54,9 @@ impl Engine {
         }
         let inner = &self.inner;
         let id = inner.reserve_ids(1);
-        let at = new.at.map_or_else(now_micros, |t| t.timestamp_micros());
+        let at = new
+            .at
+            .map_or_else(|| self.inner.now_micros(), |t| t.timestamp_micros());
         let key = inner.data_key(customer).ok();
         let event = || {
             Event::new("interaction.log")
@@ -326,7 +328,7 @@ impl Engine {
 impl Inner {
     /// Interactions as shown: each of summary and body decrypted where the
     /// decision shows it, absent otherwise.
-    fn show_interactions(
+    pub(crate) fn show_interactions(
         &self,
         customer: CustomerId,
         (summary_shown, body_shown): (bool, bool),

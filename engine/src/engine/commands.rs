@@ -358,7 +358,7 @@ impl Inner {
                         let at = match l.at {
                             Some(ms) => micros(ms)
                                 .ok_or_else(|| refused(plugin, index, "`at` is out of range"))?,
-                            None => now_micros(),
+                            None => self.now_micros(),
                         };
                         steps.push(Step::Log {
                             id,
@@ -435,7 +435,7 @@ impl Inner {
             .owner
             .clone()
             .unwrap_or_else(|| ctx.principal().to_string());
-        let now = now_micros();
+        let now = self.now_micros();
         let mut sealed: HashMap<u64, (StoredCustomer, Vec<u8>)> = HashMap::new();
         for (id, created) in new {
             let NewCustomer {
@@ -448,6 +448,9 @@ impl Inner {
             }
             let fields = self
                 .normalize_fields(&raw)
+                .map_err(|e| refused(plugin, index, format!("the new customer it creates: {e}")))?;
+            // A plugin records no consent: what it stores needs another basis.
+            self.check_new_consents(&fields, &[])
                 .map_err(|e| refused(plugin, index, format!("the new customer it creates: {e}")))?;
             sealed.insert(id, self.seal_customer(id, &owner, fields, now)?);
         }
@@ -557,12 +560,17 @@ impl Inner {
                                 Err(e) => return refuse(self, w, ctx, event, e),
                             }
                         }
+                        if let Err(e) =
+                            self.check_stored_basis(w, id, set.keys().map(String::as_str))?
+                        {
+                            return refuse(self, w, ctx, event, e);
+                        }
                         self.index(w, &record, false)?;
                         for (name, value) in set {
                             self.clear_field(&mut record, &name);
                             self.put_field(&mut record, &key, name, value)?;
                         }
-                        record.updated_at = now_micros();
+                        record.updated_at = self.now_micros();
                         w.put_customer(&record)?;
                         self.index(w, &record, true)?;
                         audit::append(w, self.ring.audit_key(), &event.record(ctx, Outcome::Ok))?;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::access::{Teams, refusal, subject};
 use super::plugins::Emitted;
-use super::{Context, Engine, Event, Inner, now_micros};
+use super::retention::{Removal, RemovalCause};
+use super::{Context, Engine, Event, Inner};
 use crate::audit::{self, Outcome};
 use crate::crypto::DataKey;
 use crate::identity::Actor;
@@ -509,6 +510,9 @@ impl Engine {
                     return refuse(inner, w, ctx, event(), e);
                 }
             }
+            if let Err(e) = inner.check_stored_basis(w, id, set.keys().map(String::as_str))? {
+                return refuse(inner, w, ctx, event(), e);
+            }
             inner.index(w, &record, false)?;
             for name in &update.clear {
                 inner.clear_field(&mut record, name);
@@ -520,7 +524,7 @@ impl Engine {
             if let Some(owner) = &update.owner {
                 record.owner = owner.clone();
             }
-            record.updated_at = now_micros();
+            record.updated_at = inner.now_micros();
             w.put_customer(&record)?;
             inner.index(w, &record, true)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
@@ -560,11 +564,22 @@ impl Engine {
             if let Err(e) = inner.allow_write(w, &actor, Action::Delete, ctx.purpose(), &record)? {
                 return refuse(inner, w, ctx, event(), e);
             }
-            inner.index(w, &record, false)?;
-            w.remove_customer(id)?;
-            w.remove_interactions(id)?;
-            w.remove_followups(id)?;
-            w.remove_plugin_traces(id)?;
+            if let Some(hold) = w.hold(id)? {
+                let why = format!(
+                    "customer {id} is under legal hold ({}): release the hold first",
+                    hold.reason
+                );
+                return refuse(inner, w, ctx, event(), Error::Denied(why));
+            }
+            let reason = format!("deleted by {}", actor.name);
+            let cause = RemovalCause {
+                how: Removal::Delete,
+                reason: &reason,
+                by: &actor.name,
+                rule: None,
+                at: inner.now_micros(),
+            };
+            inner.remove_in(w, &record, &cause)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
         });

@@ -9,8 +9,9 @@ use std::sync::mpsc;
 use super::access::{refusal, subject};
 use super::customers::{IndexKey, owner_rule, refuse, writer_actor};
 use super::plugins::Emitted;
-use super::{Context, Engine, Event, Inner, now_micros};
+use super::{Context, Engine, Event, Inner};
 use crate::audit::{self, Outcome};
+use crate::lifecycle::ConsentChange;
 use crate::model::{CustomerId, ModelError, NewCustomer, Status};
 use crate::plugin::EventKind;
 use crate::policy::{Action, CustomerFacts};
@@ -71,10 +72,19 @@ pub struct ImportReport {
     pub errors: Vec<RowError>,
 }
 
+/// CSV columns that are not fields: the owner, and the consents the
+/// customer gave (`marketing; identity_verification(id_number)`), through
+/// which channel, after seeing which privacy notice.
+const CSV_RESERVED: &[&str] = &["owner", "consents", "consent_channel", "notice_version"];
+
+/// The channel of consents in a CSV file that does not say.
+const CSV_CONSENT_CHANNEL: &str = "import";
+
 struct Row {
     line: u64,
     owner: String,
     fields: BTreeMap<String, String>,
+    consents: Vec<ConsentChange>,
 }
 
 impl Engine {
@@ -127,7 +137,7 @@ impl Engine {
                 .trim()
                 .trim_start_matches('\u{feff}')
                 .to_string();
-            if name != "owner" {
+            if !CSV_RESERVED.contains(&name.as_str()) {
                 self.inner.schema.require(&name)?;
             }
             if columns.contains(&name) {
@@ -239,6 +249,7 @@ impl Engine {
                     };
                     let team = team.map_err(Error::Denied)?;
                     let fields = inner.normalize_fields(&new.fields)?;
+                    inner.check_new_consents(&fields, &new.consents)?;
                     let facts = CustomerFacts {
                         id: 0,
                         owner: owner.clone(),
@@ -258,6 +269,7 @@ impl Engine {
                         line,
                         owner,
                         fields,
+                        consents: new.consents,
                     })
                 });
                 match row {
@@ -323,6 +335,8 @@ impl Engine {
 /// A batch sealed and ready to write.
 struct SealedBatch {
     records: Vec<(StoredCustomer, Vec<u8>)>,
+    /// The consents each record was made with, in the same order.
+    consents: Vec<Vec<ConsentChange>>,
     last_line: u64,
 }
 
@@ -346,19 +360,28 @@ fn csv_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewCustomer> 
         .into());
     }
     let mut new = NewCustomer::new();
+    let (mut consents, mut channel, mut notice) = ("", CSV_CONSENT_CHANNEL, "");
     for (name, raw) in columns.iter().zip(record.iter()) {
         let value = std::str::from_utf8(raw).map_err(|_| ModelError::Invalid {
             field: name.clone(),
             reason: "the value is not UTF-8 text".into(),
         })?;
-        if name == "owner" {
-            if !value.trim().is_empty() {
-                new.owner = Some(value.trim().to_string());
+        match name.as_str() {
+            "owner" => {
+                if !value.trim().is_empty() {
+                    new.owner = Some(value.trim().to_string());
+                }
             }
-        } else {
-            new.fields.insert(name.clone(), value.to_string());
+            "consents" => consents = value,
+            "consent_channel" if !value.trim().is_empty() => channel = value.trim(),
+            "consent_channel" => {}
+            "notice_version" => notice = value.trim(),
+            _ => {
+                new.fields.insert(name.clone(), value.to_string());
+            }
         }
     }
+    new.consents = ConsentChange::parse_list(consents, channel, notice)?;
     Ok(new)
 }
 
@@ -377,8 +400,17 @@ impl Inner {
         let count = rows.len() as u64;
         let first = self.reserve_ids(count);
         let last_line = rows.last().map_or(0, |r| r.line);
-        let records = self.seal_all(first, rows, now_micros())?;
-        Ok(SealedBatch { records, last_line })
+        let mut rows = rows;
+        let consents = rows
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.consents))
+            .collect();
+        let records = self.seal_all(first, rows, self.now_micros())?;
+        Ok(SealedBatch {
+            records,
+            consents,
+            last_line,
+        })
     }
 
     /// Writes a sealed batch: keys first, then records, indexes and audit
@@ -414,9 +446,10 @@ impl Inner {
             for (key, id) in &entries {
                 w.index(key.as_index(), *id, true)?;
             }
-            for (record, _) in &sealed {
+            for ((record, _), consents) in sealed.iter().zip(&batch.consents) {
                 w.put_customer(record)?;
                 w.record_id(record.id);
+                self.write_consents(w, ctx, record.id, consents)?;
                 let fields = record
                     .public
                     .keys()

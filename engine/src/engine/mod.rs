@@ -12,6 +12,10 @@ mod import;
 mod key_cache;
 mod plugins;
 mod policies;
+mod privacy;
+mod report;
+mod retention;
+mod subject;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,13 @@ pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
 use key_cache::{KEY_CACHE_CAPACITY, KeyCache};
 pub use plugins::{Alert, CallReport, OutboxMessage, PluginLogLine};
 pub use policies::InstalledPolicy;
+pub use privacy::{Lifecycle, STEWARD_ROLE};
+pub use report::{FieldInventory, Inventory};
+pub use retention::{
+    DEFAULT_SWEEP_BATCH, NOTICE_SENDER, NOTICE_TEMPLATE, RetentionChange, RetentionReport,
+    SweepOptions, SweepProgress, Transition,
+};
+pub use subject::{Aggregate, DeletionRecord, QueuedMessage, SubjectExport};
 
 use crate::audit::{self, AuditDurability, Batcher, Outcome, Record};
 use crate::crypto::{CryptoError, Keyring, MasterKey};
@@ -305,10 +316,12 @@ impl EngineBuilder {
             auth: self.auth,
             policy: RwLock::new(Arc::new(Policy::compile(&PolicyPack::default_pack())?)),
             plugins: plugins::Plugins::new(self.plugins),
+            retention: RwLock::new(Arc::new(crate::lifecycle::RetentionPolicy::default())),
         });
         // Also after a crash between creating the file and its first admin.
         inner.bootstrap_admin(&self.admin)?;
         inner.load_policy()?;
+        inner.load_retention()?;
         inner.collect_orphan_keys()?;
         inner.refresh_subscriptions()?;
         let flusher = match self.durability {
@@ -412,6 +425,8 @@ pub(crate) struct Inner {
     policy: RwLock<Arc<Policy>>,
     /// The plugin host.
     plugins: plugins::Plugins,
+    /// The retention policy in force; replaced whole by an install.
+    retention: RwLock<Arc<crate::lifecycle::RetentionPolicy>>,
 }
 
 impl Drop for Inner {

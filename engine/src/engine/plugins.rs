@@ -27,7 +27,7 @@ use crate::plugin::{
     PluginManifest, PluginSettings, PluginStatus,
 };
 use crate::policy::Action;
-use crate::store::{Reader, StoredAlert, StoredConsent, StoredPrincipal};
+use crate::store::{Reader, StoredAlert, StoredPrincipal};
 use crate::{Error, Result};
 
 /// What one plugin call did.
@@ -994,7 +994,9 @@ impl Engine {
             for (id, m) in queued {
                 let field = address_field(&m.channel).unwrap_or("phone");
                 let purpose = super::commands::message_purpose(m.marketing);
-                let withdrawn = !super::commands::consented(w, m.customer, purpose)?;
+                // The engine's own legal notices go whatever the consents.
+                let withdrawn = m.plugin != super::retention::NOTICE_SENDER
+                    && !super::commands::consented(w, m.customer, purpose)?;
                 let record = w.customer(m.customer)?;
                 let address = match (&record, keys.get(&m.customer).cloned().flatten()) {
                     (Some(record), Some(key)) => match record.sealed.get(field) {
@@ -1063,72 +1065,9 @@ impl Engine {
         })?
     }
 
-    /// Records a customer's consent to (or withdrawal from) a purpose such
-    /// as `marketing`. Takes effect at once: a withdrawn marketing consent
-    /// stops messages already queued. Needs the policy's `update` on the
-    /// customer.
-    pub fn set_consent(
-        &self,
-        ctx: &Context,
-        customer: CustomerId,
-        purpose: &str,
-        granted: bool,
-    ) -> Result<()> {
-        let ctx = &self.inner.authenticate(ctx)?;
-        let inner = &self.inner;
-        if purpose.is_empty()
-            || purpose.len() > 64
-            || !purpose
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(crate::model::ModelError::Attribute {
-                what: "consent purpose".into(),
-                reason: format!(
-                    "`{}` must be 1 to 64 lowercase letters, digits or `_`",
-                    purpose.escape_debug()
-                ),
-            }
-            .into());
-        }
-        let verb = if granted { "grant" } else { "withdraw" };
-        let event = || {
-            Event::new("consent.set")
-                .customer(customer)
-                .target(format!("{verb} {purpose}"))
-        };
-        inner.store.write(|w| {
-            let actor = match super::customers::writer_actor(w, ctx)? {
-                Ok(a) => a,
-                Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
-            };
-            let Some(record) = w.customer(customer)? else {
-                return refuse(
-                    inner,
-                    w,
-                    ctx,
-                    event(),
-                    Error::NotFound(format!("customer {customer}")),
-                );
-            };
-            if let Err(e) = inner.allow_write(w, &actor, Action::Update, ctx.purpose(), &record)? {
-                return refuse(inner, w, ctx, event(), e);
-            }
-            w.put_consent(
-                customer,
-                purpose,
-                &StoredConsent {
-                    granted,
-                    at: now_micros(),
-                    by: actor.name.clone(),
-                },
-            )?;
-            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
-            Ok::<_, Error>(Ok(()))
-        })?
-    }
-
-    /// A customer's consent flags by purpose. Needs the policy's `read`.
+    /// A customer's consents in force: purpose (or `purpose:field` for a
+    /// separate consent to a sensitive field) → granted. Needs the
+    /// policy's `read`.
     pub fn consents(&self, ctx: &Context, customer: CustomerId) -> Result<BTreeMap<String, bool>> {
         let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;

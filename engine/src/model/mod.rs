@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use mask::mask_value;
-pub use schema::{DEFAULT_SCHEMA, FieldDef, FieldType, Schema, Sensitivity};
+pub use schema::{Basis, DEFAULT_SCHEMA, FieldDef, FieldType, PurposeDef, Schema, Sensitivity};
 
 /// Errors in records and schemas: every one names the field at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,6 +108,9 @@ pub struct NewCustomer {
     pub owner: Option<String>,
     /// Field name → raw value.
     pub fields: BTreeMap<String, String>,
+    /// Consents the customer gave when the record was made; they give the
+    /// basis to store fields that need consent.
+    pub consents: Vec<crate::lifecycle::ConsentChange>,
 }
 
 impl NewCustomer {
@@ -125,6 +128,12 @@ impl NewCustomer {
     /// Sets the owner.
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
+        self
+    }
+
+    /// Records a consent the customer gave.
+    pub fn consent(mut self, consent: crate::lifecycle::ConsentChange) -> Self {
+        self.consents.push(consent);
         self
     }
 }

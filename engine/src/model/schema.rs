@@ -105,9 +105,47 @@ impl FieldDef {
     }
 }
 
+/// Why the engine may hold data for a purpose (PIPL art. 13, GDPR art. 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The person's consent, recorded in the consent ledger.
+    Consent,
+    /// Necessary to perform a contract with the person (delivering an order).
+    Contract,
+    /// Necessary to meet a legal obligation (invoices, real-name rules).
+    LegalObligation,
+}
+
+impl Basis {
+    /// The lowercase name used in schemas, reports and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Consent => "consent",
+            Basis::Contract => "contract",
+            Basis::LegalObligation => "legal_obligation",
+        }
+    }
+}
+
+/// One declared purpose of processing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurposeDef {
+    /// The purpose's name, e.g. `marketing`.
+    pub name: String,
+    /// Why data may be held for it.
+    pub basis: Basis,
+    /// What the purpose is, in words a customer understands.
+    #[serde(default)]
+    pub description: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SchemaFile {
+    #[serde(rename = "purpose", default)]
+    purposes: Vec<PurposeDef>,
     #[serde(rename = "field", default)]
     fields: Vec<FieldDef>,
 }
@@ -115,6 +153,7 @@ struct SchemaFile {
 /// A validated set of field declarations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schema {
+    purposes: Vec<PurposeDef>,
     fields: Vec<FieldDef>,
     by_name: BTreeMap<String, usize>,
     source: String,
@@ -126,6 +165,7 @@ impl Default for Schema {
             Ok(schema) => schema,
             // INVARIANT: the bundled schema parses; a unit test pins it.
             Err(_) => Self {
+                purposes: Vec::new(),
                 fields: Vec::new(),
                 by_name: BTreeMap::new(),
                 source: String::new(),
@@ -139,6 +179,19 @@ impl Schema {
     pub fn from_toml(source: &str) -> Result<Self, ModelError> {
         let file: SchemaFile =
             toml::from_str(source).map_err(|e| ModelError::Schema(e.message().to_string()))?;
+        let mut purposes = BTreeMap::new();
+        for purpose in &file.purposes {
+            check_name(&purpose.name)?;
+            if purposes
+                .insert(purpose.name.as_str(), purpose.basis)
+                .is_some()
+            {
+                return Err(ModelError::Schema(format!(
+                    "purpose `{}` is declared twice",
+                    purpose.name
+                )));
+            }
+        }
         let mut by_name = BTreeMap::new();
         for (index, field) in file.fields.iter().enumerate() {
             check_name(&field.name)?;
@@ -160,6 +213,36 @@ impl Schema {
                     field.name
                 )));
             }
+            // Purposes are enforced once a schema declares any: older
+            // schemas, made before purposes were declared, keep working.
+            if !purposes.is_empty() {
+                if field.purposes.is_empty() {
+                    return Err(ModelError::Schema(format!(
+                        "field `{}` serves no purpose: list at least one in `purposes`",
+                        field.name
+                    )));
+                }
+                if let Some(unknown) = field
+                    .purposes
+                    .iter()
+                    .find(|p| !purposes.contains_key(p.as_str()))
+                {
+                    return Err(ModelError::Schema(format!(
+                        "field `{}`: purpose `{unknown}` is not declared; add a [[purpose]] named `{unknown}`",
+                        field.name
+                    )));
+                }
+                let necessary = field
+                    .purposes
+                    .iter()
+                    .any(|p| purposes.get(p.as_str()) != Some(&Basis::Consent));
+                if field.required && !necessary {
+                    return Err(ModelError::Schema(format!(
+                        "field `{}` is required, so it needs a purpose whose basis is not consent: a withdrawal would leave no basis to keep it",
+                        field.name
+                    )));
+                }
+            }
             if field.kind == FieldType::List && field.sensitivity != Sensitivity::Public {
                 return Err(ModelError::Schema(format!(
                     "field `{}`: list fields are indexed in the clear and must be public",
@@ -168,6 +251,7 @@ impl Schema {
             }
         }
         Ok(Self {
+            purposes: file.purposes,
             fields: file.fields,
             by_name,
             source: source.to_string(),
@@ -177,6 +261,23 @@ impl Schema {
     /// The TOML this schema was read from.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// All declared purposes in declaration order; empty for a schema made
+    /// before purposes were declared, which the engine does not enforce.
+    pub fn purposes(&self) -> &[PurposeDef] {
+        &self.purposes
+    }
+
+    /// The declaration of purpose `name`, if any.
+    pub fn purpose(&self, name: &str) -> Option<&PurposeDef> {
+        self.purposes.iter().find(|p| p.name == name)
+    }
+
+    /// Whether the schema declares purposes, and so the engine enforces
+    /// minimum necessary data and consent.
+    pub fn enforces_purposes(&self) -> bool {
+        !self.purposes.is_empty()
     }
 
     /// All declared fields in declaration order.

@@ -94,8 +94,23 @@ fn out_of_time() -> bool {
 }
 
 /// A rhai engine with only the packages a policy needs (no `sleep`, no
-/// `eval`, no modules, no clock) and every limit set.
+/// `eval`, no modules, no clock), every limit set, and the script API of
+/// access policies (`req`, `allow`/`deny`, the masks).
 pub(super) fn sandboxed_engine() -> Engine {
+    let mut engine = bare_engine();
+    request::register(&mut engine);
+    register_decision(&mut engine);
+    register_masks(&mut engine);
+    engine
+}
+
+/// The sandbox every script of the engine runs in, with no script API of
+/// its own: only the packages a script needs (no `sleep`, no `eval`, no
+/// modules, no clock) and every limit set, the time limit included. Calls
+/// must run under [`timed`] for the time limit to count from their start.
+/// Access policies and `retention.rhai` register their own types and
+/// functions on it.
+pub(crate) fn bare_engine() -> Engine {
     let mut engine = Engine::new_raw();
     // Deliberately not `CorePackage`: its `LanguageCorePackage` brings
     // `sleep`, which would block the caller beyond any operation limit.
@@ -127,11 +142,14 @@ pub(super) fn sandboxed_engine() -> Engine {
             let check = operations % CLOCK_CHECK_INTERVAL == 0;
             (check && out_of_time()).then_some(Dynamic::UNIT)
         });
-
-    request::register(&mut engine);
-    register_decision(&mut engine);
-    register_masks(&mut engine);
     engine
+}
+
+/// Runs `call`, one call into a [`bare_engine`] script, with this thread's
+/// clock started, so that the time limit counts from here.
+pub(crate) fn timed<T>(call: impl FnOnce() -> T) -> T {
+    let _clock = ClockGuard::start();
+    call()
 }
 
 /// Compiles every script and merges their functions into one AST. Code
@@ -218,14 +236,26 @@ pub(super) fn call_authorize(engine: &Engine, ast: &AST, request: Request) -> De
     }
 }
 
-/// Says why a call failed, naming the limit that stopped it.
-fn describe_fault(error: &EvalAltResult) -> String {
+/// The error under the function calls `error` passed through.
+fn root_cause(error: &EvalAltResult) -> &EvalAltResult {
     let mut cause = error;
     while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
     | EvalAltResult::ErrorInModule(_, inner, _) = cause
     {
         cause = inner;
     }
+    cause
+}
+
+/// Whether a call was stopped by the time limit: the one fault that
+/// depends on the machine rather than on the script and its input.
+pub(crate) fn timed_out(error: &EvalAltResult) -> bool {
+    matches!(root_cause(error), EvalAltResult::ErrorTerminated(..))
+}
+
+/// Says why a call failed, naming the limit that stopped it.
+pub(crate) fn describe_fault(error: &EvalAltResult) -> String {
+    let cause = root_cause(error);
     let at = match (cause.position().line(), cause.position().position()) {
         (Some(line), Some(position)) => format!(" (line {line}, position {position})"),
         (Some(line), None) => format!(" (line {line})"),
@@ -253,7 +283,8 @@ fn describe_fault(error: &EvalAltResult) -> String {
     }
 }
 
-fn lowercase_first(text: &str) -> String {
+/// `text` with its first letter in lower case, as error messages start.
+pub(crate) fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),

@@ -44,6 +44,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Schema, Sensitivity};
 
 pub use eval::*;
+/// The sandbox, for the engine's other scripts (`retention.rhai`).
+pub(crate) use host::{bare_engine, describe_fault, lowercase_first, timed, timed_out};
 pub use pack::{PolicyPack, RoleDef};
 
 /// Most rhai operations one `authorize` call may run; an endless loop stops

@@ -9,6 +9,7 @@
 mod backend;
 mod keys;
 mod plugins;
+mod privacy;
 mod records;
 
 use std::path::Path;
@@ -22,6 +23,9 @@ pub(crate) use backend::BackendAdapter;
 pub use backend::{FileStorage, StorageBackend};
 pub(crate) use keys::KeyStore;
 pub(crate) use plugins::{StoredAlert, StoredConsent, StoredLogLine, StoredMessage};
+pub(crate) use privacy::{
+    StoredAggregate, StoredConsentEntry, StoredDeletion, StoredHold, StoredNotice, StoredRun,
+};
 pub(crate) use records::{
     CustomerRef, SealedField, StoredCredentials, StoredCustomer, StoredFollowUp, StoredInteraction,
     StoredPolicy, StoredPrincipal, StoredSession, StoredThrottle, StoredTotp, decode, encode,
@@ -224,7 +228,7 @@ impl Store {
         let complete = {
             let txn = self.db.begin_read()?;
             // The newest table: a database made by an older version lacks it.
-            let has_audit = match txn.open_table(plugins::NEWEST) {
+            let has_audit = match txn.open_table(privacy::NEWEST) {
                 Ok(_) => true,
                 Err(redb::TableError::TableDoesNotExist(_)) => false,
                 Err(e) => return Err(e.into()),
@@ -254,6 +258,7 @@ impl Store {
             txn.open_table(THROTTLE)?;
             txn.open_table(POLICIES)?;
             plugins::create_tables(&txn)?;
+            privacy::create_tables(&txn)?;
             if let Some(identity) = &identity
                 && meta.get(META_FORMAT)?.is_none()
             {
@@ -512,6 +517,17 @@ impl<'t> Writer<'t> {
         Ok(keys.len())
     }
 
+    /// A customer's interactions, oldest id first.
+    pub(crate) fn interactions_of(
+        &self,
+        customer: u64,
+    ) -> Result<Vec<StoredInteraction>, StoreError> {
+        self.interactions
+            .range((customer, 0)..=(customer, u64::MAX))?
+            .map(|r| decode(r?.1.value(), "interaction"))
+            .collect()
+    }
+
     /// A follow-up.
     pub(crate) fn followup(&self, id: u64) -> Result<Option<StoredFollowUp>, StoreError> {
         self.followups
@@ -712,6 +728,19 @@ impl Reader {
         }
     }
 
+    /// Calls `f` with each customer whose id is above `after`, in id order,
+    /// until it returns `false` or `limit` customers were seen; returns the
+    /// last id seen.
+    pub(crate) fn scan_customers<E: From<StoreError>>(
+        &self,
+        after: u64,
+        limit: usize,
+        f: impl FnMut(CustomerRef<'_>) -> Result<bool, E>,
+    ) -> Result<Option<u64>, E> {
+        let table = self.txn.open_table(CUSTOMERS).map_err(StoreError::from)?;
+        scan(&table, after, limit, f)
+    }
+
     /// Number of customers.
     pub(crate) fn customer_count(&self) -> Result<u64, StoreError> {
         Ok(self.txn.open_table(CUSTOMERS)?.len()?)
@@ -735,6 +764,19 @@ impl Reader {
             .range((customer, 0)..=(customer, u64::MAX))?
             .map(|r| decode(r?.1.value(), "interaction"))
             .collect()
+    }
+
+    /// A customer's follow-ups, by id.
+    pub(crate) fn followups_of(&self, customer: u64) -> Result<Vec<StoredFollowUp>, StoreError> {
+        let ids = self.txn.open_multimap_table(FOLLOWUPS_BY_CUSTOMER)?;
+        let all = self.txn.open_table(FOLLOWUPS)?;
+        let mut out = Vec::new();
+        for id in ids.get(customer)? {
+            if let Some(v) = all.get(id?.value())? {
+                out.push(decode(v.value(), "follow-up")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Open follow-ups due at or before `before_micros`, optionally for one assignee.
@@ -875,4 +917,22 @@ fn latest_policy(
         Some((k, v)) => Ok(Some((k.value(), decode(v.value(), "policy")?))),
         None => Ok(None),
     }
+}
+
+fn scan<E: From<StoreError>>(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    after: u64,
+    limit: usize,
+    mut f: impl FnMut(CustomerRef<'_>) -> Result<bool, E>,
+) -> Result<Option<u64>, E> {
+    let mut last = None;
+    let start = after.saturating_add(1);
+    for entry in table.range(start..).map_err(StoreError::from)?.take(limit) {
+        let (id, bytes) = entry.map_err(StoreError::from)?;
+        last = Some(id.value());
+        if !f(records::decode_ref(bytes.value(), "customer")?)? {
+            break;
+        }
+    }
+    Ok(last)
 }

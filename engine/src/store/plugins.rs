@@ -3,7 +3,10 @@
 //! alerts and follow-up notifications. Opened on demand, so operations that
 //! do not touch them pay nothing.
 
-use redb::{MultimapTableDefinition, ReadableTable, TableDefinition, TableError, WriteTransaction};
+use redb::{
+    MultimapTableDefinition, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use super::records::{decode, encode};
@@ -25,15 +28,16 @@ const LINKS_BY_CUSTOMER: MultimapTableDefinition<u64, &[u8]> =
     MultimapTableDefinition::new("plugin_links_by_customer");
 /// Message id → queued message.
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Customer → ids of its queued messages, so removing a customer does not
+/// scan the outbox.
+const OUTBOX_BY_CUSTOMER: MultimapTableDefinition<u64, u64> =
+    MultimapTableDefinition::new("outbox_by_customer");
 /// (customer, purpose) → consent flag.
 const CONSENTS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("consents");
 /// Alert id → alert.
 const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
 /// Follow-up id → when its due event was delivered (µs).
 const NOTIFIED: TableDefinition<u64, i64> = TableDefinition::new("followups_notified");
-
-/// The newest table: a database made by an older version lacks it.
-pub(super) const NEWEST: TableDefinition<u64, i64> = NOTIFIED;
 
 /// Log lines kept per plugin; older ones are dropped.
 const LOG_KEPT: u64 = 10_000;
@@ -45,7 +49,16 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PLUGIN_LOG)?;
     txn.open_table(LINKS)?;
     txn.open_multimap_table(LINKS_BY_CUSTOMER)?;
-    txn.open_table(OUTBOX)?;
+    let outbox = txn.open_table(OUTBOX)?;
+    let mut by_customer = txn.open_multimap_table(OUTBOX_BY_CUSTOMER)?;
+    // A database made before the index: file its queued messages.
+    if by_customer.is_empty()? {
+        for entry in outbox.iter()? {
+            let (id, v) = entry?;
+            let m: StoredMessage = decode(v.value(), "message")?;
+            by_customer.insert(m.customer, id.value())?;
+        }
+    }
     txn.open_table(CONSENTS)?;
     txn.open_table(ALERTS)?;
     txn.open_table(NOTIFIED)?;
@@ -193,10 +206,17 @@ impl Writer<'_> {
         }
         let mut consents = self.txn.open_table(CONSENTS)?;
         consents.retain_in((customer, "")..(customer, "\u{10FFFF}"), |_, _| false)?;
+        let ids: Vec<u64> = {
+            let mut by_customer = self.txn.open_multimap_table(OUTBOX_BY_CUSTOMER)?;
+            let removed = by_customer.remove_all(customer)?;
+            removed
+                .map(|id| id.map(|id| id.value()))
+                .collect::<Result<_, _>>()?
+        };
         let mut outbox = self.txn.open_table(OUTBOX)?;
-        outbox.retain(|_, v| {
-            decode::<StoredMessage>(v, "message").map_or(true, |m| m.customer != customer)
-        })?;
+        for id in ids {
+            outbox.remove(id)?;
+        }
         Ok(())
     }
 
@@ -205,12 +225,25 @@ impl Writer<'_> {
         self.txn
             .open_table(OUTBOX)?
             .insert(id, encode(m)?.as_slice())?;
+        self.txn
+            .open_multimap_table(OUTBOX_BY_CUSTOMER)?
+            .insert(m.customer, id)?;
         Ok(())
     }
 
     /// Removes a message; whether it was there.
     pub(crate) fn remove_message(&mut self, id: u64) -> Result<bool, StoreError> {
-        Ok(self.txn.open_table(OUTBOX)?.remove(id)?.is_some())
+        let m: StoredMessage = {
+            let mut outbox = self.txn.open_table(OUTBOX)?;
+            let Some(bytes) = outbox.remove(id)? else {
+                return Ok(false);
+            };
+            decode(bytes.value(), "message")?
+        };
+        self.txn
+            .open_multimap_table(OUTBOX_BY_CUSTOMER)?
+            .remove(m.customer, id)?;
+        Ok(true)
     }
 
     /// A consent flag.
@@ -222,6 +255,21 @@ impl Writer<'_> {
         let table = self.txn.open_table(CONSENTS)?;
         let value = table.get((customer, purpose))?;
         value.map(|v| decode(v.value(), "consent")).transpose()
+    }
+
+    /// A customer's consent flags, by key.
+    pub(crate) fn consents_of(
+        &self,
+        customer: u64,
+    ) -> Result<Vec<(String, StoredConsent)>, StoreError> {
+        let table = self.txn.open_table(CONSENTS)?;
+        table
+            .range((customer, "")..(customer, "\u{10FFFF}"))?
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((k.value().1.to_string(), decode(v.value(), "consent")?))
+            })
+            .collect()
     }
 
     /// Sets a consent flag.
@@ -254,7 +302,7 @@ impl Writer<'_> {
 
 /// Opens a table that a database of an older version may lack (only
 /// possible on a read-only path before `prepare` ran).
-fn missing_ok<T>(r: Result<T, TableError>) -> Result<Option<T>, StoreError> {
+pub(super) fn missing_ok<T>(r: Result<T, TableError>) -> Result<Option<T>, StoreError> {
     match r {
         Ok(t) => Ok(Some(t)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),

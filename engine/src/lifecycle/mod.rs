@@ -1,0 +1,368 @@
+//! The privacy lifecycle: consent, minimum necessary data and retention.
+//!
+//! `lifecycle` owns what a consent is, which fields a customer's consents
+//! give a basis to store (PIPL art. 13, 29; GDPR art. 6, 9), and the
+//! sandboxed `retention.rhai` that decides what happens to a customer as
+//! time passes. It never touches storage or keys: the engine hands it
+//! field names, consent keys and [`RetentionFacts`] and applies the answer.
+//!
+//! Invariants:
+//! - A field is stored only if one of its purposes has a basis for that
+//!   customer: a contract or legal obligation, or a granted consent. A
+//!   sensitive field also needs a separate consent naming it, unless a
+//!   legal obligation covers it.
+//! - A retention script fault never removes anything: it keeps the customer
+//!   and is reported.
+
+mod retention;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use retention::{DEFAULT_RETENTION, RetentionAction, RetentionFacts, RetentionPolicy, Verdict};
+
+use crate::model::{Basis, Schema, Sensitivity};
+
+/// Refusals of the privacy rules: each names the field or purpose at fault
+/// and what would make it acceptable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PrivacyError {
+    /// A field none of whose purposes has a basis for this customer.
+    #[error(
+        "field `{field}` cannot be stored: it serves only {purposes}, and the customer has not consented to any of them; record the customer's consent to one first"
+    )]
+    NoBasis {
+        /// The field.
+        field: String,
+        /// Its purposes, listed for the message.
+        purposes: String,
+    },
+    /// A sensitive field without the separate consent it needs.
+    #[error(
+        "field `{field}` is sensitive and needs the customer's separate consent (PIPL art. 29): record consent to {purposes} naming field `{field}`, e.g. `{example}({field})`"
+    )]
+    NoSeparateConsent {
+        /// The field.
+        field: String,
+        /// Purposes that could cover it.
+        purposes: String,
+        /// One of them, for the example.
+        example: String,
+    },
+    /// A consent that names an undeclared purpose or a field it cannot cover.
+    #[error("invalid consent: {0}")]
+    Consent(String),
+    /// The retention policy does not compile or is malformed.
+    #[error("retention policy: {0}")]
+    Retention(String),
+    /// A legal hold forbids the operation.
+    #[error("customer {0} is under legal hold: release the hold first")]
+    Held(u64),
+}
+
+/// A consent given or withdrawn, as the customer expressed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentChange {
+    /// The purpose, e.g. `marketing`.
+    pub purpose: String,
+    /// Sensitive fields this consent covers separately (PIPL art. 29).
+    pub fields: BTreeSet<String>,
+    /// Given (`true`) or withdrawn.
+    pub granted: bool,
+    /// How it was expressed: `web`, `app`, `paper`, `phone`, `import`...
+    pub channel: String,
+    /// The version of the privacy notice the customer was shown.
+    pub notice_version: String,
+}
+
+impl ConsentChange {
+    /// Consent to `purpose`, given through `channel` after seeing
+    /// privacy notice `notice_version`.
+    pub fn grant(
+        purpose: impl Into<String>,
+        channel: impl Into<String>,
+        notice_version: impl Into<String>,
+    ) -> Self {
+        Self {
+            purpose: purpose.into(),
+            fields: BTreeSet::new(),
+            granted: true,
+            channel: channel.into(),
+            notice_version: notice_version.into(),
+        }
+    }
+
+    /// Withdrawal of consent to `purpose` (and of every separate consent
+    /// under it), expressed through `channel`.
+    pub fn withdraw(purpose: impl Into<String>, channel: impl Into<String>) -> Self {
+        Self {
+            purpose: purpose.into(),
+            fields: BTreeSet::new(),
+            granted: false,
+            channel: channel.into(),
+            notice_version: String::new(),
+        }
+    }
+
+    /// Also covers sensitive field `name` separately.
+    pub fn field(mut self, name: impl Into<String>) -> Self {
+        self.fields.insert(name.into());
+        self
+    }
+
+    /// Parses a list such as `marketing; identity_verification(id_number)`
+    /// (separated by `;`, sensitive fields in parentheses) into grants.
+    pub fn parse_list(
+        text: &str,
+        channel: &str,
+        notice_version: &str,
+    ) -> Result<Vec<Self>, PrivacyError> {
+        let mut out = Vec::new();
+        for item in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let (purpose, fields) = match item.split_once('(') {
+                Some((purpose, rest)) => {
+                    let inner = rest.strip_suffix(')').ok_or_else(|| {
+                        PrivacyError::Consent(format!("`{item}`: a `(` without its `)`"))
+                    })?;
+                    (purpose.trim(), inner)
+                }
+                None => (item, ""),
+            };
+            let mut change = Self::grant(purpose, channel, notice_version);
+            for field in fields.split([',', ' ']).filter(|f| !f.is_empty()) {
+                change = change.field(field);
+            }
+            out.push(change);
+        }
+        Ok(out)
+    }
+
+    /// Checks the purpose and fields against `schema`.
+    pub(crate) fn check(&self, schema: &Schema) -> Result<(), PrivacyError> {
+        let bad = |why: String| Err(PrivacyError::Consent(why));
+        let Some(purpose) = schema.purpose(&self.purpose) else {
+            let declared: Vec<&str> = schema.purposes().iter().map(|p| p.name.as_str()).collect();
+            return bad(format!(
+                "purpose `{}` is not declared in the schema; declared: {}",
+                self.purpose.escape_debug(),
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ));
+        };
+        for field in &self.fields {
+            let Some(def) = schema.field(field) else {
+                return bad(format!(
+                    "field `{}` is not in the schema",
+                    field.escape_debug()
+                ));
+            };
+            if def.sensitivity != Sensitivity::Sensitive {
+                return bad(format!(
+                    "field `{field}` is not sensitive: consent to its purposes covers it"
+                ));
+            }
+            if !def.purposes.contains(&purpose.name) {
+                return bad(format!(
+                    "field `{field}` is not collected for `{}`; its purposes are {}",
+                    purpose.name,
+                    def.purposes.join(", ")
+                ));
+            }
+        }
+        if self.granted && self.notice_version.trim().is_empty() {
+            return bad(format!(
+                "consent to `{}` without the version of the privacy notice the customer was shown",
+                self.purpose
+            ));
+        }
+        if self.channel.trim().is_empty() || self.channel.len() > 64 {
+            return bad("the channel must be 1 to 64 bytes (web, app, paper, phone...)".into());
+        }
+        if self.notice_version.len() > 64 {
+            return bad("the notice version must be at most 64 bytes".into());
+        }
+        Ok(())
+    }
+}
+
+/// The key under which a consent is kept: the purpose, or
+/// `purpose:field` for a separate consent to a sensitive field.
+pub(crate) fn consent_key(purpose: &str, field: Option<&str>) -> String {
+    match field {
+        Some(field) => format!("{purpose}:{field}"),
+        None => purpose.to_string(),
+    }
+}
+
+/// One entry of a customer's consent ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConsentRecord {
+    /// The purpose.
+    pub purpose: String,
+    /// The sensitive field a separate consent covers, if it is one.
+    pub field: Option<String>,
+    /// Given or withdrawn.
+    pub granted: bool,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+    /// How it was expressed.
+    pub channel: String,
+    /// The privacy notice shown (empty for a withdrawal).
+    pub notice_version: String,
+    /// Who recorded it.
+    pub by: String,
+}
+
+/// Checks that every field in `fields` has a basis for a customer whose
+/// granted consents are answered by `granted` (keys from [`consent_key`]).
+pub(crate) fn check_basis<'a>(
+    schema: &Schema,
+    fields: impl IntoIterator<Item = &'a str>,
+    granted: &dyn Fn(&str) -> bool,
+) -> Result<(), PrivacyError> {
+    if !schema.enforces_purposes() {
+        return Ok(());
+    }
+    for field in fields {
+        if let Some(error) = missing_basis(schema, field, granted) {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Why `field` may not be held for this customer, if it may not.
+pub(crate) fn missing_basis(
+    schema: &Schema,
+    field: &str,
+    granted: &dyn Fn(&str) -> bool,
+) -> Option<PrivacyError> {
+    let def = schema.field(field)?;
+    let basis = |p: &str| schema.purpose(p).map(|d| d.basis);
+    let list = || def.purposes.join(", ");
+    if def.sensitivity == Sensitivity::Sensitive {
+        let covered = def.purposes.iter().any(|p| {
+            basis(p) == Some(Basis::LegalObligation)
+                || (granted(p) && granted(&consent_key(p, Some(field))))
+        });
+        return (!covered).then(|| PrivacyError::NoSeparateConsent {
+            field: field.to_string(),
+            purposes: list(),
+            example: def.purposes.first().cloned().unwrap_or_default(),
+        });
+    }
+    let covered = def.purposes.iter().any(|p| match basis(p) {
+        Some(Basis::Contract | Basis::LegalObligation) => true,
+        Some(Basis::Consent) => granted(p),
+        None => false,
+    });
+    (!covered).then(|| PrivacyError::NoBasis {
+        field: field.to_string(),
+        purposes: list(),
+    })
+}
+
+/// Where a customer is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+#[non_exhaustive]
+pub enum LifecycleState {
+    /// In normal use.
+    Active,
+    /// No recent interaction; only data stewards may access it.
+    Dormant,
+    /// Told that its data will be removed; waiting out the notice period.
+    Notified {
+        /// When the notice was sent.
+        at: DateTime<Utc>,
+    },
+}
+
+/// The coarse region of an address, kept when a customer is anonymized: the
+/// province or city, never the street. `Chaoyang District, Beijing` →
+/// `Beijing`; `北京市朝阳区人民路1号` → `北京市`. `None` when no region
+/// can be told apart from the rest.
+pub(crate) fn coarse_region(address: &str) -> Option<String> {
+    let address = address.trim();
+    if address.contains(',') {
+        let last = address.rsplit(',').next()?.trim();
+        // A trailing country or postcode is not enough on its own.
+        return (!last.is_empty() && !last.chars().any(|c| c.is_ascii_digit()))
+            .then(|| last.to_string());
+    }
+    for marker in ["自治区", "省", "市"] {
+        if let Some(end) = address.find(marker) {
+            let region = address.get(..end + marker.len())?;
+            if region.chars().count() <= 10 {
+                return Some(region.to_string());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarse_region_keeps_only_the_region() {
+        assert_eq!(
+            coarse_region("Chaoyang District, Beijing").as_deref(),
+            Some("Beijing")
+        );
+        assert_eq!(
+            coarse_region("北京市朝阳区人民路1号").as_deref(),
+            Some("北京市")
+        );
+        assert_eq!(
+            coarse_region("广东省深圳市南山区").as_deref(),
+            Some("广东省")
+        );
+        assert_eq!(coarse_region("12 Main Street"), None);
+        assert_eq!(coarse_region("1 Road, 100020"), None);
+    }
+
+    #[test]
+    fn consent_lists_parse() {
+        let list =
+            ConsentChange::parse_list("marketing; identity_verification(id_number)", "web", "v3")
+                .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].purpose, "identity_verification");
+        assert!(list[1].fields.contains("id_number"));
+        assert!(ConsentChange::parse_list("x(id_number", "web", "v3").is_err());
+        assert!(
+            ConsentChange::parse_list("", "web", "v3")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn sensitive_fields_need_separate_consent() {
+        let schema = Schema::default();
+        let none = |_: &str| false;
+        assert!(
+            missing_basis(&schema, "name", &none).is_none(),
+            "contract basis"
+        );
+        let err = missing_basis(&schema, "birthday", &none).unwrap();
+        assert!(err.to_string().contains("`birthday`"), "{err}");
+        assert!(err.to_string().contains("marketing"), "{err}");
+        let purpose_only = |k: &str| k == "identity_verification";
+        let err = missing_basis(&schema, "id_number", &purpose_only).unwrap();
+        assert!(
+            matches!(err, PrivacyError::NoSeparateConsent { .. }),
+            "{err}"
+        );
+        let both = |k: &str| k == "identity_verification" || k == "identity_verification:id_number";
+        assert!(missing_basis(&schema, "id_number", &both).is_none());
+    }
+}
