@@ -9,16 +9,14 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use custodian::{AuditDurability, Engine, Query};
 
-use crate::{Fixture, admin};
+use crate::{Fixture, admin, run_and_kill};
 
 /// Import runs, each killed once.
 const RUNS: u64 = 20;
@@ -130,52 +128,16 @@ enum Kill {
 /// Runs the import of `csv` and kills it as `kill` says. Returns the
 /// acknowledged commits and every stderr line.
 fn import_and_kill(fixture: &Fixture, csv: &Path, kill: Kill) -> (Vec<Commit>, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("--db")
-        .arg(fixture.db())
+    let mut command = fixture.custodian();
+    command
         .args(["customer", "import"])
         .arg(csv)
-        .args(["--batch", &BATCH.to_string()])
-        .env("CUSTODIAN_KEY", &fixture.key_hex)
-        .env_remove("CUSTODIAN_KEY_FILE")
-        .env_remove("CUSTODIAN_DB")
-        .env_remove("CUSTODIAN_AS")
-        .env_remove("CUSTODIAN_PURPOSE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if parse_commit(&line).is_some() {
-                let _ = tx.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let delay = match kill {
-        Kill::After(ms) => ms,
-        Kill::AfterCommit(k, ms) => {
-            // Ends early if the command stops on its own.
-            for _ in 0..k {
-                if rx.recv().is_err() {
-                    break;
-                }
-            }
-            ms
-        }
+        .args(["--batch", &BATCH.to_string()]);
+    let kill = match kill {
+        Kill::After(ms) => (0, ms),
+        Kill::AfterCommit(k, ms) => (k, ms),
     };
-    std::thread::sleep(Duration::from_millis(delay));
-    // SIGKILL; a command that already finished is reaped below all the same.
-    let _ = child.kill();
-    let status = child.wait().unwrap();
-    let lines = reader.join().unwrap();
+    let (status, lines) = run_and_kill(command, |l| parse_commit(l).is_some(), Some(kill));
     assert!(
         status.success() || status.signal() == Some(9),
         "the import failed by itself ({status}): {lines:#?}"

@@ -103,6 +103,64 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The `custodian` command on this database, keyed through
+    /// `CUSTODIAN_KEY`, with no stdin or stdout and stderr piped.
+    pub fn custodian(&self) -> std::process::Command {
+        use std::process::Stdio;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"));
+        command
+            .arg("--db")
+            .arg(self.db())
+            .env("CUSTODIAN_KEY", &self.key_hex)
+            .env_remove("CUSTODIAN_KEY_FILE")
+            .env_remove("CUSTODIAN_DB")
+            .env_remove("CUSTODIAN_AS")
+            .env_remove("CUSTODIAN_PURPOSE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    }
+}
+
+/// Runs `command` and, with `kill = Some((k, ms))`, sends it SIGKILL `ms`
+/// milliseconds after its `k`-th stderr line for which `acknowledged` holds
+/// (at once if it ends first). Returns its exit status and stderr lines.
+pub fn run_and_kill(
+    mut command: std::process::Command,
+    acknowledged: fn(&str) -> bool,
+    kill: Option<(u64, u64)>,
+) -> (std::process::ExitStatus, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if acknowledged(&line) {
+                let _ = tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    if let Some((k, ms)) = kill {
+        for _ in 0..k {
+            if rx.recv().is_err() {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        // A command that already finished is reaped below all the same.
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    (status, reader.join().unwrap())
+}
+
 pub fn admin() -> Context {
     Context::new("admin", "test")
 }

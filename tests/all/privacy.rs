@@ -83,6 +83,28 @@ fn fields_need_a_basis_and_sensitive_ones_a_separate_consent() {
     assert_eq!(view.get("birthday"), Some("1990-05-01"));
     assert_eq!(view.get("id_number"), Some("110105198803120217"));
 
+    // A child's data needs a guardian's consent (PIPL art. 31).
+    let child = || {
+        NewCustomer::new()
+            .field("name", "Xiao Ming")
+            .field(
+                "birthday",
+                (Utc::now() - Duration::days(10 * 365))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            )
+            .consent(grant("marketing"))
+    };
+    let err = privacy_error(engine.create_customer(&ctx, child()));
+    assert!(
+        matches!(err, PrivacyError::NoGuardianConsent { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("guardian_consent"), "{err}");
+    engine
+        .create_customer(&ctx, child().consent(grant("guardian_consent")))
+        .unwrap();
+
     // A consent must name a declared purpose and the notice shown.
     let err = privacy_error(engine.record_consent(&ctx, id, &grant("telepathy")));
     assert!(err.to_string().contains("`telepathy`"), "{err}");
@@ -711,56 +733,17 @@ fn a_subject_export_holds_everything_written_and_every_access() {
 /// batches were reported committed (plus `delay_ms`). Returns the
 /// committed-through ids it reported.
 #[cfg(unix)]
-fn cli_sweep(fx: &Fixture, now: &str, kill_after: Option<(usize, u64)>) -> Vec<u64> {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("--db")
-        .arg(fx.db())
-        .args(["retention", "sweep", "--now", now, "--batch-size", "50"])
-        .env("CUSTODIAN_KEY", &fx.key_hex)
-        .env_remove("CUSTODIAN_KEY_FILE")
-        .env_remove("CUSTODIAN_DB")
-        .env_remove("CUSTODIAN_AS")
-        .env_remove("CUSTODIAN_PURPOSE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if line.starts_with("retention: committed through customer") {
-                let _ = tx.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    if let Some((batches, delay_ms)) = kill_after {
-        for _ in 0..batches {
-            if rx.recv().is_err() {
-                break;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-    }
-    let status = child.wait().unwrap();
-    let lines = reader.join().unwrap();
+fn cli_sweep(fx: &Fixture, now: &str, kill_after: Option<(u64, u64)>) -> Vec<u64> {
+    const ACK: &str = "retention: committed through customer ";
+    let mut command = fx.custodian();
+    command.args(["retention", "sweep", "--now", now, "--batch-size", "50"]);
+    let (status, lines) = crate::run_and_kill(command, |l| l.starts_with(ACK), kill_after);
     if kill_after.is_none() {
         assert!(status.success(), "the sweep failed: {lines:#?}");
     }
     lines
         .iter()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("retention: committed through customer ")?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
+        .filter_map(|l| l.strip_prefix(ACK)?.split_whitespace().next()?.parse().ok())
         .collect()
 }
 

@@ -561,7 +561,7 @@ impl Inner {
                             }
                         }
                         if let Err(e) =
-                            self.check_stored_basis(w, id, set.keys().map(String::as_str))?
+                            self.check_stored_basis(w, id, &set)?
                         {
                             return refuse(self, w, ctx, event, e);
                         }

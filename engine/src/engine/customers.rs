@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::access::{Teams, refusal, subject};
 use super::plugins::Emitted;
-use super::retention::{Removal, RemovalCause};
+use super::retention::Removal;
 use super::{Context, Engine, Event, Inner};
 use crate::audit::{self, Outcome};
 use crate::crypto::DataKey;
@@ -510,7 +510,7 @@ impl Engine {
                     return refuse(inner, w, ctx, event(), e);
                 }
             }
-            if let Err(e) = inner.check_stored_basis(w, id, set.keys().map(String::as_str))? {
+            if let Err(e) = inner.check_stored_basis(w, id, &set)? {
                 return refuse(inner, w, ctx, event(), e);
             }
             inner.index(w, &record, false)?;
@@ -534,73 +534,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes a customer with its interactions and follow-ups, then
-    /// destroys its data key in the key store and every mirror.
+    /// Deletes a customer with everything filed under it (interactions,
+    /// follow-ups, consents, plugin links, queued messages), then destroys
+    /// its data key in the key store and every mirror. A deletion record
+    /// without personal data is kept; a legal hold refuses the delete.
     pub fn delete_customer(&self, ctx: &Context, id: CustomerId) -> Result<()> {
         let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
-        let event = || Event::new("customer.delete").customer(id);
-        // INVARIANT: the key is marked pending before the record goes and
-        // destroyed after; a crash in between is settled at the next open.
-        inner.hold_pending(&[id]);
-        if let Err(e) = inner.keys.mark_pending(&[id]) {
-            inner.release_pending(&[id]);
-            return Err(e.into());
-        }
-        let deleted = inner.store.write(|w| {
-            let actor = match writer_actor(w, ctx)? {
-                Ok(a) => a,
-                Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
-            };
-            let Some(record) = w.customer(id)? else {
-                return refuse(
-                    inner,
-                    w,
-                    ctx,
-                    event(),
-                    Error::NotFound(format!("customer {id}")),
-                );
-            };
-            if let Err(e) = inner.allow_write(w, &actor, Action::Delete, ctx.purpose(), &record)? {
-                return refuse(inner, w, ctx, event(), e);
-            }
-            if let Some(hold) = w.hold(id)? {
-                let why = format!(
-                    "customer {id} is under legal hold ({}): release the hold first",
-                    hold.reason
-                );
-                return refuse(inner, w, ctx, event(), Error::Denied(why));
-            }
-            let reason = format!("deleted by {}", actor.name);
-            let cause = RemovalCause {
-                how: Removal::Delete,
-                reason: &reason,
-                by: &actor.name,
-                rule: None,
-                at: inner.now_micros(),
-            };
-            inner.remove_in(w, &record, &cause)?;
-            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
-            Ok::<_, Error>(Ok(()))
-        });
-        let settle = inner.release_pending(&[id]);
-        match deleted {
-            Ok(Ok(())) => {
-                inner.key_cache.forget(id);
-                inner.keys.remove(&[id])?;
-            }
-            Ok(Err(refusal)) => {
-                // Cleared only if no other operation (an import committing
-                // this id) still holds the mark.
-                inner.keys.settle(&settle)?;
-                return Err(refusal);
-            }
-            // Whether the record is gone is unknown: the mark stays and the
-            // next open settles it.
-            Err(e) => return Err(e),
-        }
-        self.inner.emit(vec![Emitted::Erased(id)], None);
-        Ok(())
+        inner.remove_on_request(
+            ctx,
+            id,
+            "customer.delete",
+            Removal::Delete,
+            None,
+            |w, actor, record| inner.allow_write(w, actor, Action::Delete, ctx.purpose(), record),
+        )
     }
 }
 

@@ -57,27 +57,41 @@ impl Inner {
                 granted.insert(consent_key(&consent.purpose, Some(field)));
             }
         }
-        lifecycle::check_basis(&self.schema, fields.keys().map(String::as_str), &|key| {
-            granted.contains(key)
-        })?;
+        let granted = |key: &str| granted.contains(key);
+        lifecycle::check_basis(&self.schema, fields.keys().map(String::as_str), &granted)?;
+        lifecycle::check_minor(
+            &self.schema,
+            fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &granted,
+            self.clock.now().date_naive(),
+        )?;
         Ok(())
     }
 
-    /// Checks that a customer's stored consents give `fields` a basis.
-    pub(crate) fn check_stored_basis<'a>(
+    /// Checks that a customer's stored consents give the fields being set
+    /// (field → normalized value) a basis.
+    pub(crate) fn check_stored_basis(
         &self,
         w: &Writer<'_>,
         customer: u64,
-        fields: impl IntoIterator<Item = &'a str>,
+        set: &BTreeMap<String, String>,
     ) -> Result<Result<()>> {
         if !self.schema.enforces_purposes() {
             return Ok(Ok(()));
         }
         let granted = granted_keys(w.consents_of(customer)?);
-        Ok(
-            lifecycle::check_basis(&self.schema, fields, &|key| granted.contains(key))
-                .map_err(Error::from),
-        )
+        let granted = |key: &str| granted.contains(key);
+        let checked =
+            lifecycle::check_basis(&self.schema, set.keys().map(String::as_str), &granted)
+                .and_then(|()| {
+                    lifecycle::check_minor(
+                        &self.schema,
+                        set.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                        &granted,
+                        self.clock.now().date_naive(),
+                    )
+                });
+        Ok(checked.map_err(Error::from))
     }
 
     /// Writes consents given with a new customer: ledger and state.

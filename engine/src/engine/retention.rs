@@ -18,6 +18,7 @@ use super::customers::{refuse, writer_actor};
 use super::privacy::is_privacy_officer;
 use super::{Context, Engine, Event, Inner, from_micros};
 use crate::audit::{self, Outcome};
+use crate::identity::Actor;
 use crate::lifecycle::{self, RetentionAction, RetentionFacts, RetentionPolicy, Verdict};
 use crate::model::{Channel, CustomerId, Status};
 use crate::store::{
@@ -314,6 +315,78 @@ impl Inner {
         Ok(())
     }
 
+    /// Removes one customer on request, with its audit entry `action`:
+    /// `permit` decides whether the actor may (inside the transaction); a
+    /// legal hold refuses. The key is marked pending before the record goes
+    /// and destroyed after; a crash in between is settled at the next open.
+    /// Without a `reason`, the deletion record says who deleted it.
+    pub(crate) fn remove_on_request(
+        self: &Arc<Self>,
+        ctx: &Context,
+        id: CustomerId,
+        action: &str,
+        how: Removal,
+        reason: Option<&str>,
+        permit: impl FnOnce(&Writer<'_>, &Actor, &StoredCustomer) -> Result<Result<()>>,
+    ) -> Result<()> {
+        let inner = self;
+        let event = || Event::new(action).customer(id);
+        inner.hold_pending(&[id]);
+        if let Err(e) = inner.keys.mark_pending(&[id]) {
+            inner.release_pending(&[id]);
+            return Err(e.into());
+        }
+        let removed = inner.store.write(|w| {
+            let actor = match writer_actor(w, ctx)? {
+                Ok(a) => a,
+                Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
+            };
+            let Some(record) = w.customer(id)? else {
+                let missing = Error::NotFound(format!("customer {id}"));
+                return refuse(inner, w, ctx, event(), missing);
+            };
+            if let Err(e) = permit(w, &actor, &record)? {
+                return refuse(inner, w, ctx, event(), e);
+            }
+            if let Some(hold) = w.hold(id)? {
+                let why = format!(
+                    "customer {id} is under legal hold ({}): release the hold first",
+                    hold.reason
+                );
+                return refuse(inner, w, ctx, event(), Error::Denied(why));
+            }
+            let by_actor = format!("{} by {}", how.as_str(), actor.name);
+            let cause = RemovalCause {
+                how,
+                reason: reason.unwrap_or(&by_actor),
+                by: &actor.name,
+                rule: None,
+                at: inner.now_micros(),
+            };
+            inner.remove_in(w, &record, &cause)?;
+            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
+            Ok::<_, Error>(Ok(()))
+        });
+        let settle = inner.release_pending(&[id]);
+        match removed {
+            Ok(Ok(())) => {
+                inner.key_cache.forget(id);
+                inner.keys.remove(&[id])?;
+            }
+            Ok(Err(refusal)) => {
+                // Cleared only if no other operation (an import committing
+                // this id) still holds the mark.
+                inner.keys.settle(&settle)?;
+                return Err(refusal);
+            }
+            // Whether the record is gone is unknown: the mark stays and the
+            // next open settles it.
+            Err(e) => return Err(e),
+        }
+        inner.emit(vec![super::plugins::Emitted::Erased(id)], None);
+        Ok(())
+    }
+
     /// What statistics keep of a customer: no value that identifies it.
     fn aggregate(&self, w: &Writer<'_>, record: &StoredCustomer) -> Result<StoredAggregate> {
         let interactions = w.interactions_of(record.id)?;
@@ -523,7 +596,9 @@ impl Engine {
                 for (id, t, reason) in &planned {
                     report.note(*id, *t, reason);
                 }
-            } else {
+            } else if !planned.is_empty() {
+                // A batch with nothing to change writes nothing, not even
+                // the cursor: a rerun decides it again and changes nothing.
                 self.commit_batch(ctx, &mut report, planned, last, now_us)?;
                 progress(&SweepProgress {
                     examined: report.examined,
@@ -647,6 +722,10 @@ impl Engine {
                     inner.key_cache.forget(*id);
                 }
                 inner.keys.remove(&removed)?;
+                let erased = removed
+                    .iter()
+                    .map(|id| super::plugins::Emitted::Erased(*id));
+                inner.emit(erased.collect(), None);
                 let kept: Vec<u64> = settle
                     .into_iter()
                     .filter(|id| !removed.contains(id))

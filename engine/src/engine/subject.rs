@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::customers::{IndexKey, refuse, writer_actor};
+use super::customers::IndexKey;
 use super::privacy::{Lifecycle, consent_record, is_privacy_officer};
-use super::retention::{Removal, RemovalCause};
+use super::retention::Removal;
 use super::{Context, Engine, Event, Inner, from_micros};
 use crate::audit::{self, AuditEntry, Outcome};
 use crate::identity::Actor;
@@ -328,62 +328,19 @@ impl Engine {
             Removal::Anonymize => "subject.anonymize",
             Removal::Delete => "subject.erase",
         };
-        let event = || Event::new(verb).customer(id);
-        // INVARIANT: as for a delete, the key is marked pending before the
-        // record goes and destroyed after.
-        inner.hold_pending(&[id]);
-        if let Err(e) = inner.keys.mark_pending(&[id]) {
-            inner.release_pending(&[id]);
-            return Err(e.into());
-        }
-        let removed = inner.store.write(|w| {
-            let actor = match writer_actor(w, ctx)? {
-                Ok(a) if is_privacy_officer(&a) => a,
-                Ok(a) => {
-                    let why = format!(
-                        "principal `{}` may not erase or anonymize customers: only admins and data stewards may",
-                        a.name
-                    );
-                    return refuse(inner, w, ctx, event(), Error::Denied(why));
-                }
-                Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
-            };
-            let Some(record) = w.customer(id)? else {
-                return refuse(inner, w, ctx, event(), Error::NotFound(format!("customer {id}")));
-            };
-            if let Some(hold) = w.hold(id)? {
-                let why = format!(
-                    "customer {id} is under legal hold ({}): release the hold first",
-                    hold.reason
-                );
-                return refuse(inner, w, ctx, event(), Error::Denied(why));
-            }
-            let reason = if reason.trim().is_empty() { "subject request" } else { reason.trim() };
-            let cause = RemovalCause {
-                how,
-                reason,
-                by: &actor.name,
-                rule: None,
-                at: inner.now_micros(),
-            };
-            inner.remove_in(w, &record, &cause)?;
-            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
-            Ok::<_, Error>(Ok(()))
-        });
-        let settle = inner.release_pending(&[id]);
-        match removed {
-            Ok(Ok(())) => {
-                inner.key_cache.forget(id);
-                inner.keys.remove(&[id])?;
-            }
-            Ok(Err(refusal)) => {
-                inner.keys.settle(&settle)?;
-                return Err(refusal);
-            }
-            Err(e) => return Err(e),
-        }
-        self.inner
-            .emit(vec![super::plugins::Emitted::Erased(id)], None);
+        let reason = match reason.trim() {
+            "" => "subject request",
+            given => given,
+        };
+        inner.remove_on_request(ctx, id, verb, how, Some(reason), |_, actor, _| {
+            Ok(match is_privacy_officer(actor) {
+                true => Ok(()),
+                false => Err(Error::Denied(format!(
+                    "principal `{}` may not erase or anonymize customers: only admins and data stewards may",
+                    actor.name
+                ))),
+            })
+        })?;
         self.deletion_record(ctx, id)?
             .ok_or_else(|| Error::NotFound(format!("deletion record of customer {id}")))
     }

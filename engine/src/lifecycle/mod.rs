@@ -58,6 +58,16 @@ pub enum PrivacyError {
     /// The retention policy does not compile or is malformed.
     #[error("retention policy: {0}")]
     Retention(String),
+    /// A child's data without a guardian's consent.
+    #[error(
+        "customer is under 14 by field `{field}`: a child's data is stored only with a parent's or guardian's consent (PIPL art. 31); record consent to `{purpose}` first"
+    )]
+    NoGuardianConsent {
+        /// The birth-date field.
+        field: String,
+        /// The guardian purpose.
+        purpose: String,
+    },
     /// A legal hold forbids the operation.
     #[error("customer {0} is under legal hold: release the hold first")]
     Held(u64),
@@ -266,6 +276,38 @@ pub(crate) fn missing_basis(
         field: field.to_string(),
         purposes: list(),
     })
+}
+
+/// Age below which a person's data needs a guardian's consent (PIPL art. 31).
+pub const CHILD_AGE: u32 = 14;
+
+/// Checks that a birth date among `values` (field → normalized value) does
+/// not make the customer a child without a guardian's consent, on `today`.
+pub(crate) fn check_minor<'a>(
+    schema: &Schema,
+    values: impl IntoIterator<Item = (&'a str, &'a str)>,
+    granted: &dyn Fn(&str) -> bool,
+    today: chrono::NaiveDate,
+) -> Result<(), PrivacyError> {
+    let Some(guardian) = schema.guardian_purpose() else {
+        return Ok(());
+    };
+    for (field, value) in values {
+        if !schema.field(field).is_some_and(|d| d.birth_date) {
+            continue;
+        }
+        let Ok(born) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") else {
+            continue;
+        };
+        let child = today.years_since(born).is_none_or(|age| age < CHILD_AGE);
+        if child && !granted(&guardian.name) {
+            return Err(PrivacyError::NoGuardianConsent {
+                field: field.to_string(),
+                purpose: guardian.name.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Where a customer is in its lifecycle.

@@ -83,6 +83,10 @@ pub struct FieldDef {
     /// The allowed values of an `enum` field.
     #[serde(default)]
     pub values: Vec<String>,
+    /// The field holds the person's date of birth: a customer under 14 is
+    /// stored only with a guardian's consent (PIPL art. 31).
+    #[serde(default)]
+    pub birth_date: bool,
 }
 
 impl FieldDef {
@@ -139,6 +143,10 @@ pub struct PurposeDef {
     /// What the purpose is, in words a customer understands.
     #[serde(default)]
     pub description: String,
+    /// Consent to this purpose is a parent's or guardian's consent to
+    /// processing a child's data (PIPL art. 31).
+    #[serde(default)]
+    pub guardian: bool,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +251,18 @@ impl Schema {
                     )));
                 }
             }
+            if field.birth_date && field.kind != FieldType::Date {
+                return Err(ModelError::Schema(format!(
+                    "field `{}`: only a date field can be a birth date",
+                    field.name
+                )));
+            }
+            if field.birth_date && !file.purposes.iter().any(|p| p.guardian) {
+                return Err(ModelError::Schema(format!(
+                    "field `{}` is a birth date, so the schema needs a [[purpose]] with `guardian = true` for the consent of a child's guardian",
+                    field.name
+                )));
+            }
             if field.kind == FieldType::List && field.sensitivity != Sensitivity::Public {
                 return Err(ModelError::Schema(format!(
                     "field `{}`: list fields are indexed in the clear and must be public",
@@ -272,6 +292,12 @@ impl Schema {
     /// The declaration of purpose `name`, if any.
     pub fn purpose(&self, name: &str) -> Option<&PurposeDef> {
         self.purposes.iter().find(|p| p.name == name)
+    }
+
+    /// The purpose whose consent is a guardian's consent for a child, if
+    /// the schema declares one.
+    pub fn guardian_purpose(&self) -> Option<&PurposeDef> {
+        self.purposes.iter().find(|p| p.guardian)
     }
 
     /// Whether the schema declares purposes, and so the engine enforces
