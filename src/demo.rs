@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use custodian::{
-    Channel, Context, Customer, Direction, Engine, ImportOptions, MasterKey, NewFollowUp,
-    NewInteraction, OrderItem, PolicyPack, PrincipalKind, PrincipalUpdate, Query,
+    Channel, ConsentChange, Context, Customer, Direction, Engine, ImportOptions, MasterKey,
+    NewCustomer, NewFollowUp, NewInteraction, OrderItem, PolicyPack, PrincipalKind,
+    PrincipalUpdate, Query,
 };
 
 const SAMPLE: &str = include_str!("../examples/data/customers.csv");
@@ -246,7 +247,48 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         Ok(_) => println!("unexpected: a looping policy was installed"),
     }
 
-    step("8. Verify the tamper-evident audit chain");
+    step("8. Privacy: consent, retention and a person's requests (PIPL, GDPR)");
+    let zhang = first + 1;
+    let withdrawal = ConsentChange::withdraw("marketing", "app");
+    let erased = engine.record_consent(&admin, zhang, &withdrawal)?;
+    println!(
+        "customer {zhang} withdraws consent to marketing: erased at once {} (no other purpose)",
+        erased.join(", ")
+    );
+    let no_consent = NewCustomer::new()
+        .field("name", "Sun Mei")
+        .field("birthday", "1990-01-01");
+    if let Err(e) = engine.create_customer(&admin, no_consent) {
+        println!("a birthday without consent: {e}");
+    }
+    let later = Utc::now() + Duration::days(6 * 365);
+    let dry = engine.retention_sweep(&admin, later, true)?;
+    let counts: Vec<String> = dry
+        .counts
+        .iter()
+        .map(|(t, n)| format!("{} {n}", t.as_str()))
+        .collect();
+    println!(
+        "retention dry run six years ahead ({}): {} customers, would be {}",
+        later.format("%Y-%m-%d"),
+        dry.examined,
+        counts.join(", ")
+    );
+    let export = engine.subject_export(&admin, first)?;
+    println!(
+        "subject export of customer {first}: {} fields, {} interactions, {} consent entries, {} audited accesses",
+        export.fields.len(),
+        export.interactions.len(),
+        export.consents.len(),
+        export.accesses.len()
+    );
+    let record = engine.subject_erase(&admin, zhang, "erasure request 2026-11")?;
+    println!(
+        "customer {zhang} erased: its key destroyed; the deletion record keeps `{}`, `{}`, by {}",
+        record.kind, record.reason, record.by
+    );
+
+    step("9. Verify the tamper-evident audit chain");
     let verified = engine.verify_audit(None)?;
     println!(
         "{} entries verified; head {}",
@@ -264,7 +306,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         );
     }
 
-    step("9. The raw file holds no plaintext personal data");
+    step("10. The raw file holds no plaintext personal data");
     drop(engine);
     let raw = std::fs::read(&db)?;
     for needle in [

@@ -565,14 +565,14 @@ impl Inner {
                         {
                             return refuse(self, w, ctx, event, e);
                         }
-                        self.index(w, &record, false)?;
+                        let before = self.index_keys(&record);
                         for (name, value) in set {
                             self.clear_field(&mut record, &name);
                             self.put_field(&mut record, &key, name, value)?;
                         }
                         record.updated_at = self.now_micros();
                         w.put_customer(&record)?;
-                        self.index(w, &record, true)?;
+                        self.reindex(w, before, &record)?;
                         audit::append(w, self.ring.audit_key(), &event.record(ctx, Outcome::Ok))?;
                         if !applied.created.contains(&id) && !applied.updated.contains(&id) {
                             applied.updated.push(id);

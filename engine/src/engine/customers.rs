@@ -238,6 +238,25 @@ impl Inner {
         Ok(())
     }
 
+    /// Moves a changed record's index entries: `before` are its keys
+    /// before the change. Only the entries that differ are touched (an
+    /// owner's entry can hold a million customers).
+    pub(crate) fn reindex(
+        &self,
+        w: &mut Writer<'_>,
+        before: Vec<IndexKey>,
+        record: &StoredCustomer,
+    ) -> Result<()> {
+        let after = self.index_keys(record);
+        for key in before.iter().filter(|k| !after.contains(k)) {
+            w.index(key.as_index(), record.id, false)?;
+        }
+        for key in after.iter().filter(|k| !before.contains(k)) {
+            w.index(key.as_index(), record.id, true)?;
+        }
+        Ok(())
+    }
+
     /// The unwrapped data key of a customer, from the cache or the key store.
     pub(crate) fn data_key(&self, id: CustomerId) -> Result<Arc<DataKey>> {
         if let Some(key) = self.key_cache.get(id) {
@@ -513,7 +532,7 @@ impl Engine {
             if let Err(e) = inner.check_stored_basis(w, id, &set)? {
                 return refuse(inner, w, ctx, event(), e);
             }
-            inner.index(w, &record, false)?;
+            let before = inner.index_keys(&record);
             for name in &update.clear {
                 inner.clear_field(&mut record, name);
             }
@@ -526,7 +545,7 @@ impl Engine {
             }
             record.updated_at = inner.now_micros();
             w.put_customer(&record)?;
-            inner.index(w, &record, true)?;
+            inner.reindex(w, before, &record)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
         })??;

@@ -200,13 +200,13 @@ impl Inner {
         if unfounded.is_empty() {
             return Ok(unfounded);
         }
-        self.index(w, record, false)?;
+        let before = self.index_keys(record);
         for name in &unfounded {
             self.clear_field(record, name);
         }
         record.updated_at = self.now_micros();
         w.put_customer(record)?;
-        self.index(w, record, true)?;
+        self.reindex(w, before, record)?;
         Ok(unfounded)
     }
 }

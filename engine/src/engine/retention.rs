@@ -22,8 +22,8 @@ use crate::identity::Actor;
 use crate::lifecycle::{self, RetentionAction, RetentionFacts, RetentionPolicy, Verdict};
 use crate::model::{Channel, CustomerId, Status};
 use crate::store::{
-    CustomerRef, StoredAggregate, StoredCustomer, StoredDeletion, StoredMessage, StoredNotice,
-    StoredRun, Writer,
+    CustomerRef, Index, StoredAggregate, StoredCustomer, StoredDeletion, StoredMessage,
+    StoredNotice, StoredRun, Writer,
 };
 use crate::{Error, Result};
 
@@ -426,12 +426,14 @@ impl Inner {
         ctx: &Context,
     ) -> Result<()> {
         let id = record.id;
+        // Only the status index moves: the record's other index entries
+        // (owner, blind indexes, tags) stay as they are.
         let set_status =
-            |inner: &Inner, w: &mut Writer<'_>, record: &mut StoredCustomer, status: Status| {
+            |_: &Inner, w: &mut Writer<'_>, record: &mut StoredCustomer, status: Status| {
                 if record.status != status.as_str() {
-                    inner.index(w, record, false)?;
+                    w.index(Index::Status(&record.status), record.id, false)?;
                     record.status = status.as_str().to_string();
-                    inner.index(w, record, true)?;
+                    w.index(Index::Status(&record.status), record.id, true)?;
                     w.put_customer(record)?;
                 }
                 Ok::<_, Error>(())
