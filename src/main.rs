@@ -143,6 +143,10 @@ enum Command {
     /// Reports for privacy officers: the record of processing, deletion records.
     #[command(subcommand)]
     Report(privacy::ReportCmd),
+    /// Purposes the company stops (or resumes) pursuing: a retired purpose
+    /// gives no basis to store data (admins).
+    #[command(subcommand)]
+    Purpose(privacy::PurposeCmd),
     /// The newest alerts the engine raised (a plugin quarantined, ...).
     Alerts {
         /// How many.
@@ -464,6 +468,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Retention(cmd) => privacy::retention(g, cmd),
         Command::Subject(cmd) => privacy::subject(g, cmd),
         Command::Report(cmd) => privacy::report(g, cmd),
+        Command::Purpose(cmd) => privacy::purpose(g, cmd),
         Command::Alerts { limit } => plugins::alerts(g, limit),
     }
 }

@@ -726,14 +726,15 @@ pub fn inventory(inv: &Inventory, as_json: bool) -> Result<()> {
             "purposes: NOT enforced (the schema declares none: minimum necessary data cannot be shown)"
         );
     }
-    let width = inv
-        .purposes
-        .iter()
-        .map(|(name, _, _)| name.len())
-        .max()
-        .unwrap_or(0);
-    for (name, basis, description) in &inv.purposes {
-        println!("  {name:<width$}  {:<16} {description}", basis.as_str());
+    let width = inv.purposes.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for p in &inv.purposes {
+        let retired = if p.retired { "RETIRED " } else { "" };
+        println!(
+            "  {:<width$}  {:<16} {retired}{}",
+            p.name,
+            p.basis.as_str(),
+            p.description
+        );
     }
     println!("retention: {}", inv.retention);
     let width = inv

@@ -188,6 +188,53 @@ pub enum ReportCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum PurposeCmd {
+    /// Stop pursuing a purpose: nothing more is stored or consented for
+    /// it, and `report inventory` flags the values held only for it.
+    Retire {
+        /// The purpose, as the schema declares it.
+        purpose: String,
+    },
+    /// Pursue a retired purpose again.
+    Restore {
+        /// The purpose.
+        purpose: String,
+    },
+    /// The retired purposes.
+    List,
+}
+
+pub fn purpose(g: &Global, cmd: PurposeCmd) -> Result<()> {
+    let engine = open(g)?;
+    let ctx = ctx(g);
+    match cmd {
+        PurposeCmd::Retire { purpose } => {
+            engine.retire_purpose(&ctx, &purpose, true)?;
+            eprintln!(
+                "purpose `{purpose}` retired: see `custodian report inventory` for what it leaves without basis"
+            );
+        }
+        PurposeCmd::Restore { purpose } => {
+            engine.retire_purpose(&ctx, &purpose, false)?;
+            eprintln!("purpose `{purpose}` restored");
+        }
+        PurposeCmd::List => {
+            let retired = engine.retired_purposes();
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&retired)?);
+            } else if retired.is_empty() {
+                println!("no purpose is retired");
+            } else {
+                for p in retired {
+                    println!("{p}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn consent(g: &Global, cmd: ConsentCmd) -> Result<()> {
     let engine = open(g)?;
     let ctx = ctx(g);

@@ -70,9 +70,9 @@ pub use engine::{
     Aggregate, Alert, AuthSettings, CallReport, Clock, Context, DEFAULT_SWEEP_BATCH,
     DeletionRecord, Engine, EngineBuilder, FieldInventory, ImportOptions, ImportProgress,
     ImportReport, InstalledPolicy, Inventory, LOGIN_FAILED, Lifecycle, NOTICE_SENDER,
-    NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, Query, QueuedMessage, RetentionChange,
-    RetentionReport, RowError, STEWARD_ROLE, Session, SessionInfo, SubjectExport, SweepOptions,
-    SweepProgress, TotpEnrollment, Transition,
+    NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, PurposeReport, Query, QueuedMessage,
+    RetentionChange, RetentionReport, RowError, STEWARD_ROLE, Session, SessionInfo, SubjectExport,
+    SweepOptions, SweepProgress, TotpEnrollment, Transition,
 };
 pub use error::{Error, Result};
 pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate};

@@ -847,3 +847,78 @@ fn a_sweep_killed_midway_and_rerun_ends_like_one_clean_run() {
     crashed.verify_audit(None).unwrap();
     clean.verify_audit(None).unwrap();
 }
+
+#[test]
+fn a_retired_purpose_leaves_its_fields_flagged_and_stores_nothing_more() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let ctx = admin();
+    for name in ["Li Na", "Zhang Wei"] {
+        let new = NewCustomer::new()
+            .field("name", name)
+            .field("birthday", "1988-03-12")
+            .field("email", format!("{}@example.com", name.replace(' ', ".")))
+            .consent(grant("marketing"));
+        engine.create_customer(&ctx, new).unwrap();
+    }
+    let field = |inventory: &custodian::Inventory, name: &str| {
+        inventory
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
+            .unwrap()
+    };
+    let before = engine.inventory(&ctx).unwrap();
+    assert!(before.purposes_enforced);
+    let birthday = field(&before, "birthday");
+    assert_eq!((birthday.stored, birthday.without_basis), (2, 0));
+    assert!(birthday.flags.is_empty(), "{:?}", birthday.flags);
+    assert_eq!(
+        birthday.roles.get("analyst").map(String::as_str),
+        Some("hidden")
+    );
+    let id_number = field(&before, "id_number");
+    assert!(id_number.separate_consent);
+
+    // Only admins retire purposes.
+    assert!(
+        engine
+            .retire_purpose(&as_("wang"), "marketing", true)
+            .is_err()
+    );
+    engine.retire_purpose(&ctx, "marketing", true).unwrap();
+    let after = engine.inventory(&ctx).unwrap();
+    let birthday = field(&after, "birthday");
+    assert_eq!((birthday.stored, birthday.without_basis), (2, 2));
+    assert!(
+        birthday
+            .flags
+            .iter()
+            .any(|f| f.contains("no purpose needs it")),
+        "{:?}",
+        birthday.flags
+    );
+    // Email still serves other purposes: not flagged.
+    assert_eq!(field(&after, "email").without_basis, 0);
+    assert!(
+        after
+            .purposes
+            .iter()
+            .any(|p| p.name == "marketing" && p.retired)
+    );
+    // Nothing more is stored or consented for a retired purpose.
+    let new = NewCustomer::new()
+        .field("name", "Sun Mei")
+        .field("birthday", "1990-01-01")
+        .consent(grant("marketing"));
+    let err = privacy_error(engine.create_customer(&ctx, new));
+    assert!(err.to_string().contains("retired"), "{err}");
+    // Survives a reopen, and restoring it gives the basis back.
+    drop(engine);
+    let engine = fx.open();
+    assert_eq!(engine.retired_purposes(), vec!["marketing".to_string()]);
+    engine.retire_purpose(&ctx, "marketing", false).unwrap();
+    let again = engine.inventory(&ctx).unwrap();
+    assert_eq!(field(&again, "birthday").without_basis, 0);
+}

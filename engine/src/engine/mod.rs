@@ -31,7 +31,7 @@ use key_cache::{KEY_CACHE_CAPACITY, KeyCache};
 pub use plugins::{Alert, CallReport, OutboxMessage, PluginLogLine};
 pub use policies::InstalledPolicy;
 pub use privacy::{Lifecycle, STEWARD_ROLE};
-pub use report::{FieldInventory, Inventory};
+pub use report::{FieldInventory, Inventory, PurposeReport};
 pub use retention::{
     DEFAULT_SWEEP_BATCH, NOTICE_SENDER, NOTICE_TEMPLATE, RetentionChange, RetentionReport,
     SweepOptions, SweepProgress, Transition,
@@ -317,11 +317,13 @@ impl EngineBuilder {
             policy: RwLock::new(Arc::new(Policy::compile(&PolicyPack::default_pack())?)),
             plugins: plugins::Plugins::new(self.plugins),
             retention: RwLock::new(Arc::new(crate::lifecycle::RetentionPolicy::default())),
+            retired: RwLock::new(Arc::default()),
         });
         // Also after a crash between creating the file and its first admin.
         inner.bootstrap_admin(&self.admin)?;
         inner.load_policy()?;
         inner.load_retention()?;
+        inner.load_retired()?;
         inner.collect_orphan_keys()?;
         inner.refresh_subscriptions()?;
         let flusher = match self.durability {
@@ -427,6 +429,8 @@ pub(crate) struct Inner {
     plugins: plugins::Plugins,
     /// The retention policy in force; replaced whole by an install.
     retention: RwLock<Arc<crate::lifecycle::RetentionPolicy>>,
+    /// Purposes the company no longer pursues: they give no basis.
+    retired: RwLock<Arc<std::collections::BTreeSet<String>>>,
 }
 
 impl Drop for Inner {

@@ -3,6 +3,7 @@
 //! erases at once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, PoisonError};
 
 use super::access::{Teams, refusal, subject};
 use super::customers::{refuse, writer_actor};
@@ -30,6 +31,31 @@ pub struct Lifecycle {
 }
 
 impl Inner {
+    /// The purposes no longer pursued.
+    pub(crate) fn retired(&self) -> Arc<BTreeSet<String>> {
+        Arc::clone(&self.retired.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Loads the retired purposes.
+    pub(crate) fn load_retired(&self) -> Result<()> {
+        let retired = self.store.read(|r| r.retired_purposes())?;
+        *self.retired.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(retired.into_iter().collect());
+        Ok(())
+    }
+
+    /// Refuses a grant to a retired purpose.
+    fn check_live(&self, change: &ConsentChange) -> Result<()> {
+        if change.granted && self.retired().contains(&change.purpose) {
+            return Err(PrivacyError::Consent(format!(
+                "purpose `{}` is retired: the company no longer collects data for it",
+                change.purpose
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     /// The engine clock in µs: every record timestamp comes from it.
     pub(crate) fn now_micros(&self) -> i64 {
         self.clock.now().timestamp_micros()
@@ -52,13 +78,19 @@ impl Inner {
                 .into());
             }
             consent.check(&self.schema)?;
+            self.check_live(consent)?;
             granted.insert(consent.purpose.clone());
             for field in &consent.fields {
                 granted.insert(consent_key(&consent.purpose, Some(field)));
             }
         }
         let granted = |key: &str| granted.contains(key);
-        lifecycle::check_basis(&self.schema, fields.keys().map(String::as_str), &granted)?;
+        lifecycle::check_basis(
+            &self.schema,
+            &self.retired(),
+            fields.keys().map(String::as_str),
+            &granted,
+        )?;
         lifecycle::check_minor(
             &self.schema,
             fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
@@ -81,16 +113,20 @@ impl Inner {
         }
         let granted = granted_keys(w.consents_of(customer)?);
         let granted = |key: &str| granted.contains(key);
-        let checked =
-            lifecycle::check_basis(&self.schema, set.keys().map(String::as_str), &granted)
-                .and_then(|()| {
-                    lifecycle::check_minor(
-                        &self.schema,
-                        set.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                        &granted,
-                        self.clock.now().date_naive(),
-                    )
-                });
+        let checked = lifecycle::check_basis(
+            &self.schema,
+            &self.retired(),
+            set.keys().map(String::as_str),
+            &granted,
+        )
+        .and_then(|()| {
+            lifecycle::check_minor(
+                &self.schema,
+                set.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &granted,
+                self.clock.now().date_naive(),
+            )
+        });
         Ok(checked.map_err(Error::from))
     }
 
@@ -185,6 +221,7 @@ impl Inner {
             return Ok(Vec::new());
         }
         let granted = granted_keys(w.consents_of(record.id)?);
+        let retired = self.retired();
         let present: Vec<String> = record
             .public
             .keys()
@@ -194,7 +231,8 @@ impl Inner {
         let unfounded: Vec<String> = present
             .into_iter()
             .filter(|f| {
-                lifecycle::missing_basis(&self.schema, f, &|k| granted.contains(k)).is_some()
+                lifecycle::missing_basis(&self.schema, &retired, f, &|k| granted.contains(k))
+                    .is_some()
             })
             .collect();
         if unfounded.is_empty() {
@@ -242,6 +280,7 @@ impl Engine {
         let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
         change.check(&inner.schema)?;
+        inner.check_live(change)?;
         let event = || Event::new("consent.record").customer(customer);
         inner.store.write(|w| {
             let actor = match writer_actor(w, ctx)? {
@@ -274,6 +313,48 @@ impl Engine {
             }
             Ok::<_, Error>(Ok(erased))
         })?
+    }
+
+    /// Retires a purpose the company no longer pursues (`retired`), or
+    /// restores it. A retired purpose gives no basis: nothing is stored for
+    /// it any more, no consent to it is recorded, and the inventory flags
+    /// the values held only for it. Admins only.
+    pub fn retire_purpose(&self, ctx: &Context, purpose: &str, retired: bool) -> Result<()> {
+        let ctx = &self.inner.authenticate(ctx)?;
+        let inner = &self.inner;
+        if inner.schema.purpose(purpose).is_none() {
+            return Err(PrivacyError::Consent(format!(
+                "purpose `{}` is not declared in the schema",
+                purpose.escape_debug()
+            ))
+            .into());
+        }
+        let verb = if retired { "retire" } else { "restore" };
+        let event = || Event::new("purpose.retire").target(format!("{verb} purpose {purpose}"));
+        let list = inner.store.write(|w| {
+            if let Err(e) = super::auth::admin_only(w, ctx, "retire purposes")? {
+                return refuse(inner, w, ctx, event(), e);
+            }
+            let mut list: BTreeSet<String> = w.retired_purposes()?.into_iter().collect();
+            match retired {
+                true => list.insert(purpose.to_string()),
+                false => list.remove(purpose),
+            };
+            let list: Vec<String> = list.into_iter().collect();
+            w.put_retired_purposes(&list)?;
+            audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
+            Ok::<_, Error>(Ok(list))
+        })??;
+        *inner
+            .retired
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(list.into_iter().collect());
+        Ok(())
+    }
+
+    /// The purposes retired with [`Engine::retire_purpose`].
+    pub fn retired_purposes(&self) -> Vec<String> {
+        self.inner.retired().iter().cloned().collect()
     }
 
     /// A customer's consent ledger, oldest first. Needs the policy's `read`.

@@ -25,14 +25,27 @@ pub struct Inventory {
     /// Whether the schema declares purposes, so that minimum necessary
     /// data and consent are enforced.
     pub purposes_enforced: bool,
-    /// The declared purposes and their basis.
-    pub purposes: Vec<(String, Basis, String)>,
+    /// The declared purposes.
+    pub purposes: Vec<PurposeReport>,
     /// How long data is kept: the retention policy in force.
     pub retention: String,
     /// Customers held.
     pub customers: u64,
     /// One entry per field.
     pub fields: Vec<FieldInventory>,
+}
+
+/// One purpose in the [`Inventory`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PurposeReport {
+    /// Its name.
+    pub name: String,
+    /// Its legal basis.
+    pub basis: Basis,
+    /// What it is.
+    pub description: String,
+    /// The company no longer pursues it: it gives no basis.
+    pub retired: bool,
 }
 
 /// One field in the [`Inventory`].
@@ -73,6 +86,7 @@ impl Engine {
         let inner = &self.inner;
         let event = || Event::new("report.inventory");
         let schema = &inner.schema;
+        let retired = inner.retired();
         let scanned = inner.store.read(|r| {
             let actor = inner.actor(r, ctx, event)?;
             if !is_privacy_officer(&actor) {
@@ -106,7 +120,7 @@ impl Engine {
                     for name in names {
                         *stored.entry(name.clone()).or_insert(0) += 1;
                         if schema.enforces_purposes()
-                            && lifecycle::missing_basis(schema, &name, &|k| granted.contains(k)).is_some()
+                            && lifecycle::missing_basis(schema, &retired, &name, &|k| granted.contains(k)).is_some()
                         {
                             *unfounded.entry(name).or_insert(0) += 1;
                         }
@@ -178,6 +192,8 @@ impl Engine {
                 let mut flags = Vec::new();
                 if def.purposes.is_empty() {
                     flags.push("no purpose declared: minimum necessary cannot be shown".to_string());
+                } else if def.purposes.iter().all(|p| retired.contains(p)) {
+                    flags.push("every purpose of this field is retired: no purpose needs it any more".to_string());
                 }
                 if without_basis > 0 {
                     flags.push(format!(
@@ -211,7 +227,12 @@ impl Engine {
             purposes: schema
                 .purposes()
                 .iter()
-                .map(|p| (p.name.clone(), p.basis, p.description.clone()))
+                .map(|p| PurposeReport {
+                    name: p.name.clone(),
+                    basis: p.basis,
+                    description: p.description.clone(),
+                    retired: retired.contains(&p.name),
+                })
                 .collect(),
             retention,
             customers,

@@ -231,8 +231,10 @@ pub struct ConsentRecord {
 
 /// Checks that every field in `fields` has a basis for a customer whose
 /// granted consents are answered by `granted` (keys from [`consent_key`]).
+/// Purposes in `retired` give no basis any more.
 pub(crate) fn check_basis<'a>(
     schema: &Schema,
+    retired: &BTreeSet<String>,
     fields: impl IntoIterator<Item = &'a str>,
     granted: &dyn Fn(&str) -> bool,
 ) -> Result<(), PrivacyError> {
@@ -240,7 +242,7 @@ pub(crate) fn check_basis<'a>(
         return Ok(());
     }
     for field in fields {
-        if let Some(error) = missing_basis(schema, field, granted) {
+        if let Some(error) = missing_basis(schema, retired, field, granted) {
             return Err(error);
         }
     }
@@ -250,12 +252,28 @@ pub(crate) fn check_basis<'a>(
 /// Why `field` may not be held for this customer, if it may not.
 pub(crate) fn missing_basis(
     schema: &Schema,
+    retired: &BTreeSet<String>,
     field: &str,
     granted: &dyn Fn(&str) -> bool,
 ) -> Option<PrivacyError> {
     let def = schema.field(field)?;
-    let basis = |p: &str| schema.purpose(p).map(|d| d.basis);
-    let list = || def.purposes.join(", ");
+    let basis = |p: &str| {
+        schema
+            .purpose(p)
+            .filter(|_| !retired.contains(p))
+            .map(|d| d.basis)
+    };
+    let list = || {
+        let named: Vec<String> = def
+            .purposes
+            .iter()
+            .map(|p| match retired.contains(p) {
+                true => format!("{p} (retired)"),
+                false => p.clone(),
+            })
+            .collect();
+        named.join(", ")
+    };
     if def.sensitivity == Sensitivity::Sensitive {
         let covered = def.purposes.iter().any(|p| {
             basis(p) == Some(Basis::LegalObligation)
@@ -390,21 +408,40 @@ mod tests {
     #[test]
     fn sensitive_fields_need_separate_consent() {
         let schema = Schema::default();
+        let retired = BTreeSet::new();
         let none = |_: &str| false;
         assert!(
-            missing_basis(&schema, "name", &none).is_none(),
+            missing_basis(&schema, &retired, "name", &none).is_none(),
             "contract basis"
         );
-        let err = missing_basis(&schema, "birthday", &none).unwrap();
+        let err = missing_basis(&schema, &retired, "birthday", &none).unwrap();
         assert!(err.to_string().contains("`birthday`"), "{err}");
         assert!(err.to_string().contains("marketing"), "{err}");
         let purpose_only = |k: &str| k == "identity_verification";
-        let err = missing_basis(&schema, "id_number", &purpose_only).unwrap();
+        let err = missing_basis(&schema, &retired, "id_number", &purpose_only).unwrap();
         assert!(
             matches!(err, PrivacyError::NoSeparateConsent { .. }),
             "{err}"
         );
         let both = |k: &str| k == "identity_verification" || k == "identity_verification:id_number";
-        assert!(missing_basis(&schema, "id_number", &both).is_none());
+        assert!(missing_basis(&schema, &retired, "id_number", &both).is_none());
+    }
+}
+
+#[cfg(test)]
+mod retired_tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_purpose_gives_no_basis() {
+        let schema = Schema::default();
+        let marketing = |k: &str| k == "marketing";
+        let none = BTreeSet::new();
+        assert!(missing_basis(&schema, &none, "birthday", &marketing).is_none());
+        let retired: BTreeSet<String> = ["marketing".to_string()].into();
+        let err = missing_basis(&schema, &retired, "birthday", &marketing).unwrap();
+        assert!(err.to_string().contains("marketing (retired)"), "{err}");
+        // A field with another live purpose keeps its basis.
+        assert!(missing_basis(&schema, &retired, "email", &marketing).is_none());
     }
 }

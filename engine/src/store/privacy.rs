@@ -26,6 +26,7 @@ const RETENTION: TableDefinition<&str, &[u8]> = TableDefinition::new("retention"
 pub(super) const NEWEST: TableDefinition<&str, &[u8]> = RETENTION;
 
 const SCRIPT: &str = "script";
+const RETIRED: &str = "retired_purposes";
 const RUN: &str = "run";
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -185,6 +186,24 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Records the purposes the company no longer pursues.
+    pub(crate) fn put_retired_purposes(&mut self, retired: &[String]) -> Result<(), StoreError> {
+        self.txn
+            .open_table(RETENTION)?
+            .insert(RETIRED, encode(&retired)?.as_slice())?;
+        Ok(())
+    }
+
+    /// The purposes the company no longer pursues.
+    pub(crate) fn retired_purposes(&self) -> Result<Vec<String>, StoreError> {
+        let table = self.txn.open_table(RETENTION)?;
+        let value = table.get(RETIRED)?;
+        Ok(value
+            .map(|v| decode(v.value(), "retired purposes"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
     /// Installs a retention policy.
     pub(crate) fn put_retention_script(&mut self, source: &str) -> Result<(), StoreError> {
         self.txn
@@ -292,6 +311,18 @@ impl Reader {
             out.push((id, decode(v.value(), "deletion")?, aggregate));
         }
         Ok(out)
+    }
+
+    /// The purposes the company no longer pursues.
+    pub(crate) fn retired_purposes(&self) -> Result<Vec<String>, StoreError> {
+        let Some(table) = missing_ok(self.txn.open_table(RETENTION))? else {
+            return Ok(Vec::new());
+        };
+        let value = table.get(RETIRED)?;
+        Ok(value
+            .map(|v| decode(v.value(), "retired purposes"))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// The installed retention policy, if one was installed.
