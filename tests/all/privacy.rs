@@ -366,13 +366,21 @@ fn customers_move_through_retention_on_schedule() {
     engine
         .log_interaction(&as_("lin"), answering, call)
         .unwrap();
-    // 29 days into the notice period: waiting; answering is active again.
+    // 29 days into the notice period: waiting; answering is active again,
+    // and its undelivered notice is withdrawn with it.
     let report = sweep(365 + 5 * 365 + 29);
     assert_eq!(
         states(),
         ["notified", "dormant", "dormant", "dormant", "active"],
         "{report:#?}"
     );
+    let queued: Vec<u64> = engine
+        .outbox(&ctx, 100)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.customer)
+        .collect();
+    assert_eq!(queued, vec![plain]);
     // After 30 days without response: anonymized.
     let report = sweep(365 + 5 * 365 + 30);
     assert_eq!(
@@ -396,6 +404,29 @@ fn customers_move_through_retention_on_schedule() {
     // Its identity is gone: no lookup finds it.
     let by_phone = engine.find_subject(&ctx, "phone", "13800000001").unwrap();
     assert!(by_phone.is_empty());
+
+    // A steward may not sweep ahead of the engine clock (that would remove
+    // customers before their time); a dry run may look ahead.
+    let ahead = t0 + Duration::days(365 + 20 * 365);
+    let steward = engine.retention_sweep(&as_("lin"), ahead, false);
+    assert!(matches!(steward, Err(Error::Denied(_))), "{steward:?}");
+    engine.retention_sweep(&as_("lin"), ahead, true).unwrap();
+    // A broken policy changes nothing: dormant customers stay dormant.
+    engine
+        .install_retention_policy(&ctx, "fn retain(c) { 1 / 0 }")
+        .unwrap();
+    let broken = engine
+        .retention_sweep(&ctx, t0 + Duration::days(365 + 5 * 365 + 31), false)
+        .unwrap();
+    assert_eq!(broken.faults, 4, "{broken:#?}");
+    assert!(broken.changes.is_empty(), "{broken:#?}");
+    assert_eq!(
+        states(),
+        ["removed", "dormant", "dormant", "dormant", "active"]
+    );
+    engine
+        .install_retention_policy(&ctx, custodian::DEFAULT_RETENTION)
+        .unwrap();
 
     // Long after: the held customer is still there, never notified.
     sweep(365 + 12 * 365);
@@ -489,7 +520,34 @@ fn only_privacy_officers_sweep_hold_and_erase() {
     assert!(err.to_string().contains("legal hold"), "{err}");
     let err = engine.delete_customer(&admin(), id).unwrap_err();
     assert!(err.to_string().contains("legal hold"), "{err}");
+    assert!(
+        !err.to_string().contains("tax audit"),
+        "the reason stays with officers: {err}"
+    );
     assert!(engine.customer(&admin(), id).is_ok());
+    // A withdrawal under hold records the withdrawal and keeps the data.
+    let erased = engine
+        .record_consent(
+            &admin(),
+            id,
+            &ConsentChange::withdraw("identity_verification", "paper"),
+        )
+        .unwrap();
+    assert!(erased.is_empty());
+    let view = engine.customer(&admin(), id).unwrap();
+    assert_eq!(view.get("id_number"), Some("110105198803120217"));
+    let inventory = engine.inventory(&admin()).unwrap();
+    let id_number = inventory
+        .fields
+        .iter()
+        .find(|f| f.name == "id_number")
+        .unwrap();
+    assert_eq!(id_number.without_basis, 1, "flagged for after the hold");
+    // Others see that a hold exists, not why.
+    let seen = engine.lifecycle(&as_("zhao"), id).unwrap();
+    assert_eq!(seen.legal_hold.as_deref(), Some("under legal hold"));
+    let officer = engine.lifecycle(&admin(), id).unwrap();
+    assert_eq!(officer.legal_hold.as_deref(), Some("tax audit"));
 }
 
 #[test]

@@ -228,11 +228,30 @@ impl Inner {
             .chain(record.sealed.keys())
             .cloned()
             .collect();
+        let granted = |k: &str| granted.contains(k);
+        // A child without a guardian's consent keeps only what the record
+        // cannot exist without.
+        let child = lifecycle::check_minor(
+            &self.schema,
+            record
+                .public
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(
+                    self.open_birth_dates(record)
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
+            &granted,
+            self.clock.now().date_naive(),
+        )
+        .is_err();
         let unfounded: Vec<String> = present
             .into_iter()
             .filter(|f| {
-                lifecycle::missing_basis(&self.schema, &retired, f, &|k| granted.contains(k))
-                    .is_some()
+                let required = self.schema.field(f).is_some_and(|d| d.required);
+                (child && !required)
+                    || lifecycle::missing_basis(&self.schema, &retired, f, &granted).is_some()
             })
             .collect();
         if unfounded.is_empty() {
@@ -246,6 +265,22 @@ impl Inner {
         w.put_customer(record)?;
         self.reindex(w, before, record)?;
         Ok(unfounded)
+    }
+}
+
+impl Inner {
+    /// The customer's sealed birth-date fields, opened (for the age check).
+    fn open_birth_dates(&self, record: &StoredCustomer) -> Vec<(String, String)> {
+        let key = match self.data_key(record.id) {
+            Ok(key) => key,
+            Err(_) => return Vec::new(),
+        };
+        record
+            .sealed
+            .iter()
+            .filter(|(name, _)| self.schema.field(name).is_some_and(|d| d.birth_date))
+            .filter_map(|(name, f)| Some((name.clone(), key.open(name, &f.sealed).ok()?)))
+            .collect()
     }
 }
 
@@ -282,7 +317,7 @@ impl Engine {
         change.check(&inner.schema)?;
         inner.check_live(change)?;
         let event = || Event::new("consent.record").customer(customer);
-        inner.store.write(|w| {
+        let erased = inner.store.write(|w| {
             let actor = match writer_actor(w, ctx)? {
                 Ok(a) => a,
                 Err(reason) => return refuse(inner, w, ctx, event(), Error::Denied(reason)),
@@ -300,7 +335,12 @@ impl Engine {
                 return refuse(inner, w, ctx, event(), e);
             }
             inner.apply_consent(w, ctx, customer, change, true)?;
-            let erased = inner.erase_unfounded(w, &mut record)?;
+            // Only a withdrawal takes a basis away; a legal hold keeps the
+            // data (the inventory counts it as held without basis).
+            let erased = match change.granted || w.hold(customer)?.is_some() {
+                true => Vec::new(),
+                false => inner.erase_unfounded(w, &mut record)?,
+            };
             if !erased.is_empty() {
                 let entry = Event::new("customer.update")
                     .customer(customer)
@@ -312,7 +352,11 @@ impl Engine {
                 audit::append(w, inner.ring.audit_key(), &entry.record(ctx, Outcome::Ok))?;
             }
             Ok::<_, Error>(Ok(erased))
-        })?
+        })??;
+        if !erased.is_empty() {
+            inner.emit(vec![super::plugins::Emitted::Updated(customer)], None);
+        }
+        Ok(erased)
     }
 
     /// Retires a purpose the company no longer pursues (`retired`), or
@@ -340,6 +384,24 @@ impl Engine {
                 true => list.insert(purpose.to_string()),
                 false => list.remove(purpose),
             };
+            // A required field must keep a purpose that needs no consent.
+            let stranded = inner.schema.fields().iter().find(|f| {
+                f.required
+                    && !f.purposes.iter().any(|p| {
+                        !list.contains(p)
+                            && inner
+                                .schema
+                                .purpose(p)
+                                .is_some_and(|d| d.basis != crate::model::Basis::Consent)
+                    })
+            });
+            if let Some(field) = stranded {
+                let why = PrivacyError::Consent(format!(
+                    "retiring `{purpose}` would leave required field `{}` without a purpose that needs no consent",
+                    field.name
+                ));
+                return refuse(inner, w, ctx, event(), why.into());
+            }
             let list: Vec<String> = list.into_iter().collect();
             w.put_retired_purposes(&list)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
@@ -428,7 +490,11 @@ impl Engine {
     /// ask about any customer (dormant ones included); others need the
     /// policy's `read`.
     pub fn lifecycle(&self, ctx: &Context, customer: CustomerId) -> Result<Lifecycle> {
+        let ctx = &self.inner.authenticate(ctx)?;
+        let mut officer = false;
         self.read_about(ctx, customer, "customer.lifecycle", true, |r| {
+            officer = Actor::resolve(ctx.principal(), r.principal(ctx.principal())?)
+                .is_ok_and(|a| is_privacy_officer(&a));
             let Some(record) = r.customer(customer)? else {
                 return Err(Error::NotFound(format!("customer {customer}")));
             };
@@ -443,6 +509,13 @@ impl Engine {
                 state,
                 legal_hold: r.hold(customer)?.map(|h| h.reason),
             })
+        })
+        .map(|mut lifecycle| {
+            // The reason of a hold is for privacy officers only.
+            if !officer && lifecycle.legal_hold.is_some() {
+                lifecycle.legal_hold = Some("under legal hold".into());
+            }
+            lifecycle
         })
     }
 

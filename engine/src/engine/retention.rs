@@ -8,7 +8,7 @@
 //! it stopped, and since every transition is a function of the customer's
 //! state and the sweep's `now`, running it again changes nothing more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, PoisonError};
 
 use chrono::{DateTime, Datelike, Utc};
@@ -152,6 +152,11 @@ struct Known {
 
 /// What a customer's verdict means given its state.
 fn plan(facts: &RetentionFacts, verdict: &Verdict) -> Option<Transition> {
+    // A failed script changes nothing: no removal, and no reactivation of
+    // a dormant or notified customer either.
+    if verdict.fault {
+        return None;
+    }
     let removal = matches!(
         verdict.action,
         RetentionAction::Notify | RetentionAction::Anonymize | RetentionAction::Delete
@@ -348,11 +353,10 @@ impl Inner {
             if let Err(e) = permit(w, &actor, &record)? {
                 return refuse(inner, w, ctx, event(), e);
             }
-            if let Some(hold) = w.hold(id)? {
-                let why = format!(
-                    "customer {id} is under legal hold ({}): release the hold first",
-                    hold.reason
-                );
+            // The hold's reason stays with privacy officers: refusals are
+            // shown to the caller and kept in the audit chain.
+            if w.hold(id)?.is_some() {
+                let why = format!("customer {id} is under legal hold: release the hold first");
                 return refuse(inner, w, ctx, event(), Error::Denied(why));
             }
             let by_actor = format!("{} by {}", how.as_str(), actor.name);
@@ -394,13 +398,13 @@ impl Inner {
             .iter()
             .filter(|i| i.channel == Channel::Order)
             .collect();
-        let region = match record.sealed.get("address") {
-            Some(sealed) => {
-                let key = self.data_key(record.id)?;
-                lifecycle::coarse_region(&key.open("address", &sealed.sealed)?)
-            }
-            None => None,
-        };
+        // An address that cannot be opened gives no region; it must not
+        // stop the removal.
+        let region = record.sealed.get("address").and_then(|sealed| {
+            let key = self.data_key(record.id).ok()?;
+            let address = key.open("address", &sealed.sealed).ok()?;
+            lifecycle::coarse_region(&address)
+        });
         Ok(StoredAggregate {
             first_purchase_year: orders
                 .iter()
@@ -408,7 +412,10 @@ impl Inner {
                 .min()
                 .map(|at| from_micros(at).year()),
             orders: orders.len() as u64,
-            order_total_minor: orders.iter().filter_map(|o| o.amount_minor).sum(),
+            order_total_minor: orders
+                .iter()
+                .filter_map(|o| o.amount_minor)
+                .fold(0i64, i64::saturating_add),
             interactions: interactions.len() as u64,
             region,
             customer_since_year: from_micros(record.created_at).year(),
@@ -438,29 +445,34 @@ impl Inner {
                 }
                 Ok::<_, Error>(())
             };
+        // A withdrawn notice takes its undelivered message with it.
+        let withdraw_notice = |w: &mut Writer<'_>| {
+            if let Some(notice) = w.notice(id)? {
+                if let Some(message) = notice.message {
+                    w.remove_message(message)?;
+                }
+                w.set_notice(id, None)?;
+            }
+            Ok::<_, Error>(())
+        };
         match transition {
             Transition::Reactivated => {
-                w.set_notice(id, None)?;
+                withdraw_notice(w)?;
                 set_status(self, w, record, Status::Active)?;
             }
             Transition::Dormant => {
-                w.set_notice(id, None)?;
+                withdraw_notice(w)?;
                 set_status(self, w, record, Status::Dormant)?;
             }
             Transition::Notified => {
                 set_status(self, w, record, Status::Dormant)?;
-                w.set_notice(
-                    id,
-                    Some(&StoredNotice {
-                        at: now,
-                        reason: reason.to_string(),
-                    }),
-                )?;
                 let channel = ["email", "phone"]
                     .into_iter()
                     .find(|f| record.sealed.contains_key(*f) || record.public.contains_key(*f));
+                let mut queued = None;
                 if let Some(field) = channel {
                     let message = self.reserve_ids(1);
+                    queued = Some(message);
                     w.put_message(
                         message,
                         &StoredMessage {
@@ -478,6 +490,14 @@ impl Inner {
                     )?;
                     w.record_id(message);
                 }
+                w.set_notice(
+                    id,
+                    Some(&StoredNotice {
+                        at: now,
+                        reason: reason.to_string(),
+                        message: queued,
+                    }),
+                )?;
             }
             Transition::Anonymized | Transition::Deleted => {
                 let how = if transition == Transition::Anonymized {
@@ -546,6 +566,18 @@ impl Engine {
             );
             return inner.deny(ctx, event(), why);
         }
+        // A sweep dated ahead of the engine clock removes customers before
+        // their time: only an administrator may run one, and it is audited
+        // with its date. A dry run may look ahead freely.
+        let ahead = now - inner.clock.now() > chrono::Duration::days(1);
+        if ahead && !options.dry_run && !actor.admin {
+            let why = format!(
+                "principal `{}` may not sweep at {}, ahead of the engine clock: only admins may; a dry run may look ahead",
+                actor.name,
+                now.to_rfc3339()
+            );
+            return inner.deny(ctx, event(), why);
+        }
         let policy = inner.retention();
         let batch = options.batch_size.clamp(1, 100_000);
         let mut report = RetentionReport {
@@ -594,6 +626,13 @@ impl Engine {
                     planned.push((id, t, verdict.reason));
                 }
             }
+            // A held customer is reported, not changed: nothing to commit.
+            let (held, planned): (Vec<_>, Vec<_>) = planned
+                .into_iter()
+                .partition(|(_, t, _)| *t == Transition::Held);
+            for (id, t, reason) in &held {
+                report.note(*id, *t, reason);
+            }
             if options.dry_run {
                 for (id, t, reason) in &planned {
                     report.note(*id, *t, reason);
@@ -601,7 +640,7 @@ impl Engine {
             } else if !planned.is_empty() {
                 // A batch with nothing to change writes nothing, not even
                 // the cursor: a rerun decides it again and changes nothing.
-                self.commit_batch(ctx, &mut report, planned, last, now_us)?;
+                self.commit_batch(ctx, &policy, &mut report, planned, last, now_us)?;
                 progress(&SweepProgress {
                     examined: report.examined,
                     changed: report.changes.len() as u64,
@@ -644,13 +683,13 @@ impl Engine {
     fn commit_batch(
         &self,
         ctx: &Context,
+        policy: &RetentionPolicy,
         report: &mut RetentionReport,
         planned: Vec<(u64, Transition, Arc<str>)>,
         last: u64,
         now: i64,
     ) -> Result<()> {
         let inner = &self.inner;
-        let policy = inner.retention();
         // INVARIANT: keys of customers that may be removed are marked
         // pending before the transaction and destroyed after it commits; a
         // crash in between is settled at the next open.
@@ -659,6 +698,7 @@ impl Engine {
             .filter(|(_, t, _)| matches!(t, Transition::Anonymized | Transition::Deleted))
             .map(|(id, _, _)| *id)
             .collect();
+        let marked: HashSet<u64> = removable.iter().copied().collect();
         if !removable.is_empty() {
             inner.hold_pending(&removable);
             if let Err(e) = inner.keys.mark_pending(&removable) {
@@ -696,13 +736,20 @@ impl Engine {
                 let Some(transition) = plan(&facts, &verdict) else {
                     continue;
                 };
+                let removes = matches!(transition, Transition::Anonymized | Transition::Deleted);
+                // INVARIANT: only keys marked pending are destroyed; a
+                // customer that became removable since the snapshot waits
+                // for the next sweep. A hold is reported, never changed.
+                if (removes && !marked.contains(id)) || transition == Transition::Held {
+                    continue;
+                }
                 inner.apply_transition(w, &mut record, transition, &verdict.reason, now, ctx)?;
                 let action = format!("retention.{}", transition.as_str());
                 let entry = Event::new(&action)
                     .customer(*id)
                     .target(format!("customer {id}: {}", verdict.reason));
                 audit::append(w, inner.ring.audit_key(), &entry.record(ctx, Outcome::Ok))?;
-                if matches!(transition, Transition::Anonymized | Transition::Deleted) {
+                if removes {
                     removed.push(*id);
                 }
                 done.push((*id, transition, verdict.reason));
@@ -728,9 +775,10 @@ impl Engine {
                     .iter()
                     .map(|id| super::plugins::Emitted::Erased(*id));
                 inner.emit(erased.collect(), None);
+                let removed_set: HashSet<u64> = removed.iter().copied().collect();
                 let kept: Vec<u64> = settle
                     .into_iter()
-                    .filter(|id| !removed.contains(id))
+                    .filter(|id| !removed_set.contains(id))
                     .collect();
                 inner.keys.settle(&kept)?;
                 for (id, t, reason) in done {

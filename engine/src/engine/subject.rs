@@ -210,17 +210,18 @@ impl Engine {
             };
             let mut accesses = Vec::new();
             r.scan_audit(1, |seq, bytes| {
-                let entry = audit::decode_entry(seq, bytes)?;
+                let mut entry = audit::decode_entry(seq, bytes)?;
                 if entry.customers.contains(&id) {
+                    // Other people in the same entry are not the subject's business.
+                    entry.customers = vec![id];
                     accesses.push(entry);
                 }
                 Ok::<_, Error>(true)
             })?;
             let messages = r
-                .messages(usize::MAX)?
+                .messages_of(id)?
                 .into_iter()
-                .filter(|(_, m)| m.customer == id)
-                .map(|(_, m)| QueuedMessage {
+                .map(|m| QueuedMessage {
                     sender: m.plugin,
                     channel: m.channel,
                     template: m.template,

@@ -275,9 +275,11 @@ pub(crate) fn missing_basis(
         named.join(", ")
     };
     if def.sensitivity == Sensitivity::Sensitive {
-        let covered = def.purposes.iter().any(|p| {
-            basis(p) == Some(Basis::LegalObligation)
-                || (granted(p) && granted(&consent_key(p, Some(field))))
+        let covered = def.purposes.iter().any(|p| match basis(p) {
+            Some(Basis::LegalObligation) => true,
+            Some(_) => granted(p) && granted(&consent_key(p, Some(field))),
+            // Undeclared or retired: no basis.
+            None => false,
         });
         return (!covered).then(|| PrivacyError::NoSeparateConsent {
             field: field.to_string(),
@@ -356,10 +358,19 @@ pub(crate) fn coarse_region(address: &str) -> Option<String> {
         return (!last.is_empty() && !last.chars().any(|c| c.is_ascii_digit()))
             .then(|| last.to_string());
     }
+    // Only a leading administrative name: a few characters and a marker,
+    // with nothing of a street, a number or a shop (超市, 市场) in it.
+    const STREET: &[char] = &['路', '街', '号', '道', '巷', '村', '楼', '室', '超', '场'];
     for marker in ["自治区", "省", "市"] {
         if let Some(end) = address.find(marker) {
             let region = address.get(..end + marker.len())?;
-            if region.chars().count() <= 10 {
+            let name = address.get(..end)?;
+            let plausible = (2..=8).contains(&name.chars().count())
+                && !region
+                    .chars()
+                    .any(|c| c.is_ascii_digit() || STREET.contains(&c))
+                && !address.get(end + marker.len()..)?.starts_with('场');
+            if plausible {
                 return Some(region.to_string());
             }
         }
@@ -386,6 +397,8 @@ mod tests {
             Some("广东省")
         );
         assert_eq!(coarse_region("12 Main Street"), None);
+        assert_eq!(coarse_region("文三路1号超市"), None);
+        assert_eq!(coarse_region("农贸市场东门"), None);
         assert_eq!(coarse_region("1 Road, 100020"), None);
     }
 
@@ -443,5 +456,10 @@ mod retired_tests {
         assert!(err.to_string().contains("marketing (retired)"), "{err}");
         // A field with another live purpose keeps its basis.
         assert!(missing_basis(&schema, &retired, "email", &marketing).is_none());
+        // A sensitive field's separate consent does not outlive its purpose.
+        let both = |k: &str| k == "identity_verification" || k == "identity_verification:id_number";
+        assert!(missing_basis(&schema, &none, "id_number", &both).is_none());
+        let retired: BTreeSet<String> = ["identity_verification".to_string()].into();
+        assert!(missing_basis(&schema, &retired, "id_number", &both).is_some());
     }
 }

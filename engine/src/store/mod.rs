@@ -558,12 +558,13 @@ impl<'t> Writer<'t> {
             .remove_all(customer)?
             .map(|v| Ok::<_, StoreError>(v?.value()))
             .collect::<Result<_, _>>()?;
-        for id in ids {
+        for id in &ids {
             if let Some(record) = self.followups.remove(id)? {
                 let f: StoredFollowUp = decode(record.value(), "follow-up")?;
                 self.followups_open.remove((f.due, f.id))?;
             }
         }
+        self.forget_notified(&ids)?;
         Ok(())
     }
 

@@ -220,6 +220,15 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Forgets that the due events of these follow-ups were delivered.
+    pub(crate) fn forget_notified(&mut self, followups: &[u64]) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(NOTIFIED)?;
+        for id in followups {
+            table.remove(id)?;
+        }
+        Ok(())
+    }
+
     /// Queues a message.
     pub(crate) fn put_message(&mut self, id: u64, m: &StoredMessage) -> Result<(), StoreError> {
         self.txn
@@ -391,6 +400,23 @@ impl Reader {
                 Ok((k.value(), decode(v.value(), "message")?))
             })
             .collect()
+    }
+
+    /// The messages queued for one customer, oldest first.
+    pub(crate) fn messages_of(&self, customer: u64) -> Result<Vec<StoredMessage>, StoreError> {
+        let (Some(ids), Some(table)) = (
+            missing_ok(self.txn.open_multimap_table(OUTBOX_BY_CUSTOMER))?,
+            missing_ok(self.txn.open_table(OUTBOX))?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for id in ids.get(customer)? {
+            if let Some(v) = table.get(id?.value())? {
+                out.push(decode(v.value(), "message")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Every consent flag of a customer, by purpose.

@@ -64,6 +64,8 @@ pub(crate) struct StoredHold {
 pub(crate) struct StoredNotice {
     pub(crate) at: i64,
     pub(crate) reason: String,
+    /// The notice queued in the outbox, if the customer had an address.
+    pub(crate) message: Option<u64>,
 }
 
 /// The record a removal leaves: no personal data.
