@@ -14,9 +14,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use custodian::{
-    AuditDurability, CaseReport, Channel, Checkpoint, Context, CustomerUpdate, Direction, Engine,
-    ImportOptions, MasterKey, NewCustomer, NewFollowUp, NewInteraction, OrderItem, PolicyPack,
-    PrincipalKind, PrincipalUpdate, Query, Schema, Status, parse_amount,
+    AuditDurability, CaseReport, Channel, Checkpoint, ConsentChange, Context, CustomerUpdate,
+    Direction, Engine, ImportOptions, MasterKey, NewCustomer, NewFollowUp, NewInteraction,
+    OrderItem, PolicyPack, PrincipalKind, PrincipalUpdate, Query, Schema, Status, parse_amount,
 };
 
 /// Custodian keeps customer records encrypted, audited and guarded.
@@ -283,6 +283,16 @@ enum CustomerCmd {
         /// The owner (the acting principal by default).
         #[arg(long)]
         owner: Option<String>,
+        /// Consents the customer gave, as in the CSV column:
+        /// `marketing; identity_verification(id_number)`.
+        #[arg(long, value_name = "LIST", requires = "notice")]
+        consents: Option<String>,
+        /// How the consents were given: web, app, paper, phone, ...
+        #[arg(long, value_name = "CHANNEL", default_value = "operator")]
+        channel: String,
+        /// The version of the privacy notice the customer was shown.
+        #[arg(long, value_name = "VERSION")]
+        notice: Option<String>,
     },
     /// Show one customer.
     Get {
@@ -814,12 +824,22 @@ fn customer(g: &Global, cmd: CustomerCmd) -> Result<()> {
     let engine = open(g)?;
     let ctx = ctx(g);
     match cmd {
-        CustomerCmd::Add { fields, owner } => {
+        CustomerCmd::Add {
+            fields,
+            owner,
+            consents,
+            channel,
+            notice,
+        } => {
             let mut new = NewCustomer::new();
             for (k, v) in pairs(&fields)? {
                 new = new.field(k, v);
             }
             new.owner = owner;
+            if let Some(list) = consents {
+                let notice = notice.unwrap_or_default();
+                new.consents = ConsentChange::parse_list(&list, &channel, &notice)?;
+            }
             let id = engine.create_customer(&ctx, new)?;
             print_id(g, id);
         }

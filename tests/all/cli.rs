@@ -659,3 +659,55 @@ fn retention_policies_install_and_show() {
     let why = cli.refused("admin", &["retention", "install", script.to_str().unwrap()]);
     assert!(why.contains("retention policy"), "{why}");
 }
+
+#[test]
+fn customer_add_takes_the_consents_the_customer_gave() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    let out = cli.run(&["customer", "add", "name=Li Na", "birthday=1988-03-12"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`birthday`") && stderr.contains("marketing"),
+        "{stderr}"
+    );
+    // A consent needs the notice the customer was shown.
+    let out = cli.run(&[
+        "customer",
+        "add",
+        "name=Li Na",
+        "birthday=1988-03-12",
+        "--consents",
+        "marketing",
+    ]);
+    assert!(!out.status.success());
+    let id = cli.ok(
+        "admin",
+        &[
+            "customer",
+            "add",
+            "name=Li Na",
+            "birthday=1988-03-12",
+            "id_number=110105198803120217",
+            "--consents",
+            "marketing; identity_verification(id_number)",
+            "--channel",
+            "paper",
+            "--notice",
+            "2026-01",
+        ],
+    );
+    let history = cli.ok(
+        "admin",
+        &[
+            "--purpose",
+            "check",
+            "--json",
+            "consent",
+            "history",
+            id.trim(),
+        ],
+    );
+    assert!(history.contains("\"channel\": \"paper\""), "{history}");
+    assert!(history.contains("\"field\": \"id_number\""), "{history}");
+}

@@ -375,7 +375,7 @@ impl Engine {
         }
         let verb = if retired { "retire" } else { "restore" };
         let event = || Event::new("purpose.retire").target(format!("{verb} purpose {purpose}"));
-        let list = inner.store.write(|w| {
+        inner.store.write(|w| {
             if let Err(e) = super::auth::admin_only(w, ctx, "retire purposes")? {
                 return refuse(inner, w, ctx, event(), e);
             }
@@ -405,12 +405,16 @@ impl Engine {
             let list: Vec<String> = list.into_iter().collect();
             w.put_retired_purposes(&list)?;
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
-            Ok::<_, Error>(Ok(list))
+            Ok::<_, Error>(Ok(()))
         })??;
-        *inner
+        // Read back under the lock: of two concurrent calls, the one that
+        // sets memory last has read a list that holds both changes.
+        let mut memory = inner
             .retired
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(list.into_iter().collect());
+            .unwrap_or_else(PoisonError::into_inner);
+        let stored = inner.store.read(|r| r.retired_purposes())?;
+        *memory = Arc::new(stored.into_iter().collect());
         Ok(())
     }
 

@@ -256,10 +256,17 @@ impl Engine {
             audit::append(w, inner.ring.audit_key(), &event().record(ctx, Outcome::Ok))?;
             Ok::<_, Error>(Ok(()))
         })??;
-        *inner
+        // Read back under the lock: of two concurrent installs, the one
+        // that sets memory last has read the script that was stored last.
+        let mut memory = inner
             .retention
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(compiled);
+            .unwrap_or_else(PoisonError::into_inner);
+        let stored = inner.store.read(|r| r.retention_script())?;
+        *memory = Arc::new(match stored {
+            Some(text) if text != source => RetentionPolicy::compile(&text)?,
+            _ => compiled,
+        });
         Ok(())
     }
 
