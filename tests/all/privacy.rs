@@ -939,12 +939,22 @@ fn a_retired_purpose_leaves_its_fields_flagged_and_stores_nothing_more() {
     let id_number = field(&before, "id_number");
     assert!(id_number.separate_consent);
 
-    // Only admins retire purposes.
+    // Only admins retire purposes, and never the last purpose a required
+    // field has without consent (`name` serves the contract purposes).
     assert!(
         engine
             .retire_purpose(&as_("wang"), "marketing", true)
             .is_err()
     );
+    engine.retire_purpose(&ctx, "service", true).unwrap();
+    let err = engine
+        .retire_purpose(&ctx, "order_fulfilment", true)
+        .unwrap_err();
+    assert!(err.to_string().contains("`name`"), "{err}");
+    engine.retire_purpose(&ctx, "service", false).unwrap();
+    // Only admins install retention policies.
+    let denied = engine.install_retention_policy(&as_("wang"), custodian::DEFAULT_RETENTION);
+    assert!(matches!(denied, Err(Error::Denied(_))), "{denied:?}");
     engine.retire_purpose(&ctx, "marketing", true).unwrap();
     let after = engine.inventory(&ctx).unwrap();
     let birthday = field(&after, "birthday");

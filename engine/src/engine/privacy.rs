@@ -502,17 +502,7 @@ impl Engine {
             let Some(record) = r.customer(customer)? else {
                 return Err(Error::NotFound(format!("customer {customer}")));
             };
-            let state = match (r.notice(customer)?, Status::parse(&record.status)?) {
-                (Some(n), _) => LifecycleState::Notified {
-                    at: from_micros(n.at),
-                },
-                (None, Status::Dormant) => LifecycleState::Dormant,
-                (None, _) => LifecycleState::Active,
-            };
-            Ok(Lifecycle {
-                state,
-                legal_hold: r.hold(customer)?.map(|h| h.reason),
-            })
+            stored_lifecycle(r, &record)
         })
         .map(|mut lifecycle| {
             // The reason of a hold is for privacy officers only.
@@ -565,6 +555,21 @@ impl Engine {
             }
         }
     }
+}
+
+/// A stored customer's lifecycle: its status, notice and hold.
+pub(crate) fn stored_lifecycle(r: &Reader, record: &StoredCustomer) -> Result<Lifecycle> {
+    let state = match (r.notice(record.id)?, Status::parse(&record.status)?) {
+        (Some(n), _) => LifecycleState::Notified {
+            at: from_micros(n.at),
+        },
+        (None, Status::Dormant) => LifecycleState::Dormant,
+        (None, _) => LifecycleState::Active,
+    };
+    Ok(Lifecycle {
+        state,
+        legal_hold: r.hold(record.id)?.map(|h| h.reason),
+    })
 }
 
 pub(crate) fn consent_record(e: StoredConsentEntry) -> ConsentRecord {

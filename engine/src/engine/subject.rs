@@ -9,13 +9,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::customers::IndexKey;
-use super::privacy::{Lifecycle, consent_record, is_privacy_officer};
+use super::privacy::{Lifecycle, consent_record, is_privacy_officer, stored_lifecycle};
 use super::retention::Removal;
 use super::{Context, Engine, Event, Inner, from_micros};
 use crate::audit::{self, AuditEntry, Outcome};
 use crate::identity::Actor;
-use crate::lifecycle::{ConsentRecord, LifecycleState};
-use crate::model::{CustomerId, FollowUp, Interaction, ModelError, Status};
+use crate::lifecycle::ConsentRecord;
+use crate::model::{CustomerId, FollowUp, Interaction, ModelError};
 use crate::store::{Reader, StoredDeletion};
 use crate::{Error, Result};
 
@@ -197,17 +197,7 @@ impl Engine {
             let Some(record) = r.customer(id)? else {
                 return Ok::<_, Error>(None);
             };
-            let state = match (r.notice(id)?, Status::parse(&record.status)?) {
-                (Some(n), _) => LifecycleState::Notified {
-                    at: from_micros(n.at),
-                },
-                (None, Status::Dormant) => LifecycleState::Dormant,
-                (None, _) => LifecycleState::Active,
-            };
-            let lifecycle = Lifecycle {
-                state,
-                legal_hold: r.hold(id)?.map(|h| h.reason),
-            };
+            let lifecycle = stored_lifecycle(r, &record)?;
             let mut accesses = Vec::new();
             r.scan_audit(1, |seq, bytes| {
                 let mut entry = audit::decode_entry(seq, bytes)?;

@@ -68,9 +68,6 @@ pub enum PrivacyError {
         /// The guardian purpose.
         purpose: String,
     },
-    /// A legal hold forbids the operation.
-    #[error("customer {0} is under legal hold: release the hold first")]
-    Held(u64),
 }
 
 /// A consent given or withdrawn, as the customer expressed it.

@@ -272,13 +272,7 @@ impl Writer<'_> {
         customer: u64,
     ) -> Result<Vec<(String, StoredConsent)>, StoreError> {
         let table = self.txn.open_table(CONSENTS)?;
-        table
-            .range((customer, "")..(customer, "\u{10FFFF}"))?
-            .map(|e| {
-                let (k, v) = e?;
-                Ok((k.value().1.to_string(), decode(v.value(), "consent")?))
-            })
-            .collect()
+        consents_in(&table, customer)
     }
 
     /// Sets a consent flag.
@@ -427,13 +421,7 @@ impl Reader {
         let Some(table) = missing_ok(self.txn.open_table(CONSENTS))? else {
             return Ok(Vec::new());
         };
-        table
-            .range((customer, "")..(customer, "\u{10FFFF}"))?
-            .map(|e| {
-                let (k, v) = e?;
-                Ok((k.value().1.to_string(), decode(v.value(), "consent")?))
-            })
-            .collect()
+        consents_in(&table, customer)
     }
 
     /// The newest `limit` alerts, newest first.
@@ -466,4 +454,18 @@ impl Reader {
         };
         Ok(table.get(followup)?.is_some())
     }
+}
+
+/// A customer's consent flags in `table`, by key.
+fn consents_in(
+    table: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    customer: u64,
+) -> Result<Vec<(String, StoredConsent)>, StoreError> {
+    table
+        .range((customer, "")..(customer, "\u{10FFFF}"))?
+        .map(|e| {
+            let (k, v) = e?;
+            Ok((k.value().1.to_string(), decode(v.value(), "consent")?))
+        })
+        .collect()
 }
