@@ -27,7 +27,7 @@ pub enum Error {
     Plugin(#[from] crate::plugin::PluginError),
     /// Consent, minimum necessary data and retention.
     #[error(transparent)]
-    Privacy(#[from] crate::lifecycle::PrivacyError),
+    Privacy(#[from] crate::privacy::PrivacyError),
     /// The acting principal may not do this.
 
     #[error("access denied: {0}")]
@@ -38,6 +38,15 @@ pub enum Error {
     /// The engine was configured wrongly.
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+impl From<crate::audit::VerifyError> for Error {
+    fn from(e: crate::audit::VerifyError) -> Self {
+        match e {
+            crate::audit::VerifyError::Chain(e) => e.into(),
+            crate::audit::VerifyError::Store(e) => e.into(),
+        }
+    }
 }
 
 /// Shorthand for results with [`Error`].

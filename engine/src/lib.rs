@@ -52,10 +52,11 @@ mod crypto;
 mod engine;
 mod error;
 mod identity;
-mod lifecycle;
 mod model;
 mod plugin;
 mod policy;
+mod privacy;
+mod script;
 mod store;
 
 /// Internals exposed for the benchmarks only; not part of the API.
@@ -76,13 +77,9 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate};
-pub use lifecycle::{
-    ConsentChange, ConsentRecord, DEFAULT_RETENTION, LifecycleState, PrivacyError, RetentionAction,
-    RetentionFacts, RetentionPolicy, Verdict,
-};
 pub use model::{
-    Basis, Channel, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA, Direction, FieldDef,
-    FieldType, FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer,
+    Basis, Channel, ConsentChange, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA, Direction,
+    FieldDef, FieldType, FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer,
     NewFollowUp, NewInteraction, OrderItem, PurposeDef, Schema, Sensitivity, Shown, Status,
     format_amount, mask_value, parse_amount,
 };
@@ -93,5 +90,9 @@ pub use plugin::{
 pub use policy::{
     Action, CaseFailure, CaseReport, CompiledPolicy, CustomerAttributes, Decision, PolicyError,
     PolicyPack, PreparedSubject, RoleDef, Treatment,
+};
+pub use privacy::{
+    ConsentRecord, DEFAULT_RETENTION, LifecycleState, PrivacyError, RetentionAction,
+    RetentionFacts, RetentionPolicy, Verdict,
 };
 pub use store::{FileStorage, StorageBackend, StoreError};

@@ -155,13 +155,25 @@ pub(crate) fn append(
     Ok(seq)
 }
 
+/// Why a verification did not pass: the chain is broken, or the storage
+/// under it failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerifyError {
+    /// The chain does not verify.
+    #[error(transparent)]
+    Chain(#[from] AuditError),
+    /// The entries could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Checks every link of the chain, the recorded head, and optionally an
 /// exported checkpoint.
 pub(crate) fn verify(
     r: &Reader,
     key: &[u8; 32],
     checkpoint: Option<&Checkpoint>,
-) -> Result<VerifyReport, crate::Error> {
+) -> Result<VerifyReport, VerifyError> {
     let mut expected = 1u64;
     let mut prev = [0u8; 32];
     let mut at_checkpoint: Option<[u8; 32]> = None;
@@ -203,7 +215,7 @@ pub(crate) fn verify(
         }
         prev = hash;
         expected += 1;
-        Ok::<bool, crate::Error>(true)
+        Ok::<bool, VerifyError>(true)
     })?;
     let last = expected - 1;
     let head = r.audit_head()?;

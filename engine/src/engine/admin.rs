@@ -194,7 +194,10 @@ impl Engine {
     pub fn verify_audit(&self, checkpoint: Option<&Checkpoint>) -> Result<VerifyReport> {
         self.flush_audit()?;
         let key = self.inner.ring.audit_key();
-        self.inner.store.read(|r| audit::verify(r, key, checkpoint))
+        Ok(self
+            .inner
+            .store
+            .read(|r| audit::verify(r, key, checkpoint))?)
     }
 
     /// The chain's head, to export and keep elsewhere: a later

@@ -11,7 +11,7 @@ use super::customers::{IndexKey, owner_rule, refuse, writer_actor};
 use super::plugins::Emitted;
 use super::{Context, Engine, Event, Inner};
 use crate::audit::{self, Outcome};
-use crate::lifecycle::ConsentChange;
+use crate::model::ConsentChange;
 use crate::model::{CustomerId, ModelError, NewCustomer, Status};
 use crate::plugin::EventKind;
 use crate::policy::{Action, CustomerFacts};

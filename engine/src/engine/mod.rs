@@ -316,7 +316,7 @@ impl EngineBuilder {
             auth: self.auth,
             policy: RwLock::new(Arc::new(Policy::compile(&PolicyPack::default_pack())?)),
             plugins: plugins::Plugins::new(self.plugins),
-            retention: RwLock::new(Arc::new(crate::lifecycle::RetentionPolicy::default())),
+            retention: RwLock::new(Arc::new(crate::privacy::RetentionPolicy::default())),
             retired: RwLock::new(Arc::default()),
         });
         // Also after a crash between creating the file and its first admin.
@@ -428,7 +428,7 @@ pub(crate) struct Inner {
     /// The plugin host.
     plugins: plugins::Plugins,
     /// The retention policy in force; replaced whole by an install.
-    retention: RwLock<Arc<crate::lifecycle::RetentionPolicy>>,
+    retention: RwLock<Arc<crate::privacy::RetentionPolicy>>,
     /// Purposes the company no longer pursues: they give no basis.
     retired: RwLock<Arc<std::collections::BTreeSet<String>>>,
 }

@@ -10,11 +10,9 @@ use super::customers::{refuse, writer_actor};
 use super::{Context, Engine, Event, Inner, from_micros};
 use crate::audit::{self, Outcome};
 use crate::identity::Actor;
-use crate::lifecycle::{
-    self, ConsentChange, ConsentRecord, LifecycleState, PrivacyError, consent_key,
-};
-use crate::model::{CustomerId, Status};
+use crate::model::{ConsentChange, CustomerId, Status};
 use crate::policy::Action;
+use crate::privacy::{ConsentRecord, LifecycleState, PrivacyError, consent_key};
 use crate::store::{Reader, StoredConsent, StoredConsentEntry, StoredCustomer, StoredHold, Writer};
 use crate::{Error, Result};
 
@@ -77,7 +75,7 @@ impl Inner {
                 ))
                 .into());
             }
-            consent.check(&self.schema)?;
+            crate::privacy::check_consent(consent, &self.schema)?;
             self.check_live(consent)?;
             granted.insert(consent.purpose.clone());
             for field in &consent.fields {
@@ -85,13 +83,13 @@ impl Inner {
             }
         }
         let granted = |key: &str| granted.contains(key);
-        lifecycle::check_basis(
+        crate::privacy::check_basis(
             &self.schema,
             &self.retired(),
             fields.keys().map(String::as_str),
             &granted,
         )?;
-        lifecycle::check_minor(
+        crate::privacy::check_minor(
             &self.schema,
             fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             &granted,
@@ -113,14 +111,14 @@ impl Inner {
         }
         let granted = granted_keys(w.consents_of(customer)?);
         let granted = |key: &str| granted.contains(key);
-        let checked = lifecycle::check_basis(
+        let checked = crate::privacy::check_basis(
             &self.schema,
             &self.retired(),
             set.keys().map(String::as_str),
             &granted,
         )
         .and_then(|()| {
-            lifecycle::check_minor(
+            crate::privacy::check_minor(
                 &self.schema,
                 set.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                 &granted,
@@ -231,7 +229,7 @@ impl Inner {
         let granted = |k: &str| granted.contains(k);
         // A child without a guardian's consent keeps only what the record
         // cannot exist without.
-        let child = lifecycle::check_minor(
+        let child = crate::privacy::check_minor(
             &self.schema,
             record
                 .public
@@ -251,7 +249,7 @@ impl Inner {
             .filter(|f| {
                 let required = self.schema.field(f).is_some_and(|d| d.required);
                 (child && !required)
-                    || lifecycle::missing_basis(&self.schema, &retired, f, &granted).is_some()
+                    || crate::privacy::missing_basis(&self.schema, &retired, f, &granted).is_some()
             })
             .collect();
         if unfounded.is_empty() {
@@ -314,7 +312,7 @@ impl Engine {
     ) -> Result<Vec<String>> {
         let ctx = &self.inner.authenticate(ctx)?;
         let inner = &self.inner;
-        change.check(&inner.schema)?;
+        crate::privacy::check_consent(change, &inner.schema)?;
         inner.check_live(change)?;
         let event = || Event::new("consent.record").customer(customer);
         let erased = inner.store.write(|w| {

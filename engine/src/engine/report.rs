@@ -12,10 +12,10 @@ use super::customers::refuse;
 use super::privacy::is_privacy_officer;
 use super::{Context, Engine, Event};
 use crate::audit::{self, Outcome};
-use crate::lifecycle::{self, RetentionPolicy};
 use crate::model::{Basis, FieldType, Sensitivity};
 use crate::plugin::FieldAccess;
 use crate::policy::{Action, CustomerFacts, Subject};
+use crate::privacy::RetentionPolicy;
 use crate::{Error, Result};
 
 /// The record of processing: every field, its purposes, retention and
@@ -120,7 +120,7 @@ impl Engine {
                     for name in names {
                         *stored.entry(name.clone()).or_insert(0) += 1;
                         if schema.enforces_purposes()
-                            && lifecycle::missing_basis(schema, &retired, &name, &|k| granted.contains(k)).is_some()
+                            && crate::privacy::missing_basis(schema, &retired, &name, &|k| granted.contains(k)).is_some()
                         {
                             *unfounded.entry(name).or_insert(0) += 1;
                         }

@@ -19,8 +19,8 @@ use super::privacy::is_privacy_officer;
 use super::{Context, Engine, Event, Inner, from_micros};
 use crate::audit::{self, Outcome};
 use crate::identity::Actor;
-use crate::lifecycle::{self, RetentionAction, RetentionFacts, RetentionPolicy, Verdict};
 use crate::model::{Channel, CustomerId, Status};
+use crate::privacy::{RetentionAction, RetentionFacts, RetentionPolicy, Verdict};
 use crate::store::{
     CustomerRef, Index, StoredAggregate, StoredCustomer, StoredDeletion, StoredMessage,
     StoredNotice, StoredRun, Writer,
@@ -403,7 +403,7 @@ impl Inner {
         let region = record.sealed.get("address").and_then(|sealed| {
             let key = self.data_key(record.id).ok()?;
             let address = key.open("address", &sealed.sealed).ok()?;
-            lifecycle::coarse_region(&address)
+            crate::privacy::coarse_region(&address)
         });
         Ok(StoredAggregate {
             first_purchase_year: orders

@@ -14,8 +14,8 @@ use super::retention::Removal;
 use super::{Context, Engine, Event, Inner, from_micros};
 use crate::audit::{self, AuditEntry, Outcome};
 use crate::identity::Actor;
-use crate::lifecycle::ConsentRecord;
 use crate::model::{CustomerId, FollowUp, Interaction, ModelError};
+use crate::privacy::ConsentRecord;
 use crate::store::{Reader, StoredDeletion};
 use crate::{Error, Result};
 

@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoredPrincipal;
-
 /// The role that manages principals and sees every field.
 pub const ADMIN_ROLE: &str = "admin";
 
@@ -92,8 +90,8 @@ pub struct Principal {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<StoredPrincipal> for Principal {
-    fn from(p: StoredPrincipal) -> Self {
+impl From<PrincipalRecord> for Principal {
+    fn from(p: PrincipalRecord) -> Self {
         Self {
             name: p.name,
             kind: p.kind,
@@ -115,6 +113,19 @@ pub struct PrincipalUpdate {
     pub set_attributes: BTreeMap<String, String>,
     /// Attributes to remove.
     pub remove_attributes: Vec<String>,
+}
+
+/// A principal as the engine keeps it (`store` files it under envelope 2:
+/// with attributes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PrincipalRecord {
+    pub(crate) name: String,
+    pub(crate) kind: PrincipalKind,
+    pub(crate) roles: Vec<String>,
+    pub(crate) active: bool,
+    pub(crate) created_at: i64,
+    /// Team, region, manager, display name, email: what policies decide on.
+    pub(crate) attributes: BTreeMap<String, String>,
 }
 
 /// Checks a principal name.
@@ -165,7 +176,7 @@ pub(crate) struct Actor {
 
 impl Actor {
     /// Resolves `name`, or says why it may not act.
-    pub(crate) fn resolve(name: &str, stored: Option<StoredPrincipal>) -> Result<Self, String> {
+    pub(crate) fn resolve(name: &str, stored: Option<PrincipalRecord>) -> Result<Self, String> {
         match stored {
             None => Err(format!("unknown principal `{name}`")),
             Some(p) if !p.active => Err(format!("principal `{name}` is deactivated")),

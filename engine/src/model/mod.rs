@@ -2,6 +2,7 @@
 //! follow-up are, how field values are validated, normalized and masked, and
 //! the views handed to callers. It never touches storage or keys.
 
+mod consent;
 mod mask;
 mod schema;
 
@@ -10,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use consent::ConsentChange;
 pub use mask::mask_value;
 pub use schema::{Basis, DEFAULT_SCHEMA, FieldDef, FieldType, PurposeDef, Schema, Sensitivity};
 
@@ -110,7 +112,7 @@ pub struct NewCustomer {
     pub fields: BTreeMap<String, String>,
     /// Consents the customer gave when the record was made; they give the
     /// basis to store fields that need consent.
-    pub consents: Vec<crate::lifecycle::ConsentChange>,
+    pub consents: Vec<ConsentChange>,
 }
 
 impl NewCustomer {
@@ -132,7 +134,7 @@ impl NewCustomer {
     }
 
     /// Records a consent the customer gave.
-    pub fn consent(mut self, consent: crate::lifecycle::ConsentChange) -> Self {
+    pub fn consent(mut self, consent: ConsentChange) -> Self {
         self.consents.push(consent);
         self
     }

@@ -1,96 +1,30 @@
-//! The sandboxed rhai host: the engine's limits, the script-facing types
-//! and functions, and the call of `authorize` that never fails open.
+//! The policy's rhai host: the script-facing types and functions on the
+//! engine's sandbox (`script`), and the call of `authorize` that never
+//! fails open.
 //!
 //! Speed: a call evaluates no top-level code (`eval_ast(false)`), reuses
 //! its thread's scope, and reads the wall clock only every
-//! [`CLOCK_CHECK_INTERVAL`] operations; `OptimizationLevel::Full` folds
+//! [`script::CLOCK_CHECK_INTERVAL`] operations; `OptimizationLevel::Full` folds
 //! calls with constant arguments (`allow("...")`) at compile time.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use rhai::module_resolvers::DummyModuleResolver;
-use rhai::packages::{
-    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
-    BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
-};
 use rhai::{
-    AST, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, OptimizationLevel,
-    ParseError, Scope,
+    AST, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, ParseError, Scope,
 };
 
 use super::request::{self, Request};
-use super::{
-    CLOCK_CHECK_INTERVAL, Decision, MAX_ARRAY_SIZE, MAX_CALL_LEVELS, MAX_EXPR_DEPTH,
-    MAX_FN_EXPR_DEPTH, MAX_MAP_SIZE, MAX_OPERATIONS, MAX_STRING_SIZE, MAX_TIMED_STRETCH,
-    PolicyError, TIME_LIMIT, Treatment,
-};
+use super::{Decision, PolicyError, Treatment};
 use crate::model::{FieldType, mask_value};
+use crate::script::{self, bare_engine, describe_fault, lowercase_first};
 
 /// The name of the function every policy defines.
 const AUTHORIZE: &str = "authorize";
 
-/// Time spent by the `authorize` call running on this thread.
-#[derive(Clone, Copy)]
-struct Clock {
-    /// The previous clock reading; `None` before the first.
-    last: Option<Instant>,
-    /// Time counted so far.
-    used: Duration,
-}
-
-const CLOCK_START: Clock = Clock {
-    last: None,
-    used: Duration::ZERO,
-};
-
-thread_local! {
-    /// rhai's progress callback gets only an operation count, so the time
-    /// of the call in progress is kept here.
-    static CLOCK: Cell<Clock> = const { Cell::new(CLOCK_START) };
-}
-
 thread_local! {
     /// The scope `authorize` runs in, reused by every call on this thread.
     static SCOPE: RefCell<Scope<'static>> = RefCell::new(Scope::with_capacity(16));
-}
-
-/// Starts this thread's clock for one call and clears it when dropped,
-/// even if the call unwinds.
-struct ClockGuard;
-
-impl ClockGuard {
-    fn start() -> ClockGuard {
-        CLOCK.with(|c| c.set(CLOCK_START));
-        ClockGuard
-    }
-}
-
-impl Drop for ClockGuard {
-    fn drop(&mut self) {
-        CLOCK.with(|c| c.set(CLOCK_START));
-    }
-}
-
-/// Reads the clock; true once the call has used up [`TIME_LIMIT`]. Each
-/// stretch between two readings counts at most [`MAX_TIMED_STRETCH`]: a
-/// thread the system set aside for longer is not faulted for the wait,
-/// while a script slow on every stretch still reaches the limit. The
-/// stretch before the first reading is not counted, so a call that ends
-/// within [`CLOCK_CHECK_INTERVAL`] operations never reads the clock.
-fn out_of_time() -> bool {
-    CLOCK.with(|cell| {
-        let mut clock = cell.get();
-        let now = Instant::now();
-        if let Some(last) = clock.last {
-            let stretch = now.saturating_duration_since(last).min(MAX_TIMED_STRETCH);
-            clock.used = clock.used.saturating_add(stretch);
-        }
-        clock.last = Some(now);
-        cell.set(clock);
-        clock.used >= TIME_LIMIT
-    })
 }
 
 /// A rhai engine with only the packages a policy needs (no `sleep`, no
@@ -102,54 +36,6 @@ pub(super) fn sandboxed_engine() -> Engine {
     register_decision(&mut engine);
     register_masks(&mut engine);
     engine
-}
-
-/// The sandbox every script of the engine runs in, with no script API of
-/// its own: only the packages a script needs (no `sleep`, no `eval`, no
-/// modules, no clock) and every limit set, the time limit included. Calls
-/// must run under [`timed`] for the time limit to count from their start.
-/// Access policies and `retention.rhai` register their own types and
-/// functions on it.
-pub(crate) fn bare_engine() -> Engine {
-    let mut engine = Engine::new_raw();
-    // Deliberately not `CorePackage`: its `LanguageCorePackage` brings
-    // `sleep`, which would block the caller beyond any operation limit.
-    engine
-        .register_global_module(ArithmeticPackage::new().as_shared_module())
-        .register_global_module(LogicPackage::new().as_shared_module())
-        .register_global_module(BasicMathPackage::new().as_shared_module())
-        .register_global_module(BasicStringPackage::new().as_shared_module())
-        .register_global_module(MoreStringPackage::new().as_shared_module())
-        .register_global_module(BasicIteratorPackage::new().as_shared_module())
-        .register_global_module(BasicArrayPackage::new().as_shared_module())
-        .register_global_module(BasicMapPackage::new().as_shared_module())
-        .register_global_module(BasicFnPackage::new().as_shared_module());
-
-    engine
-        .set_max_operations(MAX_OPERATIONS)
-        .set_max_call_levels(MAX_CALL_LEVELS)
-        .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
-        .set_max_string_size(MAX_STRING_SIZE)
-        .set_max_array_size(MAX_ARRAY_SIZE)
-        .set_max_map_size(MAX_MAP_SIZE)
-        .set_strict_variables(true)
-        .set_optimization_level(OptimizationLevel::Full)
-        .set_module_resolver(DummyModuleResolver::new())
-        .disable_symbol("eval")
-        .on_print(|_| {})
-        .on_debug(|_, _, _| {})
-        .on_progress(|operations| {
-            let check = operations % CLOCK_CHECK_INTERVAL == 0;
-            (check && out_of_time()).then_some(Dynamic::UNIT)
-        });
-    engine
-}
-
-/// Runs `call`, one call into a [`bare_engine`] script, with this thread's
-/// clock started, so that the time limit counts from here.
-pub(crate) fn timed<T>(call: impl FnOnce() -> T) -> T {
-    let _clock = ClockGuard::start();
-    call()
 }
 
 /// Compiles every script and merges their functions into one AST. Code
@@ -203,7 +89,10 @@ fn compile_error(file: &str, error: &ParseError) -> PolicyError {
 /// What the call read is then in this thread's trace
 /// ([`request::finish_trace`]).
 pub(super) fn call_authorize(engine: &Engine, ast: &AST, request: Request) -> Decision {
-    let _clock = ClockGuard::start();
+    script::timed(|| run_authorize(engine, ast, request))
+}
+
+fn run_authorize(engine: &Engine, ast: &AST, request: Request) -> Decision {
     request::start_trace();
     // The scope is rewound after the call and reused by the next one on
     // this thread, so that its storage is allocated once.
@@ -233,62 +122,6 @@ pub(super) fn call_authorize(engine: &Engine, ast: &AST, request: Request) -> De
             )),
         },
         Err(error) => Decision::fault_deny(describe_fault(&error)),
-    }
-}
-
-/// The error under the function calls `error` passed through.
-fn root_cause(error: &EvalAltResult) -> &EvalAltResult {
-    let mut cause = error;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-    | EvalAltResult::ErrorInModule(_, inner, _) = cause
-    {
-        cause = inner;
-    }
-    cause
-}
-
-/// Whether a call was stopped by the time limit: the one fault that
-/// depends on the machine rather than on the script and its input.
-pub(crate) fn timed_out(error: &EvalAltResult) -> bool {
-    matches!(root_cause(error), EvalAltResult::ErrorTerminated(..))
-}
-
-/// Says why a call failed, naming the limit that stopped it.
-pub(crate) fn describe_fault(error: &EvalAltResult) -> String {
-    let cause = root_cause(error);
-    let at = match (cause.position().line(), cause.position().position()) {
-        (Some(line), Some(position)) => format!(" (line {line}, position {position})"),
-        (Some(line), None) => format!(" (line {line})"),
-        _ => String::new(),
-    };
-    match cause {
-        EvalAltResult::ErrorTooManyOperations(_) => {
-            format!("the policy ran more than {MAX_OPERATIONS} operations{at}: an endless loop?")
-        }
-        EvalAltResult::ErrorTerminated(..) => format!(
-            "the policy ran longer than its time limit of {} ms{at}",
-            TIME_LIMIT.as_millis()
-        ),
-        EvalAltResult::ErrorStackOverflow(_) => format!(
-            "the policy nested function calls deeper than {MAX_CALL_LEVELS} levels{at}: unbounded recursion?"
-        ),
-        EvalAltResult::ErrorDataTooLarge(what, _) => format!(
-            "the policy built a value over the sandbox's size limits ({}){at}: strings may hold {MAX_STRING_SIZE} bytes, arrays {MAX_ARRAY_SIZE} items, maps {MAX_MAP_SIZE} entries",
-            lowercase_first(what)
-        ),
-        EvalAltResult::ErrorModuleNotFound(name, _) => {
-            format!("the policy tried to import `{name}`{at}: policies may not import modules")
-        }
-        _ => format!("the policy failed: {}", lowercase_first(&error.to_string())),
-    }
-}
-
-/// `text` with its first letter in lower case, as error messages start.
-pub(crate) fn lowercase_first(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

@@ -20,7 +20,7 @@
 //!   module, `eval` or clock access, and cannot block (`sleep` is absent).
 //!   So a decision is a pure function of what the script read, which is
 //!   what makes remembering it sound (see `memo`).
-//! - The sandbox limits below are set explicitly: rhai leaves them
+//! - The sandbox (`script`) sets every limit explicitly: rhai leaves them
 //!   unlimited by default.
 
 mod cases;
@@ -36,7 +36,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rhai::{AST, ImmutableString};
 use serde::{Deserialize, Serialize};
@@ -44,47 +43,10 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Schema, Sensitivity};
 
 pub use eval::*;
-/// The sandbox, for the engine's other scripts (`retention.rhai`).
-pub(crate) use host::{bare_engine, describe_fault, lowercase_first, timed, timed_out};
 pub use pack::{PolicyPack, RoleDef};
 
-/// Most rhai operations one `authorize` call may run; an endless loop stops
-/// here.
-pub(crate) const MAX_OPERATIONS: u64 = 100_000;
-/// Deepest nesting of function calls; unbounded recursion stops here.
-pub(crate) const MAX_CALL_LEVELS: usize = 32;
-/// Deepest expression nesting at the top level of a script (checked when
-/// compiling).
-pub(crate) const MAX_EXPR_DEPTH: usize = 64;
-/// Deepest expression nesting inside a function (checked when compiling).
-pub(crate) const MAX_FN_EXPR_DEPTH: usize = 32;
-/// Longest string a script may build, in bytes.
-pub(crate) const MAX_STRING_SIZE: usize = 64 * 1024;
-/// Most items in an array a script builds (nested arrays count in total).
-/// Far below rhai's usual examples: the time one operation on a full array
-/// or map takes (comparing, copying, searching) grows with this size, and
-/// the clock is read only between operations.
-pub(crate) const MAX_ARRAY_SIZE: usize = 1_000;
-/// Most entries in an object map a script builds; see [`MAX_ARRAY_SIZE`].
-pub(crate) const MAX_MAP_SIZE: usize = 1_000;
 /// Most per-field rules (`mask`, `hide`, `show`) one decision may carry.
 pub(crate) const MAX_FIELD_RULES: usize = 1_000;
-/// Time limit of one `authorize` call. Well below the 100 ms a caller may
-/// wait, and far above the microseconds a sane policy takes.
-pub(crate) const TIME_LIMIT: Duration = Duration::from_millis(20);
-/// The clock is read every this many operations, so that timing costs a
-/// few clock readings per call. The costliest operation that does not
-/// fail (comparing two maps at [`MAX_MAP_SIZE`]) takes about half a
-/// millisecond, so a stretch is at most some 16 ms.
-pub(crate) const CLOCK_CHECK_INTERVAL: u64 = 32;
-/// The most one stretch between clock readings counts towards
-/// [`TIME_LIMIT`], so that a thread the system preempted is not faulted
-/// for the wait. A script slow throughout is stopped after at most three
-/// stretches (the first is not timed): within about 50 ms.
-pub(crate) const MAX_TIMED_STRETCH: Duration = Duration::from_millis(10);
-/// Largest policy file (script, roles or cases) accepted, in bytes.
-pub(crate) const MAX_FILE_SIZE: u64 = 1024 * 1024;
-
 /// What a principal asks to do; the `req.action` a policy script sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {

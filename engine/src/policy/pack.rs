@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_FILE_SIZE, PolicyError};
+use super::PolicyError;
+use crate::script::MAX_FILE_SIZE;
 
 /// The name of the required roles file.
 const ROLES_FILE: &str = "roles.toml";

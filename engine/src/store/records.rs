@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::crypto::Sealed;
+use crate::identity::PrincipalKind;
+pub(crate) use crate::identity::PrincipalRecord as StoredPrincipal;
 
 const ENVELOPE: u8 = 1;
 
@@ -130,23 +132,11 @@ pub(crate) struct StoredFollowUp {
     pub(crate) created_by: String,
 }
 
-/// A principal at rest (envelope 2: with attributes).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredPrincipal {
-    pub(crate) name: String,
-    pub(crate) kind: crate::identity::PrincipalKind,
-    pub(crate) roles: Vec<String>,
-    pub(crate) active: bool,
-    pub(crate) created_at: i64,
-    /// Team, region, manager, display name, email: what policies decide on.
-    pub(crate) attributes: BTreeMap<String, String>,
-}
-
 /// A principal as envelope 1 stored it, before attributes.
 #[derive(Deserialize)]
 struct PrincipalV1 {
     name: String,
-    kind: crate::identity::PrincipalKind,
+    kind: PrincipalKind,
     roles: Vec<String>,
     active: bool,
     created_at: i64,
@@ -248,7 +238,7 @@ mod tests {
     fn a_principal_of_the_first_layout_still_opens() {
         let old = (
             "li".to_string(),
-            crate::identity::PrincipalKind::User,
+            PrincipalKind::User,
             vec!["sales".to_string()],
             true,
             5_i64,

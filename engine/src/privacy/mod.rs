@@ -23,7 +23,7 @@ use serde::Serialize;
 
 pub use retention::{DEFAULT_RETENTION, RetentionAction, RetentionFacts, RetentionPolicy, Verdict};
 
-use crate::model::{Basis, Schema, Sensitivity};
+use crate::model::{Basis, ConsentChange, Schema, Sensitivity};
 
 /// Refusals of the privacy rules: each names the field or purpose at fault
 /// and what would make it acceptable.
@@ -70,132 +70,54 @@ pub enum PrivacyError {
     },
 }
 
-/// A consent given or withdrawn, as the customer expressed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConsentChange {
-    /// The purpose, e.g. `marketing`.
-    pub purpose: String,
-    /// Sensitive fields this consent covers separately (PIPL art. 29).
-    pub fields: BTreeSet<String>,
-    /// Given (`true`) or withdrawn.
-    pub granted: bool,
-    /// How it was expressed: `web`, `app`, `paper`, `phone`, `import`...
-    pub channel: String,
-    /// The version of the privacy notice the customer was shown.
-    pub notice_version: String,
-}
-
-impl ConsentChange {
-    /// Consent to `purpose`, given through `channel` after seeing
-    /// privacy notice `notice_version`.
-    pub fn grant(
-        purpose: impl Into<String>,
-        channel: impl Into<String>,
-        notice_version: impl Into<String>,
-    ) -> Self {
-        Self {
-            purpose: purpose.into(),
-            fields: BTreeSet::new(),
-            granted: true,
-            channel: channel.into(),
-            notice_version: notice_version.into(),
-        }
-    }
-
-    /// Withdrawal of consent to `purpose` (and of every separate consent
-    /// under it), expressed through `channel`.
-    pub fn withdraw(purpose: impl Into<String>, channel: impl Into<String>) -> Self {
-        Self {
-            purpose: purpose.into(),
-            fields: BTreeSet::new(),
-            granted: false,
-            channel: channel.into(),
-            notice_version: String::new(),
-        }
-    }
-
-    /// Also covers sensitive field `name` separately.
-    pub fn field(mut self, name: impl Into<String>) -> Self {
-        self.fields.insert(name.into());
-        self
-    }
-
-    /// Parses a list such as `marketing; identity_verification(id_number)`
-    /// (separated by `;`, sensitive fields in parentheses) into grants.
-    pub fn parse_list(
-        text: &str,
-        channel: &str,
-        notice_version: &str,
-    ) -> Result<Vec<Self>, PrivacyError> {
-        let mut out = Vec::new();
-        for item in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let (purpose, fields) = match item.split_once('(') {
-                Some((purpose, rest)) => {
-                    let inner = rest.strip_suffix(')').ok_or_else(|| {
-                        PrivacyError::Consent(format!("`{item}`: a `(` without its `)`"))
-                    })?;
-                    (purpose.trim(), inner)
-                }
-                None => (item, ""),
-            };
-            let mut change = Self::grant(purpose, channel, notice_version);
-            for field in fields.split([',', ' ']).filter(|f| !f.is_empty()) {
-                change = change.field(field);
+/// Checks a consent change's purpose and fields against `schema`.
+pub(crate) fn check_consent(change: &ConsentChange, schema: &Schema) -> Result<(), PrivacyError> {
+    let bad = |why: String| Err(PrivacyError::Consent(why));
+    let Some(purpose) = schema.purpose(&change.purpose) else {
+        let declared: Vec<&str> = schema.purposes().iter().map(|p| p.name.as_str()).collect();
+        return bad(format!(
+            "purpose `{}` is not declared in the schema; declared: {}",
+            change.purpose.escape_debug(),
+            if declared.is_empty() {
+                "none".to_string()
+            } else {
+                declared.join(", ")
             }
-            out.push(change);
-        }
-        Ok(out)
-    }
-
-    /// Checks the purpose and fields against `schema`.
-    pub(crate) fn check(&self, schema: &Schema) -> Result<(), PrivacyError> {
-        let bad = |why: String| Err(PrivacyError::Consent(why));
-        let Some(purpose) = schema.purpose(&self.purpose) else {
-            let declared: Vec<&str> = schema.purposes().iter().map(|p| p.name.as_str()).collect();
+        ));
+    };
+    for field in &change.fields {
+        let Some(def) = schema.field(field) else {
             return bad(format!(
-                "purpose `{}` is not declared in the schema; declared: {}",
-                self.purpose.escape_debug(),
-                if declared.is_empty() {
-                    "none".to_string()
-                } else {
-                    declared.join(", ")
-                }
+                "field `{}` is not in the schema",
+                field.escape_debug()
             ));
         };
-        for field in &self.fields {
-            let Some(def) = schema.field(field) else {
-                return bad(format!(
-                    "field `{}` is not in the schema",
-                    field.escape_debug()
-                ));
-            };
-            if def.sensitivity != Sensitivity::Sensitive {
-                return bad(format!(
-                    "field `{field}` is not sensitive: consent to its purposes covers it"
-                ));
-            }
-            if !def.purposes.contains(&purpose.name) {
-                return bad(format!(
-                    "field `{field}` is not collected for `{}`; its purposes are {}",
-                    purpose.name,
-                    def.purposes.join(", ")
-                ));
-            }
-        }
-        if self.granted && self.notice_version.trim().is_empty() {
+        if def.sensitivity != Sensitivity::Sensitive {
             return bad(format!(
-                "consent to `{}` without the version of the privacy notice the customer was shown",
-                self.purpose
+                "field `{field}` is not sensitive: consent to its purposes covers it"
             ));
         }
-        if self.channel.trim().is_empty() || self.channel.len() > 64 {
-            return bad("the channel must be 1 to 64 bytes (web, app, paper, phone...)".into());
+        if !def.purposes.contains(&purpose.name) {
+            return bad(format!(
+                "field `{field}` is not collected for `{}`; its purposes are {}",
+                purpose.name,
+                def.purposes.join(", ")
+            ));
         }
-        if self.notice_version.len() > 64 {
-            return bad("the notice version must be at most 64 bytes".into());
-        }
-        Ok(())
     }
+    if change.granted && change.notice_version.trim().is_empty() {
+        return bad(format!(
+            "consent to `{}` without the version of the privacy notice the customer was shown",
+            change.purpose
+        ));
+    }
+    if change.channel.trim().is_empty() || change.channel.len() > 64 {
+        return bad("the channel must be 1 to 64 bytes (web, app, paper, phone...)".into());
+    }
+    if change.notice_version.len() > 64 {
+        return bad("the notice version must be at most 64 bytes".into());
+    }
+    Ok(())
 }
 
 /// The key under which a consent is kept: the purpose, or
@@ -397,22 +319,6 @@ mod tests {
         assert_eq!(coarse_region("文三路1号超市"), None);
         assert_eq!(coarse_region("农贸市场东门"), None);
         assert_eq!(coarse_region("1 Road, 100020"), None);
-    }
-
-    #[test]
-    fn consent_lists_parse() {
-        let list =
-            ConsentChange::parse_list("marketing; identity_verification(id_number)", "web", "v3")
-                .unwrap();
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[1].purpose, "identity_verification");
-        assert!(list[1].fields.contains("id_number"));
-        assert!(ConsentChange::parse_list("x(id_number", "web", "v3").is_err());
-        assert!(
-            ConsentChange::parse_list("", "web", "v3")
-                .unwrap()
-                .is_empty()
-        );
     }
 
     #[test]

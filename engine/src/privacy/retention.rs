@@ -4,7 +4,7 @@
 //! [`RetentionFacts`] through `c` and returns `keep(reason)`,
 //! `dormant(reason)`, `notify(reason)`, `anonymize(reason)` or
 //! `delete(reason)`. It runs in the sandbox of access policies
-//! ([`crate::policy::bare_engine`]): the same packages and limits, no
+//! ([`crate::script::bare_engine`]): the same packages and limits, no
 //! `eval`, modules, clock or `sleep`, and the same time limit. Code outside
 //! functions is never run.
 //!
@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::PrivacyError;
 use crate::model::Status;
-use crate::policy::{self, MAX_FILE_SIZE};
+use crate::script::{self, MAX_FILE_SIZE};
 
 /// The retention policy every new database starts with.
 pub const DEFAULT_RETENTION: &str = include_str!("../../../examples/policies/retention.rhai");
@@ -159,7 +159,7 @@ impl RetentionPolicy {
     /// time limit, which depends on the machine's load.
     fn run(&self, facts: &RetentionFacts) -> (Verdict, bool) {
         let options = CallFnOptions::new().eval_ast(false);
-        let result = policy::timed(|| {
+        let result = script::timed(|| {
             self.engine.call_fn_with_options::<Dynamic>(
                 options,
                 &mut Scope::new(),
@@ -187,8 +187,8 @@ impl RetentionPolicy {
                 }
             },
             Err(error) => (
-                fault_keep(&policy::describe_fault(&error)),
-                !policy::timed_out(&error),
+                fault_keep(&script::describe_fault(&error)),
+                !script::timed_out(&error),
             ),
         }
     }
@@ -291,7 +291,7 @@ fn compile_error(error: &ParseError) -> PrivacyError {
     let position = error.position();
     PrivacyError::Retention(format!(
         "retention.rhai does not compile: {} (line {}, position {})",
-        policy::lowercase_first(&error.err_type().to_string()),
+        script::lowercase_first(&error.err_type().to_string()),
         position.line().unwrap_or(0),
         position.position().unwrap_or(0),
     ))
@@ -300,7 +300,7 @@ fn compile_error(error: &ParseError) -> PrivacyError {
 /// The sandbox with the retention API: `c` (a read-only `Customer`) and
 /// the five verdicts.
 fn retention_engine() -> Engine {
-    let mut engine = policy::bare_engine();
+    let mut engine = script::bare_engine();
     engine
         .register_type_with_name::<RetentionFacts>("Customer")
         .register_get("status", |c: &mut RetentionFacts| {
