@@ -47,15 +47,19 @@
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+// In dependency order: each module imports only modules above it in
+// this list (checked by `module_order` below; see ARCHITECTURE.md).
+mod api;
 mod audit;
 mod crypto;
-mod engine;
 mod error;
 mod identity;
 mod model;
+mod op;
 mod plugin;
 mod policy;
 mod privacy;
+mod records;
 mod script;
 mod store;
 
@@ -65,24 +69,26 @@ pub mod __bench {
     pub use crate::plugin::runtime::{SandboxProbe, WarmInstance};
 }
 
+pub use api::{
+    Aggregate, Alert, DEFAULT_SWEEP_BATCH, DeletionRecord, Engine, EngineBuilder, FieldInventory,
+    ImportOptions, ImportProgress, ImportReport, InstalledPolicy, Inventory, Lifecycle,
+    NOTICE_SENDER, NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, PurposeReport, Query,
+    QueuedMessage, RetentionChange, RetentionReport, RowError, SubjectExport, SweepOptions,
+    SweepProgress, Transition,
+};
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
 pub use crypto::{CryptoError, MasterKey};
-pub use engine::{
-    Aggregate, Alert, AuthSettings, CallReport, Clock, Context, DEFAULT_SWEEP_BATCH,
-    DeletionRecord, Engine, EngineBuilder, FieldInventory, ImportOptions, ImportProgress,
-    ImportReport, InstalledPolicy, Inventory, LOGIN_FAILED, Lifecycle, NOTICE_SENDER,
-    NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, PurposeReport, Query, QueuedMessage,
-    RetentionChange, RetentionReport, RowError, STEWARD_ROLE, Session, SessionInfo, SubjectExport,
-    SweepOptions, SweepProgress, TotpEnrollment, Transition,
+pub use error::{Denied, Error, Result};
+pub use identity::{
+    ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate, STEWARD_ROLE,
 };
-pub use error::{Error, Result};
-pub use identity::{ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate};
 pub use model::{
-    Basis, Channel, ConsentChange, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA, Direction,
-    FieldDef, FieldType, FollowUp, FollowUpId, Interaction, InteractionId, ModelError, NewCustomer,
-    NewFollowUp, NewInteraction, OrderItem, PurposeDef, Schema, Sensitivity, Shown, Status,
-    format_amount, mask_value, parse_amount,
+    Basis, Channel, Clock, ConsentChange, Customer, CustomerId, CustomerUpdate, DEFAULT_SCHEMA,
+    Direction, FieldDef, FieldType, FollowUp, FollowUpId, Interaction, InteractionId, ModelError,
+    NewCustomer, NewFollowUp, NewInteraction, OrderItem, PurposeDef, Schema, Sensitivity, Shown,
+    Status, format_amount, mask_value, parse_amount,
 };
+pub use op::{AuthSettings, CallReport, Context, Session, SessionInfo, TotpEnrollment};
 pub use plugin::{
     CommandKind, EventKind, Fault, FieldAccess, Grant, Hook, INTERFACE_VERSION, PLUGIN_ROLE,
     PluginError, PluginInfo, PluginManifest, PluginSettings, PluginStatus,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
 use custodian::{
-    AuditEntry, AuthSettings, Clock, Context, Engine, Error, IdentityError, LOGIN_FAILED, Outcome,
+    AuditEntry, AuthSettings, Clock, Context, Denied, Engine, Error, IdentityError, Outcome,
     PrincipalKind, PrincipalUpdate, Session,
 };
 use totp_rs::TOTP;
@@ -377,7 +377,7 @@ fn parallel_attempts_from_one_source_do_not_bypass_its_throttle() {
     });
     let checked = results
         .iter()
-        .filter(|r| matches!(r, Err(Error::Denied(m)) if m == LOGIN_FAILED))
+        .filter(|r| matches!(r, Err(Error::Denied(Denied::LoginFailed))))
         .count();
     assert_eq!(
         checked, 1,
@@ -439,7 +439,7 @@ fn every_failed_login_gives_the_same_answer_and_is_audited() {
     for (name, password, code, reason) in attempts {
         let error = engine.login(name, password, code, "test").unwrap_err();
         assert!(
-            matches!(&error, Error::Denied(m) if m == LOGIN_FAILED),
+            matches!(&error, Error::Denied(Denied::LoginFailed)),
             "{name}: {error:?}"
         );
         answers.push((name, error.to_string(), format!("{error:?}")));
@@ -670,8 +670,12 @@ fn sessions_are_revoked_by_token_by_listed_id_or_all_at_once() {
 
     // A principal revokes its own sessions, never another's.
     let as_wang = Context::session(desk.token(), "");
-    let why = denied(engine.revoke_session(&as_wang, zhao.token()));
-    assert!(why.contains("only its own"), "{why}");
+    let result = engine.revoke_session(&as_wang, zhao.token());
+    assert!(
+        matches!(&result, Err(Error::Denied(Denied::NotPermitted { what, .. }))
+            if what == "revoke the sessions of others"),
+        "{result:?}"
+    );
     assert!(works(&zhao));
     assert_eq!(engine.revoke_sessions(&admin(), "zhao").unwrap(), 1);
     assert!(!works(&zhao));
@@ -763,11 +767,11 @@ fn a_role_that_requires_2fa_refuses_sessions_opened_without_one() {
         "role `admin` requires a second factor: log in again with a code"
     );
     // A new login says what is missing, but only after the right password.
-    let why = denied(engine.login("wang", WANG_PW, None, "t"));
+    let result = engine.login("wang", WANG_PW, None, "t");
     assert!(
-        why.contains("role `admin` requires a second factor")
-            && why.contains("custodian principal 2fa enroll wang"),
-        "{why}"
+        matches!(&result, Err(Error::Denied(Denied::SecondFactorNotEnrolled { principal, roles }))
+            if principal == "wang" && roles == &["admin"]),
+        "{result:?}"
     );
     login_failed(engine.login("wang", WRONG_PW, None, "t"));
 
@@ -892,8 +896,12 @@ fn changing_ones_own_password_needs_the_current_one() {
 
     // Another principal may not, even knowing the password.
     for current in [None, Some(newer)] {
-        let why = denied(engine.set_password(&as_("zhao"), "wang", current, new));
-        assert!(why.contains("only admins may"), "{why}");
+        let result = engine.set_password(&as_("zhao"), "wang", current, new);
+        assert!(
+            matches!(&result, Err(Error::Denied(Denied::NotPermitted { principal, who, .. }))
+                if principal == "zhao" && who == "itself or an admin"),
+            "{result:?}"
+        );
     }
     // An admin resets it without knowing it.
     engine.set_password(&admin(), "wang", None, new).unwrap();
@@ -927,9 +935,11 @@ fn guessing_the_current_password_through_a_session_is_throttled_and_locks() {
         );
     }
     // The next must wait, even with the right password.
-    assert_eq!(
-        denied(engine.set_password(&ctx, "wang", Some(WANG_PW), new)),
-        "too many wrong current passwords; retry in 1 s"
+    let result = engine.set_password(&ctx, "wang", Some(WANG_PW), new);
+    assert!(
+        matches!(&result, Err(Error::Denied(Denied::Throttled { what, retry_after: 1 }))
+            if what == "password change"),
+        "{result:?}"
     );
     // Spaced out, the guesses count towards the lockout like logins.
     for i in free..max {
@@ -989,7 +999,8 @@ fn a_non_admin_setting_anothers_password_learns_nothing_about_it() {
     let weak = engine.set_password(&zhao, "wang", None, "short");
     for result in [&existing, &missing, &weak] {
         assert!(
-            matches!(result, Err(Error::Denied(m)) if m.contains("only admins may")),
+            matches!(result, Err(Error::Denied(Denied::NotPermitted { principal, who, .. }))
+                if principal == "zhao" && who == "itself or an admin"),
             "{result:?}"
         );
     }
@@ -1250,19 +1261,27 @@ fn set_roles(engine: &Engine, name: &str, roles: &[&str]) {
     engine.update_principal(&admin(), name, &update).unwrap();
 }
 
-/// The reason of an `Error::Denied`; fails on anything else.
+/// The message of an `Error::Denied`; fails on anything else.
 #[track_caller]
 fn denied<T: std::fmt::Debug>(result: custodian::Result<T>) -> String {
     match result {
-        Err(Error::Denied(reason)) => reason,
+        Err(Error::Denied(reason)) => reason.to_string(),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
+/// The one answer every failed login gets: it never says which part was
+/// wrong, nor whether the account exists.
+const LOGIN_FAILED: &str =
+    "login failed: wrong name, password or code, or the account is locked or deactivated";
+
 /// Fails unless `result` is the one answer every failed login gets.
 #[track_caller]
 fn login_failed<T: std::fmt::Debug>(result: custodian::Result<T>) {
-    assert_eq!(denied(result), LOGIN_FAILED);
+    match result {
+        Err(Error::Denied(Denied::LoginFailed)) => {}
+        other => panic!("expected the failed-login answer, got {other:?}"),
+    }
 }
 
 fn sessions_of(engine: &Engine, name: &str) -> Vec<custodian::SessionInfo> {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use custodian::{
-    ConsentChange, Context, Engine, Error, Fault, FieldAccess, Grant, NewCustomer, NewFollowUp,
-    Outcome, PluginError, PluginStatus, Query,
+    ConsentChange, Context, Denied, Engine, Error, Fault, FieldAccess, Grant, NewCustomer,
+    NewFollowUp, Outcome, PluginError, PluginStatus, Query,
 };
 use custodian_test_artifacts as wasm;
 
@@ -269,7 +269,7 @@ fn repeated_faults_quarantine_a_plugin_until_re_enabled() {
     let before = log_text(&engine, "misbehave").len();
     let result = engine.ingest("misbehave", b"print still here");
     assert!(
-        matches!(result, Err(Error::Denied(ref r)) if r.contains("quarantined")),
+        matches!(result, Err(Error::Denied(Denied::PluginNotEnabled { ref status, .. })) if status.contains("quarantined")),
         "{result:?}"
     );
     assert_eq!(log_text(&engine, "misbehave").len(), before);
@@ -411,7 +411,10 @@ fn grants_beyond_the_manifest_and_installs_by_non_admins_are_refused() {
     let error = engine
         .install_plugin(&Context::new("wang", "test"), &bytes, Grant::all(&manifest))
         .unwrap_err();
-    assert!(matches!(error, Error::Denied(_)), "{error:?}");
+    assert!(
+        matches!(error, Error::Denied(Denied::NotPermitted { ref who, .. }) if who == "admins"),
+        "{error:?}"
+    );
     assert!(engine.plugins(&admin()).unwrap().is_empty());
 }
 
@@ -658,7 +661,7 @@ fn ungranted_hooks_disabled_and_removed_plugins_are_not_called() {
     let engine = hostile(&fixture, |g| g.hooks = [custodian::Hook::OnEvent].into());
     let result = engine.ingest("misbehave", b"print called");
     assert!(
-        matches!(&result, Err(Error::Denied(r)) if r.contains("was not granted the `Ingest` hook")),
+        matches!(&result, Err(Error::Denied(Denied::HookNotGranted { hook, .. })) if hook == "Ingest"),
         "{result:?}"
     );
     assert!(log_text(&engine, "misbehave").is_empty());
@@ -669,7 +672,7 @@ fn ungranted_hooks_disabled_and_removed_plugins_are_not_called() {
         .unwrap();
     let result = engine.ingest("misbehave", b"print called");
     assert!(
-        matches!(&result, Err(Error::Denied(r)) if r.contains("is disabled")),
+        matches!(&result, Err(Error::Denied(Denied::PluginNotEnabled { status, .. })) if status == "disabled"),
         "{result:?}"
     );
     engine.create_customer(&admin(), li_na()).unwrap();
@@ -684,7 +687,7 @@ fn ungranted_hooks_disabled_and_removed_plugins_are_not_called() {
     let as_plugin = Context::new("plugin:misbehave", "test");
     assert!(matches!(
         engine.count_customers(&as_plugin),
-        Err(Error::Denied(_))
+        Err(Error::Denied(Denied::Deactivated(_)))
     ));
     assert!(engine.plugins(&admin()).unwrap().is_empty());
 }

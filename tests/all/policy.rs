@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use custodian::{
-    AuditEntry, Channel, Context, Customer, CustomerId, CustomerUpdate, Direction, Engine, Error,
-    NewFollowUp, NewInteraction, Outcome, PolicyError, PolicyPack, PrincipalKind, PrincipalUpdate,
-    Query, Schema, Shown,
+    AuditEntry, Channel, Context, Customer, CustomerId, CustomerUpdate, Denied, Direction, Engine,
+    Error, NewFollowUp, NewInteraction, Outcome, PolicyError, PolicyPack, PrincipalKind,
+    PrincipalUpdate, Query, Schema, Shown,
 };
 
 use crate::{Fixture, admin, li_na};
@@ -127,7 +127,8 @@ fn audited<T: Debug>(
             assert_eq!(entry.outcome, Outcome::Ok, "{label}");
             Some(value)
         }
-        (Act::Deny(needle), Err(Error::Denied(reason))) => {
+        (Act::Deny(needle), Err(Error::Denied(denied))) => {
+            let reason = denied.to_string();
             assert!(
                 reason.contains(needle),
                 "{label}: reason `{reason}` lacks `{needle}`"
@@ -677,9 +678,10 @@ fn every_denial_is_audited_with_its_reason() {
         let label = format!("{who} {action}");
         let mark = audit_mark(&engine);
         let err = op(&engine, id).unwrap_err();
-        let Error::Denied(reason) = err else {
+        let Error::Denied(denied) = err else {
             panic!("{label}: not a denial: {err:?}");
         };
+        let reason = denied.to_string();
         // By actor and action: the admin's own `audit.read` entries differ.
         let entries: Vec<AuditEntry> = engine
             .audit_tail(&admin(), 200)
@@ -1041,7 +1043,7 @@ fn a_non_admin_installing_a_bad_pack_is_denied_and_audited() {
         .install_policy(&Context::new("sun", "x"), &bad)
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Denied(r) if r.contains("only admins")),
+        matches!(&err, Error::Denied(Denied::NotPermitted { who, .. }) if who == "admins"),
         "{err:?}"
     );
     let entries = audited_since(&engine, mark);
@@ -1139,8 +1141,8 @@ fn a_failing_policy_denies_quickly_and_only_its_victim() {
         let mallory = Context::new("mallory", "service");
         let mark = audit_mark(&engine);
         let (read, elapsed) = while_others_read(&engine, id, || engine.customer(&mallory, id));
-        let Err(Error::Denied(reason)) = read else {
-            panic!("{attack}: not denied: {read:?}");
+        let Err(Error::Denied(Denied::Policy { reason })) = read else {
+            panic!("{attack}: not denied by the policy: {read:?}");
         };
         assert!(reason.contains("policy failed"), "{attack}: {reason}");
         assert!(
@@ -1163,7 +1165,7 @@ fn a_failing_policy_denies_quickly_and_only_its_victim() {
         let (write, elapsed) =
             while_others_read(&engine, id, || engine.update_customer(&mallory, id, update));
         assert!(
-            matches!(&write, Err(Error::Denied(r)) if r.contains("policy failed")),
+            matches!(&write, Err(Error::Denied(Denied::Policy { reason })) if reason.contains("policy failed")),
             "{attack}: {write:?}"
         );
         assert!(

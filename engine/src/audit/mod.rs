@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use batch::Batcher;
 
 use crate::crypto::{hex, keyed_hash};
-use crate::store::{AuditHead, Reader, StoreError, Writer};
+use crate::store::{AuditHead, Snapshot, StoreError, Txn};
 
 /// Errors of the audit chain.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -138,11 +138,7 @@ pub struct VerifyReport {
 const LINK: usize = 64;
 
 /// Appends `record` to the chain inside the writer's transaction.
-pub(crate) fn append(
-    w: &mut Writer<'_>,
-    key: &[u8; 32],
-    record: &Record,
-) -> Result<u64, StoreError> {
+pub(crate) fn append(w: &mut dyn Txn, key: &[u8; 32], record: &Record) -> Result<u64, StoreError> {
     let head = w.audit_head()?;
     let seq = head.seq + 1;
     let payload = postcard::to_stdvec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -167,10 +163,51 @@ pub(crate) enum VerifyError {
     Store(#[from] StoreError),
 }
 
+/// Checks entry `seq` against the one before it (`prev`, the hash of
+/// entry `expected - 1`); returns its hash.
+fn check_link(
+    key: &[u8; 32],
+    seq: u64,
+    bytes: &[u8],
+    expected: u64,
+    prev: &[u8; 32],
+) -> Result<[u8; 32], AuditError> {
+    if seq != expected {
+        return Err(AuditError::Broken {
+            seq: expected,
+            reason: if seq > expected {
+                "the entry is missing: it was deleted".into()
+            } else {
+                "sequence numbers go backwards".into()
+            },
+        });
+    }
+    let broken = |reason: &str| AuditError::Broken {
+        seq,
+        reason: reason.to_string(),
+    };
+    let (stored_prev, rest) = bytes
+        .split_first_chunk::<32>()
+        .ok_or_else(|| broken("the entry is truncated"))?;
+    let (stored_hash, payload) = rest
+        .split_first_chunk::<32>()
+        .ok_or_else(|| broken("the entry is truncated"))?;
+    if stored_prev != prev {
+        return Err(broken(
+            "it does not follow the entry before it: entries were inserted, removed or reordered",
+        ));
+    }
+    let hash = keyed_hash(key, &[&seq.to_le_bytes(), prev, payload]);
+    if &hash != stored_hash {
+        return Err(broken("its content was modified or forged"));
+    }
+    Ok(hash)
+}
+
 /// Checks every link of the chain, the recorded head, and optionally an
 /// exported checkpoint.
 pub(crate) fn verify(
-    r: &Reader,
+    r: &dyn Snapshot,
     key: &[u8; 32],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<VerifyReport, VerifyError> {
@@ -178,45 +215,27 @@ pub(crate) fn verify(
     let mut prev = [0u8; 32];
     let mut at_checkpoint: Option<[u8; 32]> = None;
     let checkpoint_seq = checkpoint.map(|c| c.seq);
-    r.scan_audit(1, |seq, bytes| {
-        if seq != expected {
-            return Err(AuditError::Broken {
-                seq: expected,
-                reason: if seq > expected {
-                    "the entry is missing: it was deleted".into()
-                } else {
-                    "sequence numbers go backwards".into()
-                },
+    let mut broken_at = None;
+    r.scan_audit(1, &mut |seq, bytes| {
+        let link = check_link(key, seq, bytes, expected, &prev);
+        match link {
+            Ok(hash) => {
+                if checkpoint_seq == Some(seq) {
+                    at_checkpoint = Some(hash);
+                }
+                prev = hash;
+                expected += 1;
+                Ok(true)
             }
-            .into());
+            Err(e) => {
+                broken_at = Some(e);
+                Ok(false)
+            }
         }
-        let broken = |reason: &str| AuditError::Broken {
-            seq,
-            reason: reason.to_string(),
-        };
-        let (stored_prev, rest) = bytes
-            .split_first_chunk::<32>()
-            .ok_or_else(|| broken("the entry is truncated"))?;
-        let (stored_hash, payload) = rest
-            .split_first_chunk::<32>()
-            .ok_or_else(|| broken("the entry is truncated"))?;
-        if stored_prev != &prev {
-            return Err(broken(
-                "it does not follow the entry before it: entries were inserted, removed or reordered",
-            )
-            .into());
-        }
-        let hash = keyed_hash(key, &[&seq.to_le_bytes(), &prev, payload]);
-        if &hash != stored_hash {
-            return Err(broken("its content was modified or forged").into());
-        }
-        if checkpoint_seq == Some(seq) {
-            at_checkpoint = Some(hash);
-        }
-        prev = hash;
-        expected += 1;
-        Ok::<bool, VerifyError>(true)
     })?;
+    if let Some(e) = broken_at {
+        return Err(e.into());
+    }
     let last = expected - 1;
     let head = r.audit_head()?;
     if head.seq != last || head.hash != prev {
@@ -276,7 +295,7 @@ pub(crate) fn decode_entry(seq: u64, bytes: &[u8]) -> Result<AuditEntry, StoreEr
 }
 
 /// The current head as a checkpoint.
-pub(crate) fn checkpoint(r: &Reader) -> Result<Checkpoint, StoreError> {
+pub(crate) fn checkpoint(r: &dyn Snapshot) -> Result<Checkpoint, StoreError> {
     let head = r.audit_head()?;
     Ok(Checkpoint {
         seq: head.seq,

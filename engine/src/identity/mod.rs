@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// The role that manages principals and sees every field.
 pub const ADMIN_ROLE: &str = "admin";
 
+/// The role that handles dormant customers and privacy requests.
+pub const STEWARD_ROLE: &str = "steward";
+
 /// Errors about principals.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -142,6 +145,17 @@ pub(crate) fn check_name(name: &str) -> Result<(), IdentityError> {
 }
 
 /// Checks a role name.
+/// Checks a reference to an existing principal: a principal name, or a
+/// plugin's principal `plugin:<name>`.
+pub(crate) fn check_reference(name: &str) -> Result<(), IdentityError> {
+    match name.strip_prefix("plugin:") {
+        Some(plugin) => {
+            check_name(plugin).map_err(|_| IdentityError::InvalidName(name.to_string()))
+        }
+        None => check_name(name),
+    }
+}
+
 pub(crate) fn check_role(role: &str) -> Result<(), IdentityError> {
     let ok = (1..=32).contains(&role.len())
         && role
@@ -175,18 +189,28 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
-    /// Resolves `name`, or says why it may not act.
-    pub(crate) fn resolve(name: &str, stored: Option<PrincipalRecord>) -> Result<Self, String> {
-        match stored {
-            None => Err(format!("unknown principal `{name}`")),
-            Some(p) if !p.active => Err(format!("principal `{name}` is deactivated")),
-            Some(p) => Ok(Self {
-                admin: p.roles.iter().any(|r| r == ADMIN_ROLE),
-                name: p.name,
-                kind: p.kind,
-                roles: p.roles,
-                attributes: p.attributes,
-            }),
+    /// The actor a stored principal makes; whether it may act at all
+    /// (exists, is active) is the identity step's decision.
+    pub(crate) fn from_record(p: PrincipalRecord) -> Self {
+        Self {
+            admin: p.roles.iter().any(|r| r == ADMIN_ROLE),
+            name: p.name,
+            kind: p.kind,
+            roles: p.roles,
+            attributes: p.attributes,
+        }
+    }
+
+    /// Whether it handles privacy requests: an admin or a data steward.
+    pub(crate) fn is_privacy_officer(&self) -> bool {
+        self.admin || self.roles.iter().any(|r| r == STEWARD_ROLE)
+    }
+
+    /// The plugin it is the principal of, if it is one.
+    pub(crate) fn plugin_name(&self) -> Option<&str> {
+        match self.kind {
+            PrincipalKind::Plugin => self.name.strip_prefix("plugin:"),
+            _ => None,
         }
     }
 }

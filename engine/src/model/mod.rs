@@ -5,6 +5,7 @@
 mod consent;
 mod mask;
 mod schema;
+mod time;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub use consent::ConsentChange;
 pub use mask::mask_value;
 pub use schema::{Basis, DEFAULT_SCHEMA, FieldDef, FieldType, PurposeDef, Schema, Sensitivity};
+pub use time::Clock;
+pub(crate) use time::{from_micros, wall_micros};
 
 /// Errors in records and schemas: every one names the field at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -54,26 +54,8 @@ pub enum PluginError {
     #[error("grant refused: {0}")]
     Grant(String),
     /// No plugin by that name is installed.
-    #[error("no plugin `{0}` is installed; see `custodian plugin list`")]
+    #[error("no plugin `{0}` is installed")]
     Unknown(String),
-    /// The plugin is quarantined or disabled and is not called.
-    #[error(
-        "plugin `{name}` is {status}: an administrator must enable it (`custodian plugin enable {name}`)"
-    )]
-    NotEnabled {
-        /// The plugin.
-        name: String,
-        /// `disabled` or `quarantined (...)`.
-        status: String,
-    },
-    /// The plugin does not implement the hook, or was not granted it.
-    #[error("plugin `{name}` was not granted the `{hook}` hook")]
-    Hook {
-        /// The plugin.
-        name: String,
-        /// The hook.
-        hook: String,
-    },
     /// The call trapped, ran out of time or memory, or returned too much.
     #[error("plugin `{name}` failed: {fault}")]
     Fault {

@@ -25,6 +25,12 @@ const GENERATION: &str = "generation";
 const CHECK: &str = "key_check";
 const STORE_ID: &str = "store_id";
 
+/// What [`KeyStore::peek`] read.
+pub(crate) struct KeyStorePeek {
+    pub(crate) check: Option<[u8; 32]>,
+    pub(crate) holds_keys: bool,
+}
+
 /// The primary key store and its mirrors.
 pub(crate) struct KeyStore {
     primary: Database,
@@ -32,18 +38,33 @@ pub(crate) struct KeyStore {
 }
 
 impl KeyStore {
-    /// Reads the key-check value of an existing key store without writing to it.
-    pub(crate) fn peek_key_check(path: &Path) -> Result<Option<[u8; 32]>, StoreError> {
+    /// Reads an existing key store without writing to it: its key-check
+    /// value, and whether it holds any key or pending mark.
+    pub(crate) fn peek(path: &Path) -> Result<KeyStorePeek, StoreError> {
+        use redb::ReadableTableMetadata;
         let db = redb::ReadOnlyDatabase::open(path)?;
         let txn = db.begin_read()?;
-        let meta = match txn.open_table(KMETA) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        let check = match txn.open_table(KMETA) {
+            Ok(meta) => meta
+                .get(CHECK)?
+                .and_then(|v| <[u8; 32]>::try_from(v.value()).ok()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        Ok(meta
-            .get(CHECK)?
-            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok()))
+        let keys = match txn.open_table(KEYS) {
+            Ok(t) => !t.is_empty()?,
+            Err(redb::TableError::TableDoesNotExist(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let pending = match txn.open_table(PENDING) {
+            Ok(t) => !t.is_empty()?,
+            Err(redb::TableError::TableDoesNotExist(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(KeyStorePeek {
+            check,
+            holds_keys: keys || pending,
+        })
     }
 
     /// Opens the key store at `path` (creating it with `identity` if given)

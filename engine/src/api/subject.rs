@@ -1,23 +1,23 @@
 //! Data-subject requests (PIPL art. 44–47, GDPR art. 15–20): finding a
 //! person by phone, email or ID number, a complete machine-readable copy of
-//! everything held about them, correction and erasure; and the deletion
-//! records removals leave.
+//! everything held about them, erasure and anonymization (one removal path
+//! with deletes), and the deletion records removals leave.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::customers::IndexKey;
-use super::privacy::{Lifecycle, consent_record, is_privacy_officer, stored_lifecycle};
-use super::retention::Removal;
-use super::{Context, Engine, Event, Inner, from_micros};
-use crate::audit::{self, AuditEntry, Outcome};
-use crate::identity::Actor;
-use crate::model::{CustomerId, FollowUp, Interaction, ModelError};
+use super::Engine;
+use super::consent::{Lifecycle, consent_record, stored_lifecycle};
+use crate::audit::{self, AuditEntry};
+use crate::model::{CustomerId, FollowUp, Interaction, ModelError, from_micros};
+use crate::op::{Emitted, Entry, Op, Rule};
+use crate::policy::Action;
 use crate::privacy::ConsentRecord;
-use crate::store::{Reader, StoredDeletion};
-use crate::{Error, Result};
+use crate::records::{IndexKey, Removal, RemovalCause, Slot};
+use crate::store::{StoredDeletion, StoredMessage};
+use crate::{Context, Denied, Error, Result};
 
 /// Everything held about one person, as a subject access request returns
 /// it: the export is complete, so it is also what portability hands over.
@@ -128,36 +128,13 @@ fn deletion_record(
     }
 }
 
-impl Inner {
-    /// Resolves a privacy officer in a snapshot; anyone else is refused
-    /// (audited).
-    fn officer(
-        &self,
-        r: &Reader,
-        ctx: &Context,
-        what: &str,
-        event: impl Fn() -> Event<'static>,
-    ) -> Result<Actor> {
-        let actor = self.actor(r, ctx, &event)?;
-        if !is_privacy_officer(&actor) {
-            let why = format!(
-                "principal `{}` may not {what}: only admins and data stewards may",
-                actor.name
-            );
-            return self.deny(ctx, event(), why);
-        }
-        Ok(actor)
-    }
-}
-
 impl Engine {
     /// The customers filed under a phone number, email address or ID
     /// number (any blind-indexed field): the people a subject request is
     /// about. Admins and data stewards; audited without the value.
     pub fn find_subject(&self, ctx: &Context, field: &str, value: &str) -> Result<Vec<CustomerId>> {
-        let ctx = &self.inner.authenticate(ctx)?;
-        let inner = &self.inner;
-        let def = inner.schema.require(field)?;
+        let records = &self.core.records;
+        let def = records.schema.require(field)?;
         if !def.is_blind_indexed() {
             return Err(ModelError::Attribute {
                 what: "subject lookup".into(),
@@ -167,115 +144,73 @@ impl Engine {
             }
             .into());
         }
-        let normalized = inner.schema.normalize(field, value)?;
-        let key = IndexKey::Blind(inner.ring.blind_index(field, &normalized));
-        let target = format!("subject lookup by {field}");
-        let event = || Event::new("subject.find").target(target.clone());
-        let ids = inner.store.read(|r| {
-            inner.officer(r, ctx, "look up data subjects", || {
-                Event::new("subject.find").target(format!("subject lookup by {field}"))
-            })?;
-            Ok::<_, Error>(r.lookup(key.as_index(), 1_000)?)
-        })?;
-        let mut entry = event();
-        entry.customers = ids.clone();
-        inner.audit_read(entry.record(ctx, Outcome::Ok))?;
-        Ok(ids)
+        let normalized = records.schema.normalize(field, value)?;
+        let key = IndexKey::Blind(records.ring.blind_index(field, &normalized));
+        let entry = Entry::new("subject.find").target(format!("subject lookup by {field}"));
+        let op = Op::new(entry).officers("look up data subjects");
+        self.core.read(ctx, op, |read| {
+            let ids = read.snapshot().lookup(key.as_index(), 1_000)?;
+            read.touched(ids.iter().copied(), []);
+            Ok(ids)
+        })
     }
 
     /// A complete machine-readable copy of everything held about customer
     /// `id` (subject access and portability). Admins and data stewards;
     /// audited as an export of every field.
     pub fn subject_export(&self, ctx: &Context, id: CustomerId) -> Result<SubjectExport> {
-        let ctx = &self.inner.authenticate(ctx)?;
-        let inner = &self.inner;
-        let event = move || Event::new("subject.export").customer(id);
         // Reads still buffered for the group commit are accesses too.
-        inner.flush_audit()?;
-        let snapshot = inner.store.read(|r| {
-            inner.officer(r, ctx, "export a data subject's data", event)?;
-            let Some(record) = r.customer(id)? else {
-                return Ok::<_, Error>(None);
-            };
-            let lifecycle = stored_lifecycle(r, &record)?;
+        self.core.flush_audit()?;
+        let entry = Entry::new("subject.export").customer(id);
+        let op = Op::new(entry).officers("export a data subject's data");
+        let exported_at = self.core.records.clock.now();
+        self.core.read(ctx, op, |read| {
+            let r = read.snapshot();
+            let record =
+                (r.customer(id)?).ok_or_else(|| Error::NotFound(format!("customer {id}")))?;
+            read.reveal(&[id])?;
+            let records = read.records();
+            let mut fields: BTreeMap<String, String> = record.public.clone();
+            for (name, sealed) in &record.sealed {
+                fields.insert(
+                    name.clone(),
+                    records.open(id, Slot::Field(name), &sealed.sealed)?,
+                );
+            }
+            read.touched([], fields.keys().cloned());
             let mut accesses = Vec::new();
-            r.scan_audit(1, |seq, bytes| {
+            r.scan_audit(1, &mut |seq, bytes| {
                 let mut entry = audit::decode_entry(seq, bytes)?;
                 if entry.customers.contains(&id) {
                     // Other people in the same entry are not the subject's business.
                     entry.customers = vec![id];
                     accesses.push(entry);
                 }
-                Ok::<_, Error>(true)
+                Ok(true)
             })?;
-            let messages = r
-                .messages_of(id)?
-                .into_iter()
-                .map(|m| QueuedMessage {
-                    sender: m.plugin,
-                    channel: m.channel,
-                    template: m.template,
-                    params: m.params,
-                    marketing: m.marketing,
-                    created_at: from_micros(m.created_at),
-                })
-                .collect();
-            Ok(Some((
-                record,
-                lifecycle,
-                r.interactions(id)?,
-                r.followups_of(id)?,
-                r.consent_ledger(id)?,
-                messages,
-                accesses,
-            )))
-        })?;
-        let Some((record, lifecycle, interactions, followups, ledger, messages, accesses)) =
-            snapshot
-        else {
-            let error = Error::NotFound(format!("customer {id}"));
-            inner.audit_read(event().record(ctx, Outcome::Failed(error.to_string())))?;
-            return Err(error);
-        };
-        let built = (|| {
-            let key = inner.data_key(id)?;
-            let mut fields: BTreeMap<String, String> = record.public.clone();
-            for (name, sealed) in &record.sealed {
-                fields.insert(name.clone(), key.open(name, &sealed.sealed)?);
-            }
-            let interactions = inner.show_interactions(id, (true, true), interactions)?;
-            let follow_ups = followups
-                .into_iter()
-                .map(|f| {
-                    Ok(FollowUp {
-                        note: Some(key.open(&format!("followup/{}/note", f.id), &f.note)?),
-                        id: f.id,
-                        customer: f.customer,
-                        due: from_micros(f.due),
-                        assignee: f.assignee,
-                        done: f.done,
-                    })
-                })
+            let follow_ups = (r.followups_of(id)?.into_iter())
+                .map(|f| records.show_follow_up(f, true))
                 .collect::<Result<Vec<_>>>()?;
-            Ok::<_, Error>(SubjectExport {
-                exported_at: inner.clock.now(),
+            Ok(SubjectExport {
+                exported_at,
                 customer: id,
                 owner: record.owner.clone(),
-                lifecycle,
+                lifecycle: stored_lifecycle(r, &record)?,
                 created_at: from_micros(record.created_at),
                 updated_at: from_micros(record.updated_at),
                 last_interaction_at: record.last_interaction_at.map(from_micros),
                 fields,
-                interactions,
+                interactions: records.show_interactions(id, (true, true), r.interactions(id)?)?,
                 follow_ups,
-                consents: ledger.into_iter().map(consent_record).collect(),
-                queued_messages: messages,
+                consents: r
+                    .consent_ledger(id)?
+                    .into_iter()
+                    .map(consent_record)
+                    .collect(),
+                queued_messages: r.messages_of(id)?.into_iter().map(queued).collect(),
                 accesses,
             })
-        })();
-        let fields = |e: &SubjectExport| e.fields.keys().cloned().collect();
-        inner.audit_read(super::customers::read_record(event(), ctx, &built, fields))?;
-        built
+        })
     }
 
     /// Erases customer `id` at the person's request: everything is
@@ -289,7 +224,7 @@ impl Engine {
         id: CustomerId,
         reason: &str,
     ) -> Result<DeletionRecord> {
-        self.remove_customer(ctx, id, Removal::Delete, reason)
+        self.remove_on_request(ctx, id, Removal::Delete, reason)
     }
 
     /// Anonymizes customer `id`: its identity is destroyed as by erasure,
@@ -302,20 +237,18 @@ impl Engine {
         id: CustomerId,
         reason: &str,
     ) -> Result<DeletionRecord> {
-        self.remove_customer(ctx, id, Removal::Anonymize, reason)
+        self.remove_on_request(ctx, id, Removal::Anonymize, reason)
     }
 
-    fn remove_customer(
+    fn remove_on_request(
         &self,
         ctx: &Context,
         id: CustomerId,
         how: Removal,
         reason: &str,
     ) -> Result<DeletionRecord> {
-        let ctx = &self.inner.authenticate(ctx)?;
-        let inner = &self.inner;
-        super::activity::check_len("reason", reason, 500)?;
-        let verb = match how {
+        crate::records::check_len("reason", reason, 500)?;
+        let action = match how {
             Removal::Anonymize => "subject.anonymize",
             Removal::Delete => "subject.erase",
         };
@@ -323,33 +256,68 @@ impl Engine {
             "" => "subject request",
             given => given,
         };
-        inner.remove_on_request(ctx, id, verb, how, Some(reason), |_, actor, _| {
-            Ok(match is_privacy_officer(actor) {
-                true => Ok(()),
-                false => Err(Error::Denied(format!(
-                    "principal `{}` may not erase or anonymize customers: only admins and data stewards may",
-                    actor.name
-                ))),
-            })
-        })?;
-        self.deletion_record(ctx, id)?
+        self.remove(ctx, id, action, how, Some(reason))?;
+        (self.deletion_record(ctx, id)?)
             .ok_or_else(|| Error::NotFound(format!("deletion record of customer {id}")))
+    }
+
+    /// Removes one customer (the one path of deletes and subject
+    /// requests): a delete needs the policy's `delete`, an erasure or
+    /// anonymization a privacy officer; a legal hold refuses either. The
+    /// key is claimed before the write and destroyed after its commit.
+    /// Without a `reason`, the deletion record says who deleted it.
+    pub(super) fn remove(
+        &self,
+        ctx: &Context,
+        id: CustomerId,
+        action: &str,
+        how: Removal,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let claim = self.core.records.claim_doomed(&[id])?;
+        let by_officer = reason.is_some();
+        let rule = match by_officer {
+            true => Rule::Officers("erase or anonymize customers".into()),
+            false => Rule::Active,
+        };
+        let op = Op::new(Entry::new(action).customer(id))
+            .rule(rule)
+            .claim(claim);
+        self.core.write(ctx, op, |tx| {
+            let record = match by_officer {
+                true => tx.records().customer(tx.txn(), id)?,
+                false => tx.customer(id, Action::Delete)?,
+            };
+            // The hold's reason stays with privacy officers: refusals are
+            // shown to the caller and kept in the audit chain.
+            if tx.txn().hold(id)?.is_some() {
+                return Err(Denied::LegalHold(id).into());
+            }
+            let by = tx.actor().name.clone();
+            let by_actor = format!("{} by {by}", how.as_str());
+            let cause = RemovalCause {
+                how,
+                reason: reason.unwrap_or(&by_actor),
+                by: &by,
+                rule: None,
+                at: tx.records().now(),
+            };
+            tx.records().remove(tx.txn(), &record, &cause)?;
+            tx.emit(Emitted::Erased(id));
+            Ok(())
+        })
     }
 
     /// The deletion record a removed customer left, if any. Admins and data
     /// stewards.
     pub fn deletion_record(&self, ctx: &Context, id: CustomerId) -> Result<Option<DeletionRecord>> {
-        let ctx = &self.inner.authenticate(ctx)?;
-        let inner = &self.inner;
-        let event = move || Event::new("deletion.read").target(format!("deletion record {id}"));
-        let found = inner.store.read(|r| {
-            inner.officer(r, ctx, "read deletion records", event)?;
-            let record = r.deletion(id)?;
+        let entry = Entry::new("deletion.read").target(format!("deletion record {id}"));
+        let op = Op::new(entry).officers("read deletion records");
+        self.core.read(ctx, op, |read| {
+            let r = read.snapshot();
             let aggregate = r.aggregate(id)?;
-            Ok::<_, Error>(record.map(|d| deletion_record(id, d, aggregate)))
-        })?;
-        inner.audit_read(event().record(ctx, Outcome::Ok))?;
-        Ok(found)
+            Ok(r.deletion(id)?.map(|d| deletion_record(id, d, aggregate)))
+        })
     }
 
     /// Deletion records of customers with ids above `after`, at most
@@ -360,17 +328,25 @@ impl Engine {
         after: CustomerId,
         limit: usize,
     ) -> Result<Vec<DeletionRecord>> {
-        let ctx = &self.inner.authenticate(ctx)?;
-        let inner = &self.inner;
-        let event = || Event::new("deletion.read").target("deletion records".to_string());
-        let found = inner.store.read(|r| {
-            inner.officer(r, ctx, "read deletion records", event)?;
-            Ok::<_, Error>(r.deletions(after, limit)?)
+        let entry = Entry::new("deletion.read").target("deletion records");
+        let op = Op::new(entry).officers("read deletion records");
+        let found = self.core.read(ctx, op, |read| {
+            Ok(read.snapshot().deletions(after, limit)?)
         })?;
-        inner.audit_read(event().record(ctx, Outcome::Ok))?;
         Ok(found
             .into_iter()
             .map(|(id, d, a)| deletion_record(id, d, a))
             .collect())
+    }
+}
+
+fn queued(m: StoredMessage) -> QueuedMessage {
+    QueuedMessage {
+        sender: m.plugin,
+        channel: m.channel,
+        template: m.template,
+        params: m.params,
+        marketing: m.marketing,
+        created_at: from_micros(m.created_at),
     }
 }

@@ -9,7 +9,7 @@
 )]
 
 use super::*;
-use crate::{CryptoError, NewCustomer};
+use crate::{Context, CryptoError, NewCustomer};
 
 /// A database in a temporary folder and a function that (re)opens it.
 fn reopenable() -> (tempfile::TempDir, impl Fn() -> Engine) {
@@ -56,7 +56,7 @@ fn splice(
     f: impl FnOnce(&mut crate::store::StoredCustomer, &crate::store::StoredCustomer),
 ) {
     engine
-        .inner
+        .core
         .store
         .write(|w| {
             let mut to = w.customer(target)?.unwrap();
@@ -101,8 +101,13 @@ fn a_data_key_moved_to_another_customer_fails_to_open() {
     let (_dir, engine) = engine();
     let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     let b = customer(&engine, "Zhang Wei", "13912345678", "zhang.wei@example.cn");
-    let wrapped_a = engine.inner.keys.get(a).unwrap().unwrap();
-    engine.inner.keys.put(&[(b, wrapped_a)]).unwrap();
+    let wrapped_a = engine.core.records.key_store().get(a).unwrap().unwrap();
+    engine
+        .core
+        .records
+        .key_store()
+        .put(&[(b, wrapped_a)])
+        .unwrap();
     assert!(is_unseal(engine.customer(&admin(), b)));
 }
 
@@ -123,12 +128,17 @@ fn orphan_keys_are_collected_at_open() {
     let engine = open();
     customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     // A crash between the key-store write and the data write leaves this.
-    let (_, wrapped) = engine.inner.ring.new_data_key(999).unwrap();
-    engine.inner.keys.put(&[(999, wrapped)]).unwrap();
-    assert_eq!(engine.inner.keys.len().unwrap(), 2);
+    let (_, wrapped) = engine.core.records.ring.new_data_key(999).unwrap();
+    engine
+        .core
+        .records
+        .key_store()
+        .put(&[(999, wrapped)])
+        .unwrap();
+    assert_eq!(engine.core.records.key_store().len().unwrap(), 2);
     drop(engine);
     let engine = open();
-    assert_eq!(engine.inner.keys.ids().unwrap(), vec![1]);
+    assert_eq!(engine.core.records.key_store().ids().unwrap(), vec![1]);
 }
 
 #[test]
@@ -137,11 +147,11 @@ fn deleting_a_customer_forgets_its_cached_key() {
     let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     engine.customer(&admin(), a).unwrap();
     assert!(
-        engine.inner.key_cache.get(a).is_some(),
+        engine.core.records.cached_key(a).is_some(),
         "a full read caches the key"
     );
     engine.delete_customer(&admin(), a).unwrap();
-    assert!(engine.inner.key_cache.get(a).is_none());
+    assert!(engine.core.records.cached_key(a).is_none());
 }
 
 #[test]
@@ -150,25 +160,38 @@ fn a_crash_between_removing_a_record_and_its_key_is_settled_at_open() {
     let engine = open();
     let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     // What delete_customer does before its key is destroyed; then a crash.
-    engine.inner.keys.mark_pending(&[a]).unwrap();
-    let inner = &engine.inner;
-    inner
-        .store
+    engine.core.records.key_store().mark_pending(&[a]).unwrap();
+    let core = &engine.core;
+    core.store
         .write(|w| {
             let record = w.customer(a)?.unwrap();
-            inner.index(w, &record, false)?;
-            w.remove_customer(a)?;
+            let cause = crate::records::RemovalCause {
+                how: crate::records::Removal::Delete,
+                reason: "test",
+                by: "admin",
+                rule: None,
+                at: 0,
+            };
+            core.records.remove(w, &record, &cause)?;
             Ok::<_, Error>(())
         })
         .unwrap();
-    assert!(engine.inner.keys.get(a).unwrap().is_some());
+    assert!(engine.core.records.key_store().get(a).unwrap().is_some());
     drop(engine);
     let engine = open();
     assert!(
-        engine.inner.keys.get(a).unwrap().is_none(),
+        engine.core.records.key_store().get(a).unwrap().is_none(),
         "the key is destroyed"
     );
-    assert!(engine.inner.keys.pending().unwrap().is_empty());
+    assert!(
+        engine
+            .core
+            .records
+            .key_store()
+            .pending()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -178,42 +201,22 @@ fn a_pending_key_whose_customer_committed_is_kept_at_open() {
     let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     // The commit landed but its settle was lost (a crash, or a commit that
     // reported an error after reaching the file).
-    engine.inner.keys.mark_pending(&[a]).unwrap();
+    engine.core.records.key_store().mark_pending(&[a]).unwrap();
     drop(engine);
     let engine = open();
     assert_eq!(
         engine.customer(&admin(), a).unwrap().get("name"),
         Some("Li Na")
     );
-    assert!(engine.inner.keys.pending().unwrap().is_empty());
-}
-
-#[test]
-fn a_key_read_before_a_delete_is_not_cached_after_it() {
-    let (_dir, engine) = engine();
-    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
-    let cache = &engine.inner.key_cache;
-    let generation = cache.generation();
-    let key = Arc::new(
+    assert!(
         engine
-            .inner
-            .ring
-            .open_data_key(a, &engine.inner.keys.get(a).unwrap().unwrap())
-            .unwrap(),
+            .core
+            .records
+            .key_store()
+            .pending()
+            .unwrap()
+            .is_empty()
     );
-    cache.forget(a); // the delete lands in between
-    cache.insert(a, key, generation);
-    assert!(cache.get(a).is_none());
-}
-
-#[test]
-fn a_pending_mark_is_released_by_its_last_holder_only() {
-    let (_dir, engine) = engine();
-    engine.inner.hold_pending(&[7, 8]);
-    engine.inner.hold_pending(&[7]);
-    assert_eq!(engine.inner.release_pending(&[7, 8]), vec![8]);
-    assert_eq!(engine.inner.release_pending(&[7]), vec![7]);
-    assert!(engine.inner.release_pending(&[7]).is_empty());
 }
 
 #[test]

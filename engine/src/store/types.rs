@@ -1,4 +1,5 @@
-//! What is stored, and the versioned envelope around it.
+//! What is stored, whatever the backend: the records at rest and the
+//! versioned envelope around each.
 //!
 //! Every value is `[envelope version][postcard bytes]`. postcard is compact
 //! but not self-describing, so a change to any stored struct bumps
@@ -228,6 +229,104 @@ pub(crate) struct StoredPolicy {
     pub(crate) pack: Vec<u8>,
     pub(crate) installed_at: i64,
     pub(crate) installed_by: String,
+}
+
+/// A message in the outbox, queued by a plugin or by the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredMessage {
+    pub(crate) plugin: String,
+    pub(crate) channel: String,
+    pub(crate) customer: u64,
+    pub(crate) template: String,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) marketing: bool,
+    pub(crate) created_at: i64,
+}
+
+/// A consent flag for one purpose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredConsent {
+    pub(crate) granted: bool,
+    pub(crate) at: i64,
+    pub(crate) by: String,
+}
+
+/// An alert raised by the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredAlert {
+    pub(crate) at: i64,
+    pub(crate) kind: String,
+    pub(crate) subject: String,
+    pub(crate) message: String,
+}
+
+/// A line of a plugin's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredLogLine {
+    pub(crate) at: i64,
+    pub(crate) level: String,
+    pub(crate) text: String,
+}
+
+/// One consent ledger entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredConsentEntry {
+    pub(crate) purpose: String,
+    pub(crate) field: Option<String>,
+    pub(crate) granted: bool,
+    pub(crate) at: i64,
+    pub(crate) channel: String,
+    pub(crate) notice_version: String,
+    pub(crate) by: String,
+}
+
+/// A legal hold: nothing removes the customer while it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredHold {
+    pub(crate) reason: String,
+    pub(crate) by: String,
+    pub(crate) at: i64,
+}
+
+/// A retention notice sent to a customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredNotice {
+    pub(crate) at: i64,
+    pub(crate) reason: String,
+    /// The notice queued in the outbox, if the customer had an address.
+    pub(crate) message: Option<u64>,
+}
+
+/// The record a removal leaves: no personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredDeletion {
+    pub(crate) at: i64,
+    /// `anonymized` or `deleted`.
+    pub(crate) kind: String,
+    pub(crate) reason: String,
+    pub(crate) by: String,
+    /// The retention rule's reason, when a sweep removed it.
+    pub(crate) rule: Option<String>,
+}
+
+/// What an anonymized customer leaves for statistics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredAggregate {
+    pub(crate) first_purchase_year: Option<i32>,
+    pub(crate) orders: u64,
+    pub(crate) order_total_minor: i64,
+    pub(crate) interactions: u64,
+    pub(crate) region: Option<String>,
+    pub(crate) customer_since_year: i32,
+}
+
+/// A retention sweep in progress: where to resume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredRun {
+    /// The `now` the sweep runs at (µs).
+    pub(crate) now: i64,
+    /// Every customer up to this id is done.
+    pub(crate) done_through: u64,
 }
 
 #[cfg(test)]

@@ -1,0 +1,190 @@
+//! Customer records: create, read, update, delete, search, count.
+
+use super::{Engine, ImportOptions};
+use crate::model::{
+    Customer, CustomerId, CustomerUpdate, ModelError, NewCustomer, Sensitivity, Status,
+};
+use crate::op::{Emitted, Entry, Op};
+use crate::policy::{Action, Treatment};
+use crate::records::{IndexKey, owner_rule};
+use crate::store::{SnapshotExt, StoredCustomer};
+use crate::{Error, Result};
+
+/// What to look customers up by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// Exact value of a blind-indexed field (phone, email, ID number),
+    /// through its keyed index: no plaintext is compared or stored.
+    Field {
+        /// The field, e.g. `phone`.
+        field: String,
+        /// The value as a person would type it; normalized before lookup.
+        value: String,
+    },
+    /// Customers owned by a principal.
+    Owner(String),
+    /// Customers carrying a tag (in the `tags` field).
+    Tag(String),
+    /// Customers in a lifecycle status.
+    Status(Status),
+}
+
+impl Query {
+    /// Shorthand for [`Query::Field`].
+    pub fn field(field: impl Into<String>, value: impl Into<String>) -> Self {
+        Query::Field {
+            field: field.into(),
+            value: value.into(),
+        }
+    }
+
+    /// How the query is named in the audit chain: never the searched value.
+    fn audit_target(&self) -> String {
+        match self {
+            Query::Field { field, .. } => format!("search {field}"),
+            Query::Owner(o) => format!("search owner {o}"),
+            Query::Tag(t) => format!("search tag {t}"),
+            Query::Status(s) => format!("search status {}", s.as_str()),
+        }
+    }
+}
+
+impl Engine {
+    /// Creates a customer and returns its id. Fields are validated against
+    /// the schema; personal ones are sealed under a fresh data key.
+    pub fn create_customer(&self, ctx: &crate::Context, new: NewCustomer) -> Result<CustomerId> {
+        let rows = std::iter::once((1, Ok(new)));
+        let report = self.import(ctx, rows, &ImportOptions::default(), |_| {})?;
+        match (report.first_id, report.errors.into_iter().next()) {
+            (Some(id), _) => Ok(id),
+            (None, Some(row)) => Err(row.error),
+            (None, None) => Err(Error::NotFound("created customer".into())),
+        }
+    }
+
+    /// Reads one customer, as the acting principal may see it.
+    pub fn customer(&self, ctx: &crate::Context, id: CustomerId) -> Result<Customer> {
+        let op = Op::new(Entry::new("customer.read").customer(id));
+        self.core.read(ctx, op, |read| {
+            read.customer(id, Action::Read, |read, record, decision| {
+                read.view(record, &decision)
+            })
+        })
+    }
+
+    /// Finds customers, at most `limit`, each as the acting principal may see it.
+    pub fn find_customers(
+        &self,
+        ctx: &crate::Context,
+        query: &Query,
+        limit: usize,
+    ) -> Result<Vec<Customer>> {
+        let records = &self.core.records;
+        // A match on a sensitive field is shown only where the principal may
+        // see that field in full: a hit elsewhere would confirm the value.
+        let mut sensitive = None;
+        let index = match query {
+            Query::Field { field, value } => {
+                let def = records.schema.require(field)?;
+                if !def.is_blind_indexed() {
+                    return Err(ModelError::Attribute {
+                        what: "search".into(),
+                        reason: format!(
+                            "field `{field}` is not searchable; search by a phone, email or id_number field, owner, tag or status"
+                        ),
+                    }
+                    .into());
+                }
+                let normalized = records.schema.normalize(field, value)?;
+                if def.sensitivity == Sensitivity::Sensitive {
+                    sensitive = Some(field.clone());
+                }
+                IndexKey::Blind(records.ring.blind_index(field, &normalized))
+            }
+            Query::Owner(o) => IndexKey::Owner(o.clone()),
+            Query::Tag(t) => IndexKey::Tag(format!("tags:{}", t.to_lowercase())),
+            Query::Status(s) => IndexKey::Status(s.as_str().to_string()),
+        };
+        let op = Op::new(Entry::new("customer.search").target(query.audit_target()));
+        self.core.read(ctx, op, |read| {
+            let snapshot = read.snapshot();
+            let ids = snapshot.lookup(index.as_index(), limit)?;
+            read.touched(ids.iter().copied(), []);
+            read.reveal(&ids)?;
+            let mut views = Vec::with_capacity(ids.len());
+            for id in ids {
+                snapshot.with_customer(id, |record| {
+                    let Some(record) = record else {
+                        return Ok::<_, Error>(());
+                    };
+                    let decision = read.decider().decide(snapshot, Action::Search, &record)?;
+                    let confirms = sensitive.as_ref().is_some_and(|field| {
+                        decision.treatment(field, Sensitivity::Sensitive) != Treatment::Full
+                    });
+                    if decision.allowed() && !confirms {
+                        views.push(read.view(&record, &decision)?);
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(views)
+        })
+    }
+
+    /// How many customers the database holds.
+    pub fn count_customers(&self, ctx: &crate::Context) -> Result<u64> {
+        self.core
+            .read(ctx, Op::new(Entry::new("customer.count")), |read| {
+                crate::op::allowed(read.decider().decide_general(Action::Count))?;
+                Ok(read.snapshot().customer_count()?)
+            })
+    }
+
+    /// Changes a customer's fields or owner, as the policy allows.
+    pub fn update_customer(
+        &self,
+        ctx: &crate::Context,
+        id: CustomerId,
+        update: CustomerUpdate,
+    ) -> Result<()> {
+        let mut change = self
+            .core
+            .records
+            .normalize_change(&update.set, &update.clear)?;
+        change.owner = update.owner;
+        let mut touched: Vec<String> = (change.set.keys()).chain(&change.clear).cloned().collect();
+        if change.owner.is_some() {
+            touched.push("owner".into());
+        }
+        let op = Op::new(Entry::new("customer.update").customer(id).fields(touched));
+        self.core.write(ctx, op, |tx| {
+            let mut record = tx.customer(id, Action::Update)?;
+            if let Some(owner) = &change.owner {
+                owner_rule(owner, tx.txn().principal(owner)?.as_ref())?;
+                // Handing over needs the policy's consent for the new owner too.
+                let handed = StoredCustomer {
+                    owner: owner.clone(),
+                    ..record.clone()
+                };
+                tx.require(Action::Update, &handed)?;
+            }
+            tx.records().update(tx.txn(), &mut record, &change)?;
+            tx.emit(Emitted::Updated(id));
+            Ok(())
+        })
+    }
+
+    /// Deletes a customer with everything filed under it (interactions,
+    /// follow-ups, consents, plugin links, queued messages), then destroys
+    /// its data key in the key store and every mirror. A deletion record
+    /// without personal data is kept; a legal hold refuses the delete.
+    pub fn delete_customer(&self, ctx: &crate::Context, id: CustomerId) -> Result<()> {
+        self.remove(
+            ctx,
+            id,
+            "customer.delete",
+            crate::records::Removal::Delete,
+            None,
+        )
+    }
+}

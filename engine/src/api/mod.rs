@@ -1,0 +1,314 @@
+//! The public API: [`Engine`] and its builder, and one file per capability
+//! of thin public methods, each a call of the operation path (`op`) with
+//! the body that is the capability's own.
+
+mod activity;
+mod audit;
+mod consent;
+mod csv;
+mod customers;
+mod import;
+mod outbox;
+mod plugins;
+mod policies;
+mod principals;
+mod report;
+mod retention;
+mod sessions;
+mod subject;
+mod sweep;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use consent::Lifecycle;
+pub use customers::Query;
+pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
+pub use outbox::OutboxMessage;
+pub use plugins::{Alert, PluginLogLine};
+pub use policies::InstalledPolicy;
+pub use report::{FieldInventory, Inventory, PurposeReport};
+pub use retention::{
+    DEFAULT_SWEEP_BATCH, NOTICE_SENDER, NOTICE_TEMPLATE, RetentionChange, RetentionReport,
+    SweepOptions, SweepProgress, Transition,
+};
+pub use subject::{Aggregate, DeletionRecord, QueuedMessage, SubjectExport};
+
+use crate::audit::{AuditDurability, Batcher};
+use crate::crypto::{CryptoError, Keyring, MasterKey};
+use crate::model::{Clock, Schema};
+use crate::op::{AuthSettings, Core, Host};
+use crate::plugin::PluginSettings;
+use crate::policy::{Policy, PolicyPack};
+use crate::records::Records;
+use crate::store::{self, Location, StorageBackend, StoreError};
+use crate::{Error, Result};
+
+/// Builds an [`Engine`]. Defaults: the key store beside the data file
+/// (`<path>.keys`), no mirrors, the bundled schema for a new database, the
+/// first principal named `admin`, durable read auditing.
+pub struct EngineBuilder {
+    path: Option<PathBuf>,
+    backend: Option<Box<dyn StorageBackend>>,
+    key: Option<MasterKey>,
+    key_store: Option<PathBuf>,
+    mirrors: Vec<PathBuf>,
+    schema: Option<Schema>,
+    create: bool,
+    admin: String,
+    durability: AuditDurability,
+    clock: Clock,
+    auth: AuthSettings,
+    plugins: PluginSettings,
+}
+
+impl EngineBuilder {
+    /// The data file.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// The master key (from a key file, an environment variable or a KMS).
+    pub fn master_key(mut self, key: MasterKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Where the key store lives; `<path>.keys` by default.
+    pub fn key_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_store = Some(path.into());
+        self
+    }
+
+    /// Another path that receives every key-store write (a mirror on another
+    /// disk). Erasure destroys keys in every mirror.
+    pub fn key_mirror(mut self, path: impl Into<PathBuf>) -> Self {
+        self.mirrors.push(path.into());
+        self
+    }
+
+    /// The schema of a database created by this builder (ignored when the
+    /// database exists: its stored schema applies).
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Create the database if it does not exist (off by default).
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// The name of the first administrator of a new database.
+    pub fn initial_admin(mut self, name: impl Into<String>) -> Self {
+        self.admin = name.into();
+        self
+    }
+
+    /// How read entries reach the audit chain; see [`AuditDurability`].
+    pub fn audit_durability(mut self, durability: AuditDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Where records, logins and sessions read the time; the system clock
+    /// by default.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Login throttling and session lifetimes; see [`AuthSettings`].
+    pub fn auth_settings(mut self, settings: AuthSettings) -> Self {
+        self.auth = settings;
+        self
+    }
+
+    /// Limits of the plugin sandbox; see [`PluginSettings`].
+    pub fn plugin_settings(mut self, settings: PluginSettings) -> Self {
+        self.plugins = settings;
+        self
+    }
+
+    /// Keep the data file on a custom medium instead of `path` (the key
+    /// store still needs `path` or [`EngineBuilder::key_store`]).
+    pub fn storage_backend(mut self, backend: Box<dyn StorageBackend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Opens the engine: checks the key before writing anything, repairs
+    /// after a crash, collects orphan keys.
+    pub fn open(self) -> Result<Engine> {
+        let key = (self.key).ok_or_else(|| Error::Config("no master key given".into()))?;
+        let ring = Keyring::new(&key);
+        drop(key);
+        let key_store_path = match (&self.key_store, &self.path) {
+            (Some(k), _) => k.clone(),
+            (None, Some(p)) => with_suffix(p, ".keys"),
+            (None, None) => {
+                return Err(Error::Config("give a data path or a key store path".into()));
+            }
+        };
+        let location = match self.backend {
+            Some(b) => Location::Backend(b),
+            None => match &self.path {
+                Some(p) => Location::Path(p),
+                None => return Err(Error::Config("give a data path".into())),
+            },
+        };
+        let schema = self.schema.unwrap_or_default();
+        let opened = store::open::open(store::open::Request {
+            data: location,
+            key_store: &key_store_path,
+            mirrors: &self.mirrors,
+            key_check: ring.check_value(),
+            create: self.create,
+            schema: schema.source(),
+        });
+        let store::open::Opened { store, keys, meta } = match opened {
+            Err(StoreError::KeyCheckMismatch) => return Err(CryptoError::WrongKey.into()),
+            other => other?,
+        };
+        let schema = match meta.schema {
+            Some(text) => Schema::from_toml(&text)?,
+            None => schema,
+        };
+        let records = Records::new(schema, ring, self.clock, keys, meta.next_id);
+        let core = Arc::new(Core::new(
+            store,
+            records,
+            Batcher::new(self.durability),
+            self.auth,
+            Host::new(self.plugins),
+            key_store_path,
+            Policy::compile(&PolicyPack::default_pack())?,
+        ));
+        // Also after a crash between creating the file and its first admin.
+        principals::bootstrap_admin(&core, &self.admin)?;
+        policies::load(&core)?;
+        retention::load(&core)?;
+        core.records
+            .reload_retired(|| core.store.read(|r| r.retired_purposes()))?;
+        core.store.read(|r| {
+            core.records
+                .settle_pending(|id| Ok(r.contains_customer(id)?))
+        })?;
+        core.refresh_subscriptions()?;
+        let flusher = match self.durability {
+            AuditDurability::Buffered { flush_interval, .. } => {
+                Some(Arc::new(Flusher::start(Arc::clone(&core), flush_interval)?))
+            }
+            AuditDurability::Durable => None,
+        };
+        Ok(Engine {
+            _flusher: flusher,
+            core,
+        })
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut os = path.as_os_str().to_owned();
+    os.push(suffix);
+    PathBuf::from(os)
+}
+
+/// The thread that commits buffered read entries every flush interval.
+/// Dropping it stops and joins the thread, so once the last [`Engine`]
+/// handle is gone the files are closed, not held by a thread in flight.
+struct Flusher {
+    core: Arc<Core>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(core: Arc<Core>, interval: std::time::Duration) -> Result<Self> {
+        let worker = Arc::clone(&core);
+        let thread = std::thread::Builder::new()
+            .name("custodian-audit-flush".into())
+            .spawn(move || {
+                // A failed flush is kept by the batcher, which then refuses reads.
+                worker
+                    .batcher
+                    .run_flusher(interval, &|records| worker.write_records(records));
+            })
+            .map_err(|e| Error::Config(format!("cannot start the audit flush thread: {e}")))?;
+        Ok(Self {
+            core,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.core.batcher.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An open Custodian database. Cheap to clone; share it between threads.
+#[derive(Clone)]
+pub struct Engine {
+    // INVARIANT: declared before `core`, so the last handle stops the
+    // flush thread (which holds its own `Arc<Core>`) before releasing
+    // `core`; dropping the last handle then closes the files.
+    _flusher: Option<Arc<Flusher>>,
+    core: Arc<Core>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("key_store", &self.core.key_store_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts configuring an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            path: None,
+            backend: None,
+            key: None,
+            key_store: None,
+            mirrors: Vec::new(),
+            schema: None,
+            create: false,
+            admin: "admin".into(),
+            durability: AuditDurability::Durable,
+            clock: Clock::system(),
+            auth: AuthSettings::default(),
+            plugins: PluginSettings::default(),
+        }
+    }
+
+    /// The schema in force.
+    pub fn schema(&self) -> &Schema {
+        &self.core.records.schema
+    }
+
+    /// The key store's path.
+    pub fn key_store_path(&self) -> &Path {
+        &self.core.key_store_path
+    }
+
+    /// How read entries are audited.
+    pub fn audit_durability(&self) -> AuditDurability {
+        self.core.batcher.mode()
+    }
+
+    /// Commits every queued read entry now.
+    pub fn flush_audit(&self) -> Result<()> {
+        self.core.flush_audit()
+    }
+}
+
+#[cfg(test)]
+mod tests;

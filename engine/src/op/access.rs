@@ -1,0 +1,324 @@
+//! The policy step: asking the policy in force about the actor and one
+//! customer, and building the view its answer allows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::{Read, Write};
+use crate::crypto::DataKey;
+use crate::identity::Actor;
+use crate::model::{Customer, CustomerId, FieldType, Sensitivity, Status, from_micros, mask_value};
+use crate::policy::{Action, CustomerFacts, Decision, Policy, Subject, Treatment};
+use crate::records::{Records, Slot};
+use crate::store::{CustomerRef, Snapshot, SnapshotExt, StoredCustomer};
+use crate::{Denied, Error, Result};
+
+/// What the policy decides on about a stored customer: nothing personal.
+pub(crate) trait Filed {
+    fn id(&self) -> CustomerId;
+    fn owner(&self) -> &str;
+    fn status(&self) -> &str;
+    /// The `tags` field, comma-separated.
+    fn tags(&self) -> Option<&str>;
+}
+
+impl Filed for CustomerRef<'_> {
+    fn id(&self) -> CustomerId {
+        self.id
+    }
+    fn owner(&self) -> &str {
+        self.owner
+    }
+    fn status(&self) -> &str {
+        self.status
+    }
+    fn tags(&self) -> Option<&str> {
+        (self.public.iter().find(|(name, _)| *name == "tags")).map(|(_, v)| *v)
+    }
+}
+
+impl Filed for StoredCustomer {
+    fn id(&self) -> CustomerId {
+        self.id
+    }
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+    fn status(&self) -> &str {
+        &self.status
+    }
+    fn tags(&self) -> Option<&str> {
+        self.public.get("tags").map(String::as_str)
+    }
+}
+
+/// The decisions of one operation: the actor, its purpose, the policy in
+/// force, and the owners' teams looked up so far (a search over one
+/// owner's customers reads the owner once).
+pub(crate) struct Decider<'a> {
+    policy: &'a Policy,
+    actor: Actor,
+    subject: Subject,
+    purpose: &'a str,
+    teams: HashMap<String, Option<String>>,
+}
+
+impl<'a> Decider<'a> {
+    pub(super) fn new(policy: &'a Arc<Policy>, actor: Actor, purpose: &'a str) -> Self {
+        let subject = subject(&actor);
+        Self {
+            policy,
+            actor,
+            subject,
+            purpose,
+            teams: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// The policy's decision on the actor doing `action` to `record`.
+    pub(crate) fn decide(
+        &mut self,
+        snapshot: &dyn Snapshot,
+        action: Action,
+        record: &dyn Filed,
+    ) -> Result<Decision> {
+        let facts = self.facts(snapshot, record)?;
+        Ok(self
+            .policy
+            .authorize(&self.subject, action, self.purpose, Some(&facts)))
+    }
+
+    /// The policy's decision on an action about no customer in particular.
+    pub(crate) fn decide_general(&self, action: Action) -> Decision {
+        self.policy
+            .authorize(&self.subject, action, self.purpose, None)
+    }
+
+    /// The decision, or the policy's refusal.
+    pub(crate) fn require(
+        &mut self,
+        snapshot: &dyn Snapshot,
+        action: Action,
+        record: &dyn Filed,
+    ) -> Result<Decision> {
+        let decision = self.decide(snapshot, action, record)?;
+        allowed(decision)
+    }
+
+    fn facts(&mut self, snapshot: &dyn Snapshot, record: &dyn Filed) -> Result<CustomerFacts> {
+        let owner = record.owner();
+        let team = match self.teams.get(owner) {
+            Some(team) => team.clone(),
+            None => {
+                let team =
+                    (snapshot.principal(owner)?).and_then(|p| p.attributes.get("team").cloned());
+                self.teams.insert(owner.to_string(), team.clone());
+                team
+            }
+        };
+        Ok(CustomerFacts {
+            id: record.id(),
+            owner: owner.to_string(),
+            team,
+            status: record.status().to_string(),
+            tags: split_tags(record.tags()),
+        })
+    }
+}
+
+/// A caller admitted ahead of a costly preparation ([`super::Core::admit_early`]):
+/// it can ask the policy about customers not created yet.
+pub(crate) struct Admitted {
+    caller: super::Caller,
+    actor: Actor,
+    subject: Subject,
+    policy: Arc<Policy>,
+}
+
+impl Admitted {
+    pub(super) fn new(caller: super::Caller, actor: Actor, policy: Arc<Policy>) -> Self {
+        let subject = subject(&actor);
+        Self {
+            caller,
+            actor,
+            subject,
+            policy,
+        }
+    }
+
+    pub(crate) fn caller(&self) -> &super::Caller {
+        &self.caller
+    }
+
+    pub(crate) fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// The decision on a customer about to be created with `facts`.
+    pub(crate) fn decide_new(&self, action: Action, facts: &CustomerFacts) -> Decision {
+        let purpose = self.caller.purpose();
+        self.policy
+            .authorize(&self.subject, action, purpose, Some(facts))
+    }
+}
+
+/// The policy's view of an actor.
+fn subject(actor: &Actor) -> Subject {
+    Subject::new(
+        &actor.name,
+        actor.kind.as_str(),
+        &actor.roles,
+        &actor.attributes,
+    )
+}
+
+/// `decision` if it allows, else the policy's refusal (for a failed
+/// script, with what failed).
+pub(crate) fn allowed(decision: Decision) -> Result<Decision> {
+    if decision.allowed() {
+        return Ok(decision);
+    }
+    let reason = match decision.fault() {
+        Some(fault) => format!("{} ({fault})", decision.reason()),
+        None => decision.reason().to_string(),
+    };
+    Err(Denied::Policy { reason }.into())
+}
+
+/// The tags of a comma-separated list.
+pub(crate) fn split_tags(list: Option<&str>) -> Vec<String> {
+    list.map(|l| {
+        l.split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// How a free-text part of an interaction or follow-up (`summary`, `body`,
+/// `note`) is shown: in full or not at all (free text has no mask).
+pub(crate) fn shows_text(decision: &Decision, part: &str) -> bool {
+    decision.treatment(part, Sensitivity::Personal) == Treatment::Full
+}
+
+impl<'a> Read<'a> {
+    /// Calls `f` with customer `id` and the policy's decision on `action`,
+    /// if it exists and the policy allows: [`Error::NotFound`] or the
+    /// policy's refusal otherwise.
+    pub(crate) fn customer<T>(
+        &mut self,
+        id: CustomerId,
+        action: Action,
+        f: impl FnOnce(&mut Self, &CustomerRef<'_>, Decision) -> Result<T>,
+    ) -> Result<T> {
+        let snapshot = self.snapshot;
+        snapshot.with_customer(id, |record| {
+            let Some(record) = record else {
+                return Err(Error::NotFound(format!("customer {id}")));
+            };
+            let decision = self.decider.require(snapshot, action, &record)?;
+            self.reveal(&[id])?;
+            f(self, &record, decision)
+        })
+    }
+
+    /// The customer as `decision` allows: hidden fields absent, masked ones
+    /// masked; names the customer and the fields shown in the audit entry.
+    pub(crate) fn view(
+        &mut self,
+        record: &CustomerRef<'_>,
+        decision: &Decision,
+    ) -> Result<Customer> {
+        let view = view(&self.core.records, record, decision)?;
+        self.touched([view.id], view.fields.keys().cloned());
+        Ok(view)
+    }
+}
+
+impl Write<'_> {
+    /// The stored customer `id` if the policy lets the actor do `action` to
+    /// it: [`Error::NotFound`] or the policy's refusal otherwise.
+    pub(crate) fn customer(&mut self, id: CustomerId, action: Action) -> Result<StoredCustomer> {
+        let Some(record) = self.txn.customer(id)? else {
+            return Err(Error::NotFound(format!("customer {id}")));
+        };
+        self.require(action, &record)?;
+        Ok(record)
+    }
+
+    /// The policy's decision on `record`, or its refusal.
+    pub(crate) fn require(&mut self, action: Action, record: &dyn Filed) -> Result<Decision> {
+        self.decider.require(&*self.txn, action, record)
+    }
+}
+
+/// The customer as `decision` allows. Decrypts only what is shown in full,
+/// or masked without a stored masked rendering (sensitive fields keep
+/// none).
+pub(crate) fn view(
+    records: &Records,
+    record: &CustomerRef<'_>,
+    decision: &Decision,
+) -> Result<Customer> {
+    let schema = &records.schema;
+    let mut fields = BTreeMap::new();
+    let mut masked = BTreeSet::new();
+    for (name, value) in &record.public {
+        let def = schema.field(name);
+        let sensitivity = def.map_or(Sensitivity::Public, |d| d.sensitivity);
+        match decision.treatment(name, sensitivity) {
+            Treatment::Full => {
+                fields.insert(name.to_string(), value.to_string());
+            }
+            Treatment::Masked => {
+                let kind = def.map_or(FieldType::Text, |d| d.kind);
+                fields.insert(name.to_string(), mask_value(kind, value));
+                masked.insert(name.to_string());
+            }
+            Treatment::Hidden => {}
+        }
+    }
+    let mut key: Option<Arc<DataKey>> = None;
+    for (name, sealed) in &record.sealed {
+        let def = schema.field(name);
+        // A field no longer in the schema is treated as sensitive.
+        let sensitivity = def.map_or(Sensitivity::Sensitive, |d| d.sensitivity);
+        let treatment = decision.treatment(name, sensitivity);
+        if treatment == Treatment::Hidden {
+            continue;
+        }
+        if treatment == Treatment::Masked && !sealed.masked.is_empty() {
+            fields.insert(name.to_string(), sealed.masked.to_string());
+            masked.insert(name.to_string());
+            continue;
+        }
+        let key = match &mut key {
+            Some(k) => k,
+            empty => empty.insert(records.data_key(record.id)?),
+        };
+        let slot = Slot::Field(name).name();
+        let value = key.open_parts(&slot, &sealed.nonce, sealed.ciphertext)?;
+        if treatment == Treatment::Masked {
+            let kind = def.map_or(FieldType::Text, |d| d.kind);
+            fields.insert(name.to_string(), mask_value(kind, &value));
+            masked.insert(name.to_string());
+        } else {
+            fields.insert(name.to_string(), value);
+        }
+    }
+    Ok(Customer {
+        id: record.id,
+        owner: record.owner.to_string(),
+        status: Status::parse(record.status)?,
+        created_at: from_micros(record.created_at),
+        updated_at: from_micros(record.updated_at),
+        last_interaction_at: record.last_interaction_at.map(from_micros),
+        fields,
+        masked,
+    })
+}

@@ -1,0 +1,158 @@
+//! The identity step: who is acting ([`Context`], as the caller states it)
+//! and who was found to be acting ([`Caller`], which only this step makes).
+
+use super::login::{micros, token_hash};
+use super::{Core, Entry, outcome_of};
+use crate::store::Txn;
+use crate::{Denied, Error, Result};
+
+/// Who is acting, and for which purpose. Every operation takes one; both are
+/// written to the audit entry.
+///
+/// A context is made either from a session token that [`crate::Engine::login`]
+/// issued ([`Context::session`]), or by a host application that
+/// authenticates its users itself and vouches for them
+/// ([`Context::new`]: the host capability; only code holding the engine,
+/// and so the master key, can use it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Context {
+    principal: String,
+    purpose: String,
+    session: Option<String>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("principal", &self.principal)
+            .field("purpose", &self.purpose)
+            .field("session", &self.session.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl Context {
+    /// `principal`, authenticated by the host, acting for `purpose` (e.g.
+    /// `sales_contact`, `support`).
+    pub fn new(principal: impl Into<String>, purpose: impl Into<String>) -> Self {
+        Self {
+            principal: principal.into(),
+            purpose: purpose.into(),
+            session: None,
+        }
+    }
+
+    /// Whoever holds the session `token` (from [`crate::Engine::login`]),
+    /// acting for `purpose`. An expired or revoked token fails every call.
+    pub fn session(token: impl Into<String>, purpose: impl Into<String>) -> Self {
+        Self {
+            principal: "(session)".into(),
+            purpose: purpose.into(),
+            session: Some(token.into()),
+        }
+    }
+
+    /// The acting principal's name.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// The stated purpose.
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+}
+
+/// A caller whose identity was established: a host-vouched principal, or
+/// the principal of a live session with the second factor its roles
+/// require. Only the identity step makes one. Whether the principal is
+/// active is checked on the operation's own snapshot or transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    principal: String,
+    purpose: String,
+}
+
+impl Caller {
+    /// The engine acting on its own behalf (setup, the first admin) or a
+    /// plugin's principal on a call the engine makes: no session to check.
+    pub(crate) fn internal(principal: impl Into<String>, purpose: impl Into<String>) -> Self {
+        Self {
+            principal: principal.into(),
+            purpose: purpose.into(),
+        }
+    }
+
+    pub(crate) fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    pub(crate) fn purpose(&self) -> &str {
+        &self.purpose
+    }
+}
+
+impl Core {
+    /// The identity step: resolves a session context into the principal it
+    /// stands for; a host-vouched context passes as it is. A refusal is
+    /// audited.
+    pub(crate) fn authenticate(&self, ctx: &Context) -> Result<Caller> {
+        let Some(token) = &ctx.session else {
+            return Ok(Caller::internal(&ctx.principal, &ctx.purpose));
+        };
+        let hash = token_hash(&self.records.ring, token);
+        let now = self.records.now();
+        let found = self.store.read(|r| {
+            let Some(session) = r.session(&hash)? else {
+                return Ok::<_, Error>(None);
+            };
+            let principal = r.principal(&session.principal)?;
+            Ok(Some((session, principal)))
+        })?;
+        let entry = Entry::new("session.use");
+        let refuse = |caller: &Caller, denied: Denied| {
+            let error = Error::Denied(denied);
+            self.audit_read(entry.record(caller, outcome_of(&error)))?;
+            Err(error)
+        };
+        let Some((session, principal)) = found else {
+            let anonymous = Caller::internal("(session)", &ctx.purpose);
+            return refuse(&anonymous, Denied::InvalidSession);
+        };
+        let caller = Caller::internal(session.principal.clone(), &ctx.purpose);
+        if self.auth.expired(&session, now) {
+            self.store.write(|w: &mut dyn Txn| {
+                w.remove_sessions(&mut |k, _| k == hash.as_slice())?;
+                Ok::<_, Error>(())
+            })?;
+            return refuse(&caller, Denied::SessionExpired);
+        }
+        let Some(principal) = principal.filter(|p| p.active) else {
+            return refuse(&caller, Denied::Deactivated(session.principal.clone()));
+        };
+        let needs = self.roles_needing_2fa(&principal.roles);
+        if !session.second_factor && !needs.is_empty() {
+            return refuse(&caller, Denied::NeedsSecondFactor { roles: needs });
+        }
+        if now.saturating_sub(session.last_seen) > micros(super::login::LAST_SEEN_GRANULARITY) {
+            self.store.write(|w: &mut dyn Txn| {
+                // Revoked meanwhile: do not bring it back.
+                if let Some(mut s) = w.session(&hash)? {
+                    s.last_seen = now;
+                    w.put_session(&hash, &s)?;
+                }
+                Ok::<_, Error>(())
+            })?;
+        }
+        Ok(caller)
+    }
+
+    /// Roles among `roles` that the installed policy says need 2FA.
+    pub(crate) fn roles_needing_2fa(&self, roles: &[String]) -> Vec<String> {
+        let policy = self.policy();
+        (roles.iter())
+            .filter(|r| (policy.roles().get(r.as_str())).is_some_and(|d| d.require_2fa))
+            .cloned()
+            .collect()
+    }
+}

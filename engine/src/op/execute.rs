@@ -1,0 +1,282 @@
+//! Plugin commands, executed: a planned call runs in ONE write on the
+//! path, as the plugin's principal. Each command gets its policy decision
+//! and its audit entry, and goes through the same `records` writes as the
+//! public API; the plugin's state and log and the call's own entry commit
+//! with them. Any refusal executes nothing.
+
+use std::sync::Arc;
+
+use super::commands::{CallDone, LogStep, MessageStep, Plan, Step};
+use super::{Caller, Core, Emitted, Entry, Keep, Op, Write};
+use crate::Result;
+use crate::audit::Outcome;
+use crate::model::CustomerId;
+use crate::policy::Action;
+use crate::records::{
+    FieldChange, FollowUpWrite, InteractionWrite, MessageWrite, address_field, message_purpose,
+    owner_rule,
+};
+
+/// What executing a call's commands changed.
+#[derive(Debug, Default)]
+pub(super) struct Applied {
+    pub(super) created: Vec<CustomerId>,
+    pub(super) updated: Vec<CustomerId>,
+    pub(super) interactions: Vec<u64>,
+    pub(super) follow_ups: Vec<u64>,
+    pub(super) messages: Vec<u64>,
+    /// Messages not queued, and why (no consent, no address).
+    pub(super) skipped_messages: Vec<String>,
+}
+
+impl Core {
+    /// Runs a planned call as `caller` (the plugin's principal).
+    pub(super) fn execute(
+        self: &Arc<Self>,
+        caller: &Caller,
+        plugin: &str,
+        plan: Plan,
+        done: CallDone<'_>,
+    ) -> Result<Applied> {
+        let keys: Vec<(u64, Vec<u8>)> = (plan.sealed.iter())
+            .map(|(id, (_, wrapped))| (*id, wrapped.clone()))
+            .collect();
+        let mut op = Op::new(done.entry.clone()).itemized();
+        if !keys.is_empty() {
+            op = op.claim(self.records.claim_new(&keys)?);
+        }
+        let Plan {
+            steps,
+            mut sealed,
+            links,
+        } = plan;
+        self.write_as(caller, op, |tx| {
+            // A refused call keeps the plugin's log, as a failed one does.
+            tx.keep_on_refusal(Keep::PluginLog {
+                plugin: plugin.to_string(),
+                lines: done.log.to_vec(),
+            });
+            let mut applied = Applied::default();
+            for step in steps {
+                match step {
+                    Step::Create(id) => {
+                        if let Some((record, _)) = sealed.remove(&id) {
+                            create(tx, &record)?;
+                            applied.created.push(id);
+                        }
+                    }
+                    Step::Update { id, set, tags } => {
+                        if update(tx, id, set, tags)?
+                            && !applied.created.contains(&id)
+                            && !applied.updated.contains(&id)
+                        {
+                            applied.updated.push(id);
+                        }
+                    }
+                    Step::Log(step) => applied.interactions.push(log(tx, step)?),
+                    Step::FollowUp { id, due, note } => {
+                        applied.follow_ups.push(follow_up(tx, id, due, &note)?);
+                    }
+                    Step::Message(step) => match message(tx, plugin, step)? {
+                        Queued::Yes(id) => applied.messages.push(id),
+                        Queued::Skipped(why) => applied.skipped_messages.push(why),
+                    },
+                }
+            }
+            tx.refused_as(None);
+            for (hash, id) in &links {
+                tx.txn().put_link(hash, *id)?;
+            }
+            for (key, value) in done.state_writes {
+                tx.txn().put_plugin_state(plugin, key, value)?;
+            }
+            tx.core().write_log(tx.txn(), plugin, done.log)?;
+            if done.reset_faults
+                && let Some(mut info) = tx.txn().plugin(plugin)?
+            {
+                info.consecutive_faults = 0;
+                tx.txn().put_plugin(&info, None)?;
+            }
+            tx.audit(&done.entry, Outcome::Ok)?;
+            Ok(applied)
+        })
+    }
+}
+
+/// One command's entry: the call is refused with it, or it is audited.
+fn begin(tx: &mut Write<'_>, entry: Entry) -> Entry {
+    tx.refused_as(Some(entry.clone()));
+    entry
+}
+
+fn create(tx: &mut Write<'_>, record: &crate::store::StoredCustomer) -> Result<()> {
+    let names = record.public.keys().chain(record.sealed.keys()).cloned();
+    let entry = begin(
+        tx,
+        Entry::new("customer.create")
+            .customer(record.id)
+            .fields(names.collect()),
+    );
+    owner_rule(&record.owner, tx.txn().principal(&record.owner)?.as_ref())?;
+    tx.require(Action::Create, record)?;
+    tx.records().insert(tx.txn(), &[record])?;
+    tx.audit(&entry, Outcome::Ok)?;
+    tx.emit(Emitted::Created(record.id));
+    Ok(())
+}
+
+/// Returns whether anything changed.
+fn update(
+    tx: &mut Write<'_>,
+    id: CustomerId,
+    mut set: std::collections::BTreeMap<String, String>,
+    tags: Vec<String>,
+) -> Result<bool> {
+    let mut touched: Vec<String> = set.keys().cloned().collect();
+    if !tags.is_empty() {
+        touched.push("tags".into());
+    }
+    let entry = begin(
+        tx,
+        Entry::new("customer.update").customer(id).fields(touched),
+    );
+    let Some(mut record) = tx.txn().customer(id)? else {
+        return Err(crate::Error::NotFound(format!("customer {id}")));
+    };
+    if set.is_empty() && tags.is_empty() {
+        return Ok(false);
+    }
+    tx.require(Action::Update, &record)?;
+    if !tags.is_empty() {
+        let mut all: Vec<String> = (record.public.get("tags"))
+            .map(|t| t.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        all.extend(tags);
+        let joined = tx.records().schema.normalize("tags", &all.join(","))?;
+        set.insert("tags".into(), joined);
+    }
+    let change = FieldChange {
+        set,
+        ..FieldChange::default()
+    };
+    tx.records().update(tx.txn(), &mut record, &change)?;
+    tx.audit(&entry, Outcome::Ok)?;
+    tx.emit(Emitted::Updated(id));
+    Ok(true)
+}
+
+fn log(tx: &mut Write<'_>, step: LogStep) -> Result<u64> {
+    let LogStep {
+        id: customer,
+        channel,
+        direction,
+        at,
+        summary,
+        body,
+        amount_minor,
+        items,
+    } = step;
+    let fields = vec!["summary".into(), "body".into()];
+    let entry = begin(
+        tx,
+        Entry::new("interaction.log")
+            .customer(customer)
+            .fields(fields),
+    );
+    let mut record = tx.customer(customer, Action::LogInteraction)?;
+    let logged_by = tx.actor().name.clone();
+    let new = InteractionWrite {
+        channel,
+        direction,
+        at,
+        summary: &summary,
+        body: body.as_deref(),
+        amount_minor,
+        items,
+        logged_by: &logged_by,
+    };
+    let id = tx.records().log_interaction(tx.txn(), &mut record, new)?;
+    tx.audit(&entry, Outcome::Ok)?;
+    tx.emit(Emitted::Logged {
+        customer,
+        interaction: id,
+        channel,
+        at,
+    });
+    Ok(id)
+}
+
+fn follow_up(tx: &mut Write<'_>, customer: CustomerId, due: i64, note: &str) -> Result<u64> {
+    let fields = vec!["note".into()];
+    let entry = begin(
+        tx,
+        Entry::new("followup.create")
+            .customer(customer)
+            .fields(fields),
+    );
+    let record = tx.customer(customer, Action::WriteFollowUps)?;
+    let created_by = tx.actor().name.clone();
+    let new = FollowUpWrite {
+        due,
+        note,
+        assignee: &record.owner,
+        created_by: &created_by,
+    };
+    let id = tx.records().add_follow_up(tx.txn(), customer, new)?;
+    tx.audit(&entry, Outcome::Ok)?;
+    Ok(id)
+}
+
+/// Whether a message was queued: one that is not (no consent, no
+/// address) refuses nothing else.
+enum Queued {
+    Yes(u64),
+    Skipped(String),
+}
+
+/// Queues a message, or says why it was not.
+fn message(tx: &mut Write<'_>, plugin: &str, step: MessageStep) -> Result<Queued> {
+    let MessageStep {
+        id: customer,
+        channel,
+        template,
+        params,
+        marketing,
+    } = step;
+    let target = format!("{channel} {template}");
+    let entry = begin(
+        tx,
+        Entry::new("outbox.queue").customer(customer).target(target),
+    );
+    let record = tx.customer(customer, Action::Read)?;
+    let purpose = message_purpose(marketing);
+    let field = address_field(&channel).unwrap_or("phone");
+    let skip = if !tx.records().consented(tx.txn(), customer, purpose)? {
+        Some(format!(
+            "customer {customer} has not consented to `{purpose}` messages: message `{template}` not queued"
+        ))
+    } else if !record.sealed.contains_key(field) && !record.public.contains_key(field) {
+        Some(format!(
+            "customer {customer} has no {field}: message `{template}` not queued"
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = skip {
+        tx.audit(&entry, Outcome::Denied(reason.clone()))?;
+        return Ok(Queued::Skipped(reason));
+    }
+    let at = tx.records().now();
+    let new = MessageWrite {
+        sender: plugin.to_string(),
+        channel,
+        customer,
+        template,
+        params,
+        marketing,
+        at,
+    };
+    let id = tx.records().queue_message(tx.txn(), new)?;
+    tx.audit(&entry, Outcome::Ok)?;
+    Ok(Queued::Yes(id))
+}

@@ -1,0 +1,629 @@
+//! THE operation path. Every operation (each public method, each plugin
+//! command, each value handed to a plugin, every subject request and
+//! report) runs through [`Core::read`] or [`Core::write`]:
+//!
+//! ```text
+//! Context → identity: session valid, principal active, 2FA     (Caller, Actor)
+//!         → the operation's rule (admins only, ...)           (Rule)
+//!         → guard → approval                                  (steps)
+//!         → ONE snapshot, or ONE transaction with its audit entry
+//!           and, inside it, the policy per customer           (Read / Write)
+//!         → events, after commit                              (events)
+//!         → the view the policy allows                        (Read::view)
+//! ```
+//!
+//! A refusal anywhere on the path is audited with its reason. A write's
+//! body returns `Result`: `Ok` commits the change with its audit entry;
+//! `Err` rolls the change back and commits only the audit entry that
+//! records the refusal (and what [`Write::on_refusal`] asked for), so no
+//! caller can forget either half.
+
+mod access;
+mod commands;
+mod context;
+mod events;
+mod execute;
+mod login;
+mod plugins;
+mod steps;
+
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub(crate) use access::{Admitted, Decider, allowed, shows_text, split_tags};
+pub(crate) use context::Caller;
+pub use context::Context;
+pub(crate) use events::Emitted;
+pub use login::{AuthSettings, Session, SessionInfo, TotpEnrollment};
+pub(crate) use login::{name_key, session_id, token_hash, token_is_id};
+pub use plugins::CallReport;
+pub(crate) use plugins::{Host, NoServices, code_hash};
+
+use crate::audit::{self, Batcher, Outcome, Record};
+use crate::identity::Actor;
+use crate::model::wall_micros;
+use crate::policy::Policy;
+use crate::privacy::RetentionPolicy;
+use crate::records::{KeyClaim, Records};
+use crate::store::{Snapshot, Store, StoreError, Txn};
+use crate::{Denied, Error, Result};
+
+/// The engine below its public handle: its files, its keys, what decides,
+/// and the plugin host.
+pub(crate) struct Core {
+    pub(crate) store: Store,
+    pub(crate) records: Records,
+    pub(crate) batcher: Batcher,
+    pub(crate) auth: AuthSettings,
+    pub(crate) plugins: Host,
+    pub(crate) key_store_path: PathBuf,
+    /// The access policy in force; replaced whole by an install.
+    policy: RwLock<Arc<Policy>>,
+    /// The retention policy in force; replaced whole by an install.
+    retention: RwLock<Arc<RetentionPolicy>>,
+}
+
+/// Who may run an operation, by a rule of the engine that no policy
+/// changes. Customer data is decided, on top, by the policy per customer.
+#[derive(Clone, Debug)]
+pub(crate) enum Rule {
+    /// Any active principal.
+    Active,
+    /// Admins only; says what is refused (`install plugins`).
+    Admins(String),
+    /// Admins and data stewards (privacy officers).
+    Officers(String),
+    /// The principal `name` itself, or an admin; `what` is refused, e.g.
+    /// `revoke the sessions of`.
+    SelfOrAdmin { name: String, what: String },
+}
+
+/// What an audit entry says: never a value, only names and ids.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) action: String,
+    pub(crate) target: Option<String>,
+    pub(crate) customers: Vec<u64>,
+    pub(crate) fields: Vec<String>,
+}
+
+impl Entry {
+    pub(crate) fn new(action: impl Into<String>) -> Self {
+        Self {
+            action: action.into(),
+            target: None,
+            customers: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// About one customer.
+    pub(crate) fn customer(mut self, id: u64) -> Self {
+        self.target = Some(format!("customer {id}"));
+        self.customers = vec![id];
+        self
+    }
+
+    pub(crate) fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    pub(crate) fn fields(mut self, fields: Vec<String>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// The audit record for `who` (principal, purpose) with `outcome`.
+    /// Caller-supplied text is cut to a bounded length: a refused call by
+    /// an unknown principal must not be able to write an entry of any size.
+    pub(crate) fn record(&self, who: &Caller, outcome: Outcome) -> Record {
+        Record {
+            at: wall_micros(),
+            actor: clip(who.principal(), 128),
+            action: self.action.clone(),
+            target: self.target.as_deref().map(|t| clip(t, 256)),
+            customers: self.customers.clone(),
+            fields: self.fields.clone(),
+            purpose: clip(who.purpose(), 256),
+            outcome,
+        }
+    }
+}
+
+/// An operation: its audit entry, its rule, and the data keys its write
+/// creates or may destroy.
+pub(crate) struct Op<'r> {
+    entry: Entry,
+    rule: Rule,
+    claim: Option<KeyClaim<'r>>,
+    /// On success, the body writes the entries itself (one per item).
+    itemized: bool,
+}
+
+impl<'r> Op<'r> {
+    /// An operation any active principal may attempt.
+    pub(crate) fn new(entry: Entry) -> Self {
+        Self {
+            entry,
+            rule: Rule::Active,
+            claim: None,
+            itemized: false,
+        }
+    }
+
+    pub(crate) fn rule(mut self, rule: Rule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Admins only.
+    pub(crate) fn admins(self, what: impl Into<String>) -> Self {
+        self.rule(Rule::Admins(what.into()))
+    }
+
+    /// Admins and data stewards only.
+    pub(crate) fn officers(self, what: impl Into<String>) -> Self {
+        self.rule(Rule::Officers(what.into()))
+    }
+
+    /// The keys this write creates or may destroy, settled after it.
+    pub(crate) fn claim(mut self, claim: KeyClaim<'r>) -> Self {
+        self.claim = Some(claim);
+        self
+    }
+
+    /// On success the body writes one entry per item ([`Write::audit`])
+    /// instead of the operation's own; a refusal is still recorded with it.
+    pub(crate) fn itemized(mut self) -> Self {
+        self.itemized = true;
+        self
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked `…`.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", text.get(..end).unwrap_or_default())
+}
+
+/// How a failed operation is audited: a refusal as denied with its reason,
+/// anything else as failed.
+pub(crate) fn outcome_of(error: &Error) -> Outcome {
+    match error {
+        Error::Denied(denied) => Outcome::Denied(denied.to_string()),
+        other => Outcome::Failed(other.to_string()),
+    }
+}
+
+/// What a refused write keeps besides its audit entry: the record of the
+/// attempt itself, written in the refusal's transaction.
+pub(crate) enum Keep {
+    /// A failed proof of a password counts against the account and the
+    /// source, as a failed login does.
+    Failure { name: String, source: String },
+    /// The log of a plugin call whose commands were refused.
+    PluginLog {
+        plugin: String,
+        lines: Vec<crate::plugin::runtime::LogLine>,
+    },
+}
+
+/// Why a write transaction ended without committing.
+enum Stop {
+    /// The path or the body refused (or failed): rolled back for sure.
+    Refused(Error),
+    /// The storage failed, maybe while committing: the outcome is unknown.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
+impl Core {
+    pub(crate) fn new(
+        store: Store,
+        records: Records,
+        batcher: Batcher,
+        auth: AuthSettings,
+        plugins: Host,
+        key_store_path: PathBuf,
+        policy: Policy,
+    ) -> Self {
+        Self {
+            store,
+            records,
+            batcher,
+            auth,
+            plugins,
+            key_store_path,
+            policy: RwLock::new(Arc::new(policy)),
+            retention: RwLock::new(Arc::new(RetentionPolicy::default())),
+        }
+    }
+
+    /// The access policy in force.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the access policy in force.
+    pub(crate) fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+    }
+
+    /// The retention policy in force.
+    pub(crate) fn retention(&self) -> Arc<RetentionPolicy> {
+        Arc::clone(
+            &self
+                .retention
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Replaces the retention policy with what `load` returns, computed
+    /// under the lock: of two concurrent installs, the one that sets
+    /// memory last has read the script stored last.
+    pub(crate) fn reload_retention(
+        &self,
+        load: impl FnOnce() -> Result<Option<RetentionPolicy>>,
+    ) -> Result<()> {
+        let mut memory = self
+            .retention
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(policy) = load()? {
+            *memory = Arc::new(policy);
+        }
+        Ok(())
+    }
+
+    /// Runs `body` on one snapshot, as `ctx`'s principal, after the
+    /// identity, the rule, the guard and the approval steps. Its audit
+    /// entry (with the fields the body showed) goes through the group
+    /// commit; a refusal or failure is audited too.
+    pub(crate) fn read<T>(
+        &self,
+        ctx: &Context,
+        op: Op<'_>,
+        body: impl FnOnce(&mut Read<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let caller = self.authenticate(ctx)?;
+        let mut entry = op.entry;
+        let policy = self.policy();
+        let result = self.store.read(|snapshot| {
+            let actor = self.admit(snapshot, &caller, &op.rule)?;
+            let mut read = Read {
+                core: self,
+                snapshot,
+                decider: Decider::new(&policy, actor, caller.purpose()),
+                entry: &mut entry,
+            };
+            body(&mut read)
+        });
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => {
+                entry.fields.clear();
+                outcome_of(e)
+            }
+        };
+        self.audit_read(entry.record(&caller, outcome))?;
+        result
+    }
+
+    /// Runs `body` in one write transaction as `ctx`'s principal, after
+    /// the identity, the rule, the guard and the approval steps (checked
+    /// inside the transaction). `Ok` commits the change and its audit
+    /// entry, then delivers the events the body emitted; `Err` rolls the
+    /// change back and commits only the refusal's audit entry.
+    pub(crate) fn write<T>(
+        self: &Arc<Self>,
+        ctx: &Context,
+        op: Op<'_>,
+        body: impl FnOnce(&mut Write<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let caller = self.authenticate(ctx)?;
+        self.write_as(&caller, op, body)
+    }
+
+    /// The identity, the rule, the guard and the approval steps on a
+    /// snapshot, for an operation with costly preparation (hashing a
+    /// password, compiling a policy, sealing an import): refused callers
+    /// are turned away, audited, before the work. The write that follows
+    /// ([`Core::write_as`]) checks again inside its transaction.
+    pub(crate) fn admit_early(&self, ctx: &Context, op: &Op<'_>) -> Result<Admitted> {
+        let caller = self.authenticate(ctx)?;
+        match self.store.read(|s| self.admit(s, &caller, &op.rule)) {
+            Ok(actor) => Ok(Admitted::new(caller, actor, self.policy())),
+            Err(e) => {
+                self.audit_read(op.entry.record(&caller, outcome_of(&e)))?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses before any transaction (a check on a snapshot, or on input
+    /// the caller gave): audited like a read, returned as the error.
+    pub(crate) fn refuse<T>(&self, caller: &Caller, entry: &Entry, error: Error) -> Result<T> {
+        self.audit_read(entry.record(caller, outcome_of(&error)))?;
+        Err(error)
+    }
+
+    /// [`Core::write`] for a caller already authenticated.
+    pub(crate) fn write_as<T>(
+        self: &Arc<Self>,
+        caller: &Caller,
+        op: Op<'_>,
+        body: impl FnOnce(&mut Write<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let Op {
+            mut entry,
+            rule,
+            claim,
+            itemized,
+        } = op;
+        let policy = self.policy();
+        let mut emitted = Vec::new();
+        let mut keep = Vec::new();
+        let mut refused_as = None;
+        let mut source = None;
+        let committed = self.store.write(|txn| {
+            let actor = self.admit(&*txn, caller, &rule).map_err(Stop::Refused)?;
+            source = actor.plugin_name().map(str::to_string);
+            let mut write = Write {
+                core: self,
+                txn,
+                decider: Decider::new(&policy, actor, caller.purpose()),
+                caller,
+                entry: &mut entry,
+                emitted: &mut emitted,
+                keep: &mut keep,
+                refused_as: &mut refused_as,
+            };
+            let value = body(&mut write).map_err(Stop::Refused)?;
+            if !itemized {
+                let record = write.entry.record(caller, Outcome::Ok);
+                audit::append(write.txn, self.records.ring.audit_key(), &record)?;
+            }
+            Ok::<_, Stop>(value)
+        });
+        match committed {
+            Ok(value) => {
+                self.settle(claim)?;
+                self.deliver(emitted, source.as_deref());
+                Ok(value)
+            }
+            Err(Stop::Refused(error)) => {
+                // Nothing of the body is kept: only the refusal's entry, and
+                // what the body asked to keep of the attempt.
+                let entry = refused_as.unwrap_or(entry);
+                let record = entry.record(caller, outcome_of(&error));
+                self.store.write(|txn| {
+                    for kept in &keep {
+                        self.keep(txn, kept)?;
+                    }
+                    audit::append(txn, self.records.ring.audit_key(), &record)?;
+                    Ok::<_, Error>(())
+                })?;
+                self.settle(claim)?;
+                Err(error)
+            }
+            // The commit may or may not have reached the disk: the claim's
+            // marks stay for the next open to settle.
+            Err(Stop::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Writes what a refused write keeps of the attempt.
+    fn keep(&self, txn: &mut dyn Txn, kept: &Keep) -> Result<()> {
+        match kept {
+            Keep::Failure { name, source } => {
+                self.count_failure(txn, name, source, true, self.records.now())?;
+            }
+            Keep::PluginLog { plugin, lines } => self.write_log(txn, plugin, lines)?,
+        }
+        Ok(())
+    }
+
+    /// Settles a write's key claim: keys of customers not in the data file
+    /// are destroyed, the other marks cleared.
+    fn settle(&self, claim: Option<KeyClaim<'_>>) -> Result<()> {
+        let Some(claim) = claim else {
+            return Ok(());
+        };
+        self.store
+            .read(|r| claim.settle(|id| Ok(r.contains_customer(id)?)))
+    }
+
+    /// Resolves the acting principal on `snapshot` and applies the rule,
+    /// the guard and the approval steps.
+    fn admit(&self, snapshot: &dyn Snapshot, caller: &Caller, rule: &Rule) -> Result<Actor> {
+        let name = caller.principal();
+        let actor = match snapshot.principal(name)? {
+            None => return Err(Denied::UnknownPrincipal(name.to_string()).into()),
+            Some(p) if !p.active => return Err(Denied::Deactivated(name.to_string()).into()),
+            Some(p) => Actor::from_record(p),
+        };
+        let refuse = |what: &str, who: &str| {
+            Err(Denied::NotPermitted {
+                principal: actor.name.clone(),
+                what: what.to_string(),
+                who: who.to_string(),
+            }
+            .into())
+        };
+        match rule {
+            Rule::Active => {}
+            Rule::Admins(what) if !actor.admin => return refuse(what, "admins"),
+            Rule::Officers(what) if !actor.is_privacy_officer() => {
+                return refuse(what, "admins and data stewards");
+            }
+            Rule::SelfOrAdmin { name, what } if !actor.admin && actor.name != *name => {
+                return refuse(&format!("{what} `{name}`"), "itself or an admin");
+            }
+            _ => {}
+        }
+        steps::guard(&actor, rule)?;
+        steps::approval(&actor, rule)?;
+        Ok(actor)
+    }
+
+    /// Audits an operation that changed nothing (a read, a search, a
+    /// refusal before any write), through the group commit.
+    pub(crate) fn audit_read(&self, record: Record) -> Result<()> {
+        self.batcher
+            .record(record, &|records| self.write_records(records))?;
+        Ok(())
+    }
+
+    /// Commits every queued read entry now.
+    pub(crate) fn flush_audit(&self) -> Result<()> {
+        self.batcher.flush(&|records| self.write_records(records))?;
+        Ok(())
+    }
+
+    /// Writes queued read entries in one transaction (the group commit).
+    pub(crate) fn write_records(&self, records: &[Record]) -> Result<(), String> {
+        let key = self.records.ring.audit_key();
+        self.store
+            .write(|w| {
+                for record in records {
+                    audit::append(w, key, record)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let _ = self.flush_audit();
+    }
+}
+
+/// A read's view of the engine: one snapshot, the actor, the policy.
+pub(crate) struct Read<'a> {
+    core: &'a Core,
+    snapshot: &'a dyn Snapshot,
+    decider: Decider<'a>,
+    entry: &'a mut Entry,
+}
+
+impl<'a> Read<'a> {
+    pub(crate) fn snapshot(&self) -> &'a dyn Snapshot {
+        self.snapshot
+    }
+
+    pub(crate) fn actor(&self) -> &Actor {
+        self.decider.actor()
+    }
+
+    pub(crate) fn records(&self) -> &'a Records {
+        &self.core.records
+    }
+
+    /// The decisions of this operation.
+    pub(crate) fn decider(&mut self) -> &mut Decider<'a> {
+        &mut self.decider
+    }
+
+    /// Names in the audit entry the customers and fields this read
+    /// touched (added to those the operation named).
+    pub(crate) fn touched(
+        &mut self,
+        customers: impl IntoIterator<Item = u64>,
+        fields: impl IntoIterator<Item = String>,
+    ) {
+        for c in customers {
+            if !self.entry.customers.contains(&c) {
+                self.entry.customers.push(c);
+            }
+        }
+        for f in fields {
+            if !self.entry.fields.contains(&f) {
+                self.entry.fields.push(f);
+            }
+        }
+    }
+}
+
+/// A write's view of the engine: one transaction, the actor, the policy.
+pub(crate) struct Write<'a> {
+    core: &'a Core,
+    txn: &'a mut dyn Txn,
+    decider: Decider<'a>,
+    caller: &'a Caller,
+    entry: &'a mut Entry,
+    emitted: &'a mut Vec<Emitted>,
+    keep: &'a mut Vec<Keep>,
+    refused_as: &'a mut Option<Entry>,
+}
+
+impl<'a> Write<'a> {
+    pub(crate) fn txn(&mut self) -> &mut dyn Txn {
+        self.txn
+    }
+
+    pub(crate) fn actor(&self) -> &Actor {
+        self.decider.actor()
+    }
+
+    pub(crate) fn records(&self) -> &'a Records {
+        &self.core.records
+    }
+
+    pub(crate) fn core(&self) -> &'a Core {
+        self.core
+    }
+
+    /// Says in the operation's audit entry what it acted on, once the
+    /// body knows.
+    pub(crate) fn retarget(&mut self, target: impl Into<String>) {
+        self.entry.target = Some(target.into());
+    }
+
+    /// Names more customers in the operation's audit entry.
+    pub(crate) fn touched(&mut self, customers: impl IntoIterator<Item = u64>) {
+        for c in customers {
+            if !self.entry.customers.contains(&c) {
+                self.entry.customers.push(c);
+            }
+        }
+    }
+
+    /// Appends an audit entry of this transaction (an item of an
+    /// itemized operation, or a consequence such as an alert).
+    pub(crate) fn audit(&mut self, entry: &Entry, outcome: Outcome) -> Result<()> {
+        let record = entry.record(self.caller, outcome);
+        audit::append(self.txn, self.core.records.ring.audit_key(), &record)?;
+        Ok(())
+    }
+
+    /// Queues an event for plugins, delivered after the commit.
+    pub(crate) fn emit(&mut self, event: Emitted) {
+        self.emitted.push(event);
+    }
+
+    /// What to keep of the attempt if this write is refused.
+    pub(crate) fn keep_on_refusal(&mut self, kept: Keep) {
+        self.keep.push(kept);
+    }
+
+    /// The entry a refusal is recorded with from here on (an item of an
+    /// itemized operation); `None`, the operation's own.
+    pub(crate) fn refused_as(&mut self, entry: Option<Entry>) {
+        *self.refused_as = entry;
+    }
+}

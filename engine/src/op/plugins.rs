@@ -1,0 +1,534 @@
+//! Plugin calls on the path: a call is an operation of the plugin's
+//! principal (`plugin:<name>`): identity, status and hook, the sandboxed
+//! call (its lookups read through the path), then its commands in one
+//! write. Faults are counted and quarantine the plugin with an alert.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::commands::CallDone;
+use super::{Caller, Context, Core, Emitted, Entry, Op, Read, outcome_of};
+use crate::audit::Outcome;
+use crate::model::{Channel, CustomerId, FieldType, FollowUpId, InteractionId, mask_value};
+use crate::plugin::runtime::{
+    CallError, CallLimitsSpec, Entry as Call, HostServices, Loaded, LogLine, Runtime, command_kind,
+    wit,
+};
+use crate::plugin::{
+    EventKind, Fault, FieldAccess, Grant, Hook, PluginError, PluginInfo, PluginSettings,
+    PluginStatus,
+};
+use crate::policy::{Action, Decision};
+use crate::store::{CustomerRef, StoredAlert, StoredLogLine, Txn};
+use crate::{Denied, Error, Result};
+
+/// What one plugin call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CallReport {
+    /// The plugin.
+    pub plugin: String,
+    /// The commands it issued, rendered for people.
+    pub commands: Vec<String>,
+    /// Customers created.
+    pub created: Vec<CustomerId>,
+    /// Customers updated.
+    pub updated: Vec<CustomerId>,
+    /// Interactions logged.
+    pub interactions: Vec<InteractionId>,
+    /// Follow-ups created.
+    pub follow_ups: Vec<FollowUpId>,
+    /// Messages queued in the outbox.
+    pub messages: Vec<u64>,
+    /// Messages not queued, and why (no consent, no address).
+    pub skipped_messages: Vec<String>,
+    /// What the plugin wrote to its log during the call.
+    pub log: Vec<String>,
+}
+
+/// A rate budget refilled continuously.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(per_minute: u32) -> Self {
+        Self {
+            tokens: f64::from(per_minute),
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, per_minute: u32) {
+        let now = Instant::now();
+        let rate = f64::from(per_minute) / 60.0;
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(per_minute));
+        self.at = now;
+    }
+}
+
+/// The plugin host's state inside an engine.
+pub(crate) struct Host {
+    settings: PluginSettings,
+    /// Made on first use: an engine without plugins pays nothing.
+    runtime: OnceLock<std::result::Result<Runtime, String>>,
+    /// Compiled plugins by name, with the hash of their code.
+    loaded: Mutex<HashMap<String, (String, Arc<Loaded>)>>,
+    /// Event kinds some enabled plugin subscribes to (bits of `EventKind`).
+    subscribed: AtomicU8,
+    /// Rate budgets by plugin: (commands, messages).
+    rates: Mutex<HashMap<String, (Bucket, Bucket)>>,
+}
+
+impl Host {
+    pub(crate) fn new(settings: PluginSettings) -> Self {
+        Self {
+            settings,
+            runtime: OnceLock::new(),
+            loaded: Mutex::new(HashMap::new()),
+            subscribed: AtomicU8::new(0),
+            rates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> Result<&Runtime> {
+        self.runtime
+            .get_or_init(|| Runtime::new(self.settings.clone()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| PluginError::Runtime(e.clone()).into())
+    }
+
+    /// Remembers a compiled plugin with the hash of its code (and a fresh
+    /// rate budget), or forgets it.
+    pub(crate) fn cache(&self, name: &str, entry: Option<(String, Arc<Loaded>)>) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        match entry {
+            Some(entry) => loaded.insert(name.to_string(), entry),
+            None => loaded.remove(name),
+        };
+        let mut rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
+        rates.remove(name);
+    }
+
+    /// Whether some enabled plugin subscribes to `kind`.
+    pub(crate) fn wants(&self, kind: EventKind) -> bool {
+        self.subscribed.load(Ordering::Acquire) & kind.bit() != 0
+    }
+
+    /// Takes `commands` and `messages` from the plugin's budget, or none.
+    fn take(&self, name: &str, grant: &Grant, commands: u32, messages: u32) -> Result<(), String> {
+        let mut rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
+        let (c, m) = rates.entry(name.to_string()).or_insert_with(|| {
+            (
+                Bucket::full(grant.commands_per_minute),
+                Bucket::full(grant.messages_per_minute),
+            )
+        });
+        c.refill(grant.commands_per_minute);
+        m.refill(grant.messages_per_minute);
+        if f64::from(commands) > c.tokens {
+            return Err(format!(
+                "{commands} commands with {:.0} left of {} per minute",
+                c.tokens.floor(),
+                grant.commands_per_minute
+            ));
+        }
+        if f64::from(messages) > m.tokens {
+            return Err(format!(
+                "{messages} messages with {:.0} left of {} per minute",
+                m.tokens.floor(),
+                grant.messages_per_minute
+            ));
+        }
+        c.tokens -= f64::from(commands);
+        m.tokens -= f64::from(messages);
+        Ok(())
+    }
+}
+
+/// What a plugin call may use of the engine: lookups go through the read
+/// path as the plugin's principal.
+struct Services {
+    core: Arc<Core>,
+    plugin: String,
+    principal: String,
+    grant: Grant,
+}
+
+impl HostServices for Services {
+    fn now_ms(&self) -> i64 {
+        self.core.records.clock.now().timestamp_millis()
+    }
+
+    fn lookup(&self, by: &wit::CustomerRef) -> Option<wit::Customer> {
+        let ctx = Context::new(self.principal.clone(), "plugin lookup");
+        let key = self.core.ref_key(&self.plugin, &self.grant, by).ok()?;
+        let op = Op::new(Entry::new("customer.read").target("plugin lookup"));
+        self.core
+            .read(&ctx, op, |read| {
+                let Some(id) = self.core.resolve(read.snapshot(), key)? else {
+                    return Err(Error::NotFound("customer by that reference".into()));
+                };
+                read.customer(id, Action::Read, |read, record, decision| {
+                    read.plugin_view(&self.grant, record, &decision)
+                })
+            })
+            .ok()
+    }
+
+    fn state_get(&self, key: &str) -> Option<Vec<u8>> {
+        let state = self.core.store.read(|r| r.plugin_state(&self.plugin, key));
+        state.ok().flatten()
+    }
+}
+
+/// Services for calls made before a plugin is installed (its manifest).
+pub(crate) struct NoServices;
+
+impl HostServices for NoServices {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+    fn lookup(&self, _: &wit::CustomerRef) -> Option<wit::Customer> {
+        None
+    }
+    fn state_get(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+fn render(c: &wit::Command) -> String {
+    let text = format!("{c:?}");
+    if text.len() <= 2000 {
+        return text;
+    }
+    let mut end = 2000;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} bytes)",
+        text.get(..end).unwrap_or_default(),
+        text.len()
+    )
+}
+
+/// The hash a plugin's code is known by.
+pub(crate) fn code_hash(wasm: &[u8]) -> String {
+    blake3::hash(wasm).to_hex().to_string()
+}
+
+pub(crate) fn wit_channel(c: Channel) -> wit::Channel {
+    match c {
+        Channel::Call => wit::Channel::Call,
+        Channel::Email => wit::Channel::Email,
+        Channel::Chat => wit::Channel::Chat,
+        Channel::Sms => wit::Channel::Sms,
+        Channel::Meeting => wit::Channel::Meeting,
+        Channel::Visit => wit::Channel::Visit,
+        Channel::Order => wit::Channel::Order,
+    }
+}
+
+impl Read<'_> {
+    /// A customer as a plugin's grant shows it: the policy's view for the
+    /// plugin principal, narrowed to the granted fields, masked as granted.
+    pub(crate) fn plugin_view(
+        &mut self,
+        grant: &Grant,
+        record: &CustomerRef<'_>,
+        decision: &Decision,
+    ) -> Result<wit::Customer> {
+        let view = super::access::view(self.records(), record, decision)?;
+        let mut fields = Vec::new();
+        for (name, value) in view.fields {
+            let Some(access) = grant.fields.get(&name) else {
+                continue;
+            };
+            let value = if *access == FieldAccess::Masked && !view.masked.contains(&name) {
+                let schema = &self.records().schema;
+                let kind = schema.field(&name).map_or(FieldType::Text, |d| d.kind);
+                mask_value(kind, &value)
+            } else {
+                value
+            };
+            fields.push(wit::Field { name, value });
+        }
+        self.touched([view.id], fields.iter().map(|f| f.name.clone()));
+        Ok(wit::Customer {
+            id: view.id,
+            status: view.status.as_str().to_string(),
+            fields,
+        })
+    }
+}
+
+impl Core {
+    /// Recomputes which event kinds have an enabled subscriber.
+    pub(crate) fn refresh_subscriptions(&self) -> Result<()> {
+        let plugins = self.store.read(|r| r.plugins())?;
+        let mut mask = 0u8;
+        for p in &plugins {
+            if p.status == PluginStatus::Enabled && p.grant.hooks.contains(&Hook::OnEvent) {
+                for e in &p.grant.events {
+                    mask |= e.bit();
+                }
+            }
+        }
+        self.plugins.subscribed.store(mask, Ordering::Release);
+        Ok(())
+    }
+
+    /// The compiled plugin, compiling it if its code changed.
+    fn loaded(&self, info: &PluginInfo) -> Result<Arc<Loaded>> {
+        let name = &info.manifest.name;
+        {
+            let cache = self
+                .plugins
+                .loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((hash, loaded)) = cache.get(name)
+                && *hash == info.code_hash
+            {
+                return Ok(Arc::clone(loaded));
+            }
+        }
+        let code = (self.store.read(|r| r.plugin_code(name))?)
+            .ok_or_else(|| PluginError::Unknown(name.clone()))?;
+        let loaded = Arc::new(self.plugins.runtime()?.load(&code)?);
+        let mut cache = self
+            .plugins
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.insert(name.clone(), (info.code_hash.clone(), Arc::clone(&loaded)));
+        Ok(loaded)
+    }
+
+    /// Calls a plugin's hook as its principal and executes what it returns.
+    pub(crate) fn call_plugin(
+        self: &Arc<Self>,
+        name: &str,
+        hook: Hook,
+        call: Call<'_>,
+        what: &str,
+    ) -> Result<CallReport> {
+        let info = (self.store.read(|r| r.plugin(name))?)
+            .ok_or_else(|| PluginError::Unknown(name.to_string()))?;
+        let purpose = match hook {
+            Hook::Ingest => "plugin ingest",
+            Hook::OnEvent => "plugin event",
+        };
+        let ctx = Context::new(info.manifest.principal(), purpose);
+        let entry = Entry::new("plugin.call").target(format!("plugin {name} {what}"));
+        let caller = self
+            .admit_early(&ctx, &Op::new(entry.clone()))?
+            .caller()
+            .clone();
+        let refused = match () {
+            () if info.status != PluginStatus::Enabled => Some(Denied::PluginNotEnabled {
+                name: name.to_string(),
+                status: info.status.to_string(),
+            }),
+            () if !info.grant.hooks.contains(&hook) => Some(Denied::HookNotGranted {
+                name: name.to_string(),
+                hook: format!("{hook:?}"),
+            }),
+            () => None,
+        };
+        if let Some(denied) = refused {
+            let error = Error::Denied(denied);
+            self.audit_read(entry.record(&caller, outcome_of(&error)))?;
+            return Err(error);
+        }
+        let loaded = self.loaded(&info)?;
+        let runtime = self.plugins.runtime()?;
+        let services = Arc::new(Services {
+            core: Arc::clone(self),
+            plugin: name.to_string(),
+            principal: info.manifest.principal(),
+            grant: info.grant.clone(),
+        });
+        let limits = CallLimitsSpec {
+            memory: (info.grant.memory_mib as usize) << 20,
+            deadline: Duration::from_millis(u64::from(info.grant.deadline_ms)),
+        };
+        let failed = |fault: Option<&Fault>, reason: &str, log: &[LogLine]| {
+            self.record_failure(&caller, &info, fault, reason, log, &entry)
+        };
+        let output = match runtime.call(&loaded, services, limits, call) {
+            Ok(output) => output,
+            Err(CallError::Host(reason)) => {
+                failed(None, &reason, &[])?;
+                return Err(PluginError::Runtime(reason).into());
+            }
+            Err(CallError::Fault(fault, log)) => {
+                failed(Some(&fault), &fault.to_string(), &log)?;
+                let name = name.to_string();
+                return Err(PluginError::Fault { name, fault }.into());
+            }
+        };
+        let commands = match output.result {
+            Ok(commands) => commands,
+            Err(message) => {
+                failed(None, &format!("rejected: {message}"), &output.log)?;
+                let name = name.to_string();
+                return Err(PluginError::Rejected { name, message }.into());
+            }
+        };
+        let kinds: BTreeSet<String> = (commands.iter())
+            .map(|c| command_kind(c).as_str().to_string())
+            .collect();
+        let done = CallDone {
+            state_writes: &output.state_writes,
+            log: &output.log,
+            reset_faults: info.consecutive_faults > 0,
+            entry: entry.clone().fields(kinds.into_iter().collect()),
+        };
+        // The grant first (outside it is a fault), then the rate (a refusal,
+        // not a fault), then the plan: refused, they are the call's failure.
+        let owner = (info.grant.owner.clone()).unwrap_or_else(|| info.manifest.principal());
+        let planned = self
+            .check_grant(name, &info.grant, &commands)
+            .and_then(|()| self.take_rate(name, &info.grant, &commands))
+            .and_then(|()| self.plan(name, &info.grant, &owner, &commands));
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(e) => {
+                let fault = match &e {
+                    Error::Plugin(PluginError::Fault { fault, .. }) => Some(fault.clone()),
+                    _ => None,
+                };
+                failed(fault.as_ref(), &e.to_string(), &output.log)?;
+                return Err(e);
+            }
+        };
+        // On the path: a refusal there is audited by it, the log kept.
+        let applied = self.execute(&caller, name, plan, done)?;
+        Ok(CallReport {
+            plugin: name.to_string(),
+            commands: commands.iter().map(render).collect(),
+            created: applied.created,
+            updated: applied.updated,
+            interactions: applied.interactions,
+            follow_ups: applied.follow_ups,
+            messages: applied.messages,
+            skipped_messages: applied.skipped_messages,
+            log: (output.log.iter())
+                .map(|l| format!("{}: {}", l.level, l.text))
+                .collect(),
+        })
+    }
+
+    fn take_rate(&self, name: &str, grant: &Grant, commands: &[wit::Command]) -> Result<()> {
+        let total = u32::try_from(commands.len()).unwrap_or(u32::MAX);
+        let messages = (commands.iter())
+            .filter(|c| matches!(c, wit::Command::SendMessage(_)))
+            .count();
+        let messages = u32::try_from(messages).unwrap_or(u32::MAX);
+        self.plugins
+            .take(name, grant, total, messages)
+            .map_err(|reason| {
+                let name = name.to_string();
+                PluginError::RateLimited { name, reason }.into()
+            })
+    }
+
+    /// Audits a failed call and keeps its log; a fault counts toward
+    /// quarantine, which raises an alert.
+    fn record_failure(
+        self: &Arc<Self>,
+        caller: &Caller,
+        info: &PluginInfo,
+        fault: Option<&Fault>,
+        reason: &str,
+        log: &[LogLine],
+        entry: &Entry,
+    ) -> Result<()> {
+        let name = info.manifest.name.as_str();
+        let quarantine_after = self.plugins.settings.quarantine_after;
+        let key = self.records.ring.audit_key();
+        let alert = self.store.write(|w| {
+            let record = entry.record(caller, Outcome::Failed(reason.to_string()));
+            crate::audit::append(w, key, &record)?;
+            self.write_log(w, name, log)?;
+            let Some(mut stored) = w.plugin(name)?.filter(|_| fault.is_some()) else {
+                return Ok::<_, Error>(None);
+            };
+            stored.consecutive_faults = stored.consecutive_faults.saturating_add(1);
+            let mut alert = None;
+            if stored.consecutive_faults >= quarantine_after
+                && stored.status == PluginStatus::Enabled
+            {
+                stored.status = PluginStatus::Quarantined {
+                    reason: reason.to_string(),
+                };
+                let message = format!(
+                    "plugin `{name}` quarantined after {} consecutive faults; last: {reason}",
+                    stored.consecutive_faults
+                );
+                alert = Some(self.put_alert(w, caller, "plugin.quarantined", name, &message)?);
+            }
+            w.put_plugin(&stored, None)?;
+            Ok(alert)
+        })?;
+        if let Some(alert) = alert {
+            self.refresh_subscriptions()?;
+            self.deliver(vec![alert], Some(name));
+        }
+        Ok(())
+    }
+
+    /// Records an alert (and its audit entry) inside a write transaction.
+    fn put_alert(
+        &self,
+        w: &mut dyn Txn,
+        caller: &Caller,
+        kind: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<Emitted> {
+        let id = self.records.reserve_ids(1);
+        w.put_alert(
+            id,
+            &StoredAlert {
+                at: self.records.now(),
+                kind: kind.to_string(),
+                subject: subject.to_string(),
+                message: message.to_string(),
+            },
+        )?;
+        w.record_id(id);
+        let entry = Entry::new("alert.raise").target(format!("{kind} {subject}"));
+        crate::audit::append(
+            w,
+            self.records.ring.audit_key(),
+            &entry.record(caller, Outcome::Ok),
+        )?;
+        Ok(Emitted::Alert {
+            kind: kind.to_string(),
+            message: message.to_string(),
+        })
+    }
+
+    /// Appends a call's log lines to the plugin's log.
+    pub(crate) fn write_log(&self, w: &mut dyn Txn, plugin: &str, log: &[LogLine]) -> Result<()> {
+        let at = self.records.now();
+        let lines: Vec<StoredLogLine> = (log.iter())
+            .map(|l| StoredLogLine {
+                at,
+                level: l.level.to_string(),
+                text: l.text.clone(),
+            })
+            .collect();
+        w.append_plugin_log(plugin, &lines)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,452 @@
+//! Every read, once, for snapshots and write transactions alike: both
+//! reach their tables through [`Open`].
+
+use redb::{Key, ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Value};
+use serde::de::DeserializeOwned;
+
+use super::super::StoreError;
+use super::super::interface::{AuditHead, Index, Snapshot};
+use super::super::types::{
+    CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
+    StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold,
+    StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPolicy, StoredPrincipal,
+    StoredRun, StoredSession, StoredThrottle, decode, decode_principal, decode_ref,
+};
+use super::Open;
+use super::tables::*;
+use crate::plugin::PluginInfo;
+
+type Res<T> = Result<T, StoreError>;
+
+/// The value under `key` in a table of encoded records, decoded.
+fn get<'k, K: Key + 'static, T: DeserializeOwned>(
+    source: &impl Open,
+    def: redb::TableDefinition<K, &'static [u8]>,
+    key: impl std::borrow::Borrow<K::SelfType<'k>>,
+    what: &str,
+) -> Res<Option<T>> {
+    let Some(table) = source.table(def)? else {
+        return Ok(None);
+    };
+    let value = table.get(key)?;
+    value.map(|v| decode(v.value(), what)).transpose()
+}
+
+/// How many entries a table holds.
+fn len<K: Key + 'static, V: Value + 'static>(
+    source: &impl Open,
+    def: redb::TableDefinition<K, V>,
+) -> Res<u64> {
+    Ok(match source.table(def)? {
+        Some(table) => table.len()?,
+        None => 0,
+    })
+}
+
+/// The follow-ups of `ids`, in that order.
+fn followups_by_id(source: &impl Open, ids: impl Iterator<Item = u64>) -> Res<Vec<StoredFollowUp>> {
+    let Some(all) = source.table(FOLLOWUPS)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(v) = all.get(id)? {
+            out.push(decode(v.value(), "follow-up")?);
+        }
+    }
+    Ok(out)
+}
+
+impl<S: Open> Snapshot for S {
+    fn customer(&self, id: u64) -> Res<Option<StoredCustomer>> {
+        get(self, CUSTOMERS, id, "customer")
+    }
+
+    fn contains_customer(&self, id: u64) -> Res<bool> {
+        Ok(match self.table(CUSTOMERS)? {
+            Some(table) => table.get(id)?.is_some(),
+            None => false,
+        })
+    }
+
+    fn visit_customer(&self, id: u64, f: &mut dyn FnMut(CustomerRef<'_>)) -> Res<bool> {
+        let Some(table) = self.table(CUSTOMERS)? else {
+            return Ok(false);
+        };
+        match table.get(id)? {
+            Some(guard) => {
+                f(decode_ref(guard.value(), "customer")?);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn scan_customers(
+        &self,
+        after: u64,
+        limit: usize,
+        f: &mut dyn FnMut(CustomerRef<'_>) -> Res<bool>,
+    ) -> Res<Option<u64>> {
+        let Some(table) = self.table(CUSTOMERS)? else {
+            return Ok(None);
+        };
+        let mut last = None;
+        for entry in table.range(after.saturating_add(1)..)?.take(limit) {
+            let (id, bytes) = entry?;
+            last = Some(id.value());
+            if !f(decode_ref(bytes.value(), "customer")?)? {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    fn customer_count(&self) -> Res<u64> {
+        len(self, CUSTOMERS)
+    }
+
+    fn lookup(&self, index: Index<'_>, limit: usize) -> Res<Vec<u64>> {
+        let ids = |values: redb::MultimapValue<'_, u64>| -> Res<Vec<u64>> {
+            values.take(limit).map(|v| Ok(v?.value())).collect()
+        };
+        match index {
+            Index::Blind(key) => match self.multimap(BLIND)? {
+                Some(t) => ids(t.get(key.as_slice())?),
+                None => Ok(Vec::new()),
+            },
+            Index::Owner(o) => match self.multimap(BY_OWNER)? {
+                Some(t) => ids(t.get(o)?),
+                None => Ok(Vec::new()),
+            },
+            Index::Tag(tag) => match self.multimap(BY_TAG)? {
+                Some(t) => ids(t.get(tag)?),
+                None => Ok(Vec::new()),
+            },
+            Index::Status(s) => match self.multimap(BY_STATUS)? {
+                Some(t) => ids(t.get(s)?),
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    fn interactions(&self, customer: u64) -> Res<Vec<StoredInteraction>> {
+        let Some(table) = self.table(INTERACTIONS)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .range((customer, 0)..=(customer, u64::MAX))?
+            .map(|r| decode(r?.1.value(), "interaction"))
+            .collect()
+    }
+
+    fn followup(&self, id: u64) -> Res<Option<StoredFollowUp>> {
+        get(self, FOLLOWUPS, id, "follow-up")
+    }
+
+    fn followups_of(&self, customer: u64) -> Res<Vec<StoredFollowUp>> {
+        let Some(index) = self.multimap(FOLLOWUPS_BY_CUSTOMER)? else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<u64> = index
+            .get(customer)?
+            .map(|id| Ok::<_, StoreError>(id?.value()))
+            .collect::<Res<_>>()?;
+        followups_by_id(self, ids.into_iter())
+    }
+
+    fn followups_due(&self, before: i64, assignee: Option<&str>) -> Res<Vec<StoredFollowUp>> {
+        let Some(open) = self.table(FOLLOWUPS_OPEN)? else {
+            return Ok(Vec::new());
+        };
+        let mut ids = Vec::new();
+        for entry in open.range((i64::MIN, 0)..=(before, u64::MAX))? {
+            let (key, who) = entry?;
+            if assignee.is_none_or(|a| a == who.value()) {
+                ids.push(key.value().1);
+            }
+        }
+        followups_by_id(self, ids.into_iter())
+    }
+
+    fn notified(&self, followup: u64) -> Res<bool> {
+        Ok(match self.table(NOTIFIED)? {
+            Some(t) => t.get(followup)?.is_some(),
+            None => false,
+        })
+    }
+
+    fn principal(&self, name: &str) -> Res<Option<StoredPrincipal>> {
+        let Some(table) = self.table(PRINCIPALS)? else {
+            return Ok(None);
+        };
+        let value = table.get(name)?;
+        value.map(|v| decode_principal(v.value())).transpose()
+    }
+
+    fn principals(&self) -> Res<Vec<StoredPrincipal>> {
+        let Some(table) = self.table(PRINCIPALS)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .iter()?
+            .map(|r| decode_principal(r?.1.value()))
+            .collect()
+    }
+
+    fn principal_count(&self) -> Res<u64> {
+        len(self, PRINCIPALS)
+    }
+
+    fn credentials(&self, name: &str) -> Res<StoredCredentials> {
+        Ok(get(self, CREDENTIALS, name, "credentials")?.unwrap_or_default())
+    }
+
+    fn session(&self, hash: &[u8; 32]) -> Res<Option<StoredSession>> {
+        get(self, SESSIONS, hash.as_slice(), "session")
+    }
+
+    fn sessions(&self) -> Res<Vec<([u8; 32], StoredSession)>> {
+        let Some(table) = self.table(SESSIONS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let hash = <[u8; 32]>::try_from(k.value())
+                .map_err(|_| StoreError::Corrupt("session key".into()))?;
+            out.push((hash, decode(v.value(), "session")?));
+        }
+        Ok(out)
+    }
+
+    fn throttle(&self, key: &str) -> Res<StoredThrottle> {
+        Ok(get(self, THROTTLE, key, "throttle")?.unwrap_or_default())
+    }
+
+    fn latest_policy(&self) -> Res<Option<(u64, StoredPolicy)>> {
+        let Some(table) = self.table(POLICIES)? else {
+            return Ok(None);
+        };
+        match table.last()? {
+            Some((k, v)) => Ok(Some((k.value(), decode(v.value(), "policy")?))),
+            None => Ok(None),
+        }
+    }
+
+    fn audit_head(&self) -> Res<AuditHead> {
+        if let Some(head) = self.pending_head() {
+            return Ok(head);
+        }
+        let Some(meta) = self.table(META)? else {
+            return Ok(AuditHead::default());
+        };
+        match meta.get(META_AUDIT_HEAD)? {
+            Some(v) => {
+                AuditHead::decode(v.value()).ok_or_else(|| StoreError::Corrupt("audit head".into()))
+            }
+            None => Ok(AuditHead::default()),
+        }
+    }
+
+    fn scan_audit(&self, first: u64, f: &mut dyn FnMut(u64, &[u8]) -> Res<bool>) -> Res<()> {
+        let Some(table) = self.table(AUDIT)? else {
+            return Ok(());
+        };
+        for entry in table.range(first..)? {
+            let (seq, bytes) = entry?;
+            if !f(seq.value(), bytes.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn audit_tail(&self, n: usize) -> Res<Vec<(u64, Vec<u8>)>> {
+        let Some(table) = self.table(AUDIT)? else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<(u64, Vec<u8>)> = table
+            .iter()?
+            .rev()
+            .take(n)
+            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn plugin(&self, name: &str) -> Res<Option<PluginInfo>> {
+        get(self, PLUGINS, name, "plugin")
+    }
+
+    fn plugins(&self) -> Res<Vec<PluginInfo>> {
+        let Some(table) = self.table(PLUGINS)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .iter()?
+            .map(|e| decode(e?.1.value(), "plugin"))
+            .collect()
+    }
+
+    fn plugin_code(&self, name: &str) -> Res<Option<Vec<u8>>> {
+        let Some(table) = self.table(PLUGIN_CODE)? else {
+            return Ok(None);
+        };
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    fn plugin_state(&self, plugin: &str, key: &str) -> Res<Option<Vec<u8>>> {
+        let Some(table) = self.table(PLUGIN_STATE)? else {
+            return Ok(None);
+        };
+        Ok(table.get((plugin, key))?.map(|v| v.value().to_vec()))
+    }
+
+    fn plugin_log(&self, plugin: &str, limit: usize) -> Res<Vec<StoredLogLine>> {
+        let Some(table) = self.table(PLUGIN_LOG)? else {
+            return Ok(Vec::new());
+        };
+        let mut lines = table
+            .range((plugin, 0)..=(plugin, u64::MAX))?
+            .rev()
+            .take(limit)
+            .map(|e| decode(e?.1.value(), "log line"))
+            .collect::<Res<Vec<StoredLogLine>>>()?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    fn link(&self, hash: &[u8; 16]) -> Res<Option<u64>> {
+        let Some(table) = self.table(LINKS)? else {
+            return Ok(None);
+        };
+        Ok(table.get(hash.as_slice())?.map(|v| v.value()))
+    }
+
+    fn messages(&self, limit: usize) -> Res<Vec<(u64, StoredMessage)>> {
+        let Some(table) = self.table(OUTBOX)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .iter()?
+            .take(limit)
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((k.value(), decode(v.value(), "message")?))
+            })
+            .collect()
+    }
+
+    fn messages_of(&self, customer: u64) -> Res<Vec<StoredMessage>> {
+        let (Some(ids), Some(table)) = (self.multimap(OUTBOX_BY_CUSTOMER)?, self.table(OUTBOX)?)
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for id in ids.get(customer)? {
+            if let Some(v) = table.get(id?.value())? {
+                out.push(decode(v.value(), "message")?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn alerts(&self, limit: usize) -> Res<Vec<(u64, StoredAlert)>> {
+        let Some(table) = self.table(ALERTS)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .iter()?
+            .rev()
+            .take(limit)
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((k.value(), decode(v.value(), "alert")?))
+            })
+            .collect()
+    }
+
+    fn consent(&self, customer: u64, key: &str) -> Res<Option<StoredConsent>> {
+        get(self, CONSENTS, (customer, key), "consent")
+    }
+
+    fn consents(&self, customer: u64) -> Res<Vec<(String, StoredConsent)>> {
+        let Some(table) = self.table(CONSENTS)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .range((customer, "")..(customer, "\u{10FFFF}"))?
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((k.value().1.to_string(), decode(v.value(), "consent")?))
+            })
+            .collect()
+    }
+
+    fn consent_ledger(&self, customer: u64) -> Res<Vec<StoredConsentEntry>> {
+        let Some(table) = self.table(LEDGER)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .range((customer, 0)..=(customer, u64::MAX))?
+            .map(|e| decode(e?.1.value(), "consent entry"))
+            .collect()
+    }
+
+    fn hold(&self, customer: u64) -> Res<Option<StoredHold>> {
+        get(self, HOLDS, customer, "legal hold")
+    }
+
+    fn notice(&self, customer: u64) -> Res<Option<StoredNotice>> {
+        get(self, NOTICES, customer, "notice")
+    }
+
+    fn holds_and_notices(&self) -> Res<(u64, u64)> {
+        Ok((len(self, HOLDS)?, len(self, NOTICES)?))
+    }
+
+    fn deletion(&self, customer: u64) -> Res<Option<StoredDeletion>> {
+        get(self, DELETIONS, customer, "deletion")
+    }
+
+    fn aggregate(&self, customer: u64) -> Res<Option<StoredAggregate>> {
+        get(self, AGGREGATES, customer, "aggregate")
+    }
+
+    fn deletions(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Res<Vec<(u64, StoredDeletion, Option<StoredAggregate>)>> {
+        let Some(table) = self.table(DELETIONS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.range(after.saturating_add(1)..)?.take(limit) {
+            let (id, v) = entry?;
+            out.push((id.value(), decode(v.value(), "deletion")?));
+        }
+        drop(table);
+        out.into_iter()
+            .map(|(id, d)| Ok((id, d, self.aggregate(id)?)))
+            .collect()
+    }
+
+    fn retired_purposes(&self) -> Res<Vec<String>> {
+        Ok(get(self, RETENTION, RETIRED, "retired purposes")?.unwrap_or_default())
+    }
+
+    fn retention_script(&self) -> Res<Option<String>> {
+        let Some(table) = self.table(RETENTION)? else {
+            return Ok(None);
+        };
+        let value = table.get(RETENTION_SCRIPT)?;
+        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    fn retention_run(&self) -> Res<Option<StoredRun>> {
+        get(self, RETENTION, RUN, "retention run")
+    }
+}
