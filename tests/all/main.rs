@@ -18,6 +18,7 @@ mod fuzz;
 mod input;
 mod login;
 mod model;
+mod path;
 mod plugins;
 mod policy;
 mod privacy;

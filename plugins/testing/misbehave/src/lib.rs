@@ -2,9 +2,9 @@
 //! sandbox tests. Never install it anywhere else.
 //!
 //! **Asks for** a lot, so that tests can narrow the grant: hooks `ingest`
-//! and `on-event`, event `customer-created`, fields `name`, `phone` and
-//! `id_number` in full, all four commands at 100 a minute, 5 messages a
-//! minute, channel `sms`.
+//! and `on-event`, every event kind, fields `name`, `phone`, `id_number`
+//! and `note` (the follow-up note of `follow-up-due`) in full, all four
+//! commands at 100 a minute, 5 messages a minute, channel `sms`.
 //!
 //! **`ingest(payload)`**: the payload is UTF-8 text whose first word picks a
 //! behaviour (the rest are its arguments, separated by whitespace):
@@ -33,7 +33,9 @@
 //! **`on-event(event)`** prints one line, `event: <kind>` followed, when
 //! there is anything to show, by a space and `name=value` pairs joined by
 //! `,`: the customer's fields as granted (`event: customer-created
-//! name=Li Na,phone=+86 138 0013 8000`), `id=<id>` for `customer-erased`,
+//! name=Li Na,phone=+86 138 0013 8000`), then for `follow-up-due` the note
+//! when the engine handed one over (`event: follow-up-due
+//! name=Li Na,note=call back`); `id=<id>` for `customer-erased`,
 //! `kind=..,message=..` for `alert-raised`. It returns no commands.
 
 use std::hint::black_box;
@@ -59,10 +61,18 @@ impl Guest for Misbehave {
         Manifest::new("misbehave", env!("CARGO_PKG_VERSION"), "Custodian tests")
             .description("hostile on purpose: for the engine's sandbox tests only")
             .hook(Hook::Ingest)
-            .event(EventKind::CustomerCreated)
+            .events([
+                EventKind::CustomerCreated,
+                EventKind::CustomerUpdated,
+                EventKind::CustomerErased,
+                EventKind::InteractionLogged,
+                EventKind::FollowUpDue,
+                EventKind::AlertRaised,
+            ])
             .field_full("name")
             .field_full("phone")
             .field_full("id_number")
+            .field_full("note")
             .commands([
                 CommandKind::UpsertCustomer,
                 CommandKind::LogInteraction,
@@ -200,22 +210,39 @@ impl Guest for Misbehave {
     }
 
     fn on_event(event: Event) -> Result<Vec<Command>, String> {
-        let details = match &event {
-            Event::CustomerErased(id) => format!("id={id}"),
-            Event::AlertRaised(alert) => format!("kind={},message={}", alert.kind, alert.message),
-            other => other.customer().map(fields).unwrap_or_default(),
-        };
-        let kind = event.kind().name();
-        if details.is_empty() {
-            println!("event: {kind}");
-        } else {
-            println!("event: {kind} {details}");
-        }
+        println!("{}", event_line(&event));
         Ok(Vec::new())
     }
 }
 
 custodian_sdk::export!(Misbehave);
+
+/// The line `on-event` prints: `event: <kind>`, then what the event
+/// showed the plugin.
+fn event_line(event: &Event) -> String {
+    let details = match event {
+        Event::CustomerErased(id) => format!("id={id}"),
+        Event::AlertRaised(alert) => format!("kind={},message={}", alert.kind, alert.message),
+        Event::FollowUpDue(due) => {
+            let mut pairs = fields(&due.customer);
+            if let Some(note) = &due.note {
+                if !pairs.is_empty() {
+                    pairs.push(',');
+                }
+                pairs.push_str("note=");
+                pairs.push_str(note);
+            }
+            pairs
+        }
+        other => other.customer().map(fields).unwrap_or_default(),
+    };
+    let kind = event.kind().name();
+    if details.is_empty() {
+        format!("event: {kind}")
+    } else {
+        format!("event: {kind} {details}")
+    }
+}
 
 /// `name=value` pairs joined by `,`, in the order the engine gave them.
 fn fields(customer: &Customer) -> String {
@@ -321,7 +348,7 @@ fn trap() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custodian_sdk::{Access, Field};
+    use custodian_sdk::{Access, Alert, Field, FollowUpDue};
 
     fn ingest(payload: &str) -> Result<Vec<Command>, String> {
         Misbehave::ingest(payload.as_bytes().to_vec())
@@ -416,7 +443,63 @@ mod tests {
             ],
         };
         assert_eq!(fields(&c), "name=Li Na,phone=138****8000");
+        assert_eq!(
+            event_line(&Event::CustomerCreated(c.clone())),
+            "event: customer-created name=Li Na,phone=138****8000"
+        );
         assert_eq!(Misbehave::on_event(Event::CustomerCreated(c)), Ok(vec![]));
+    }
+
+    #[test]
+    fn each_event_kind_prints_what_it_showed() {
+        let c = Customer {
+            id: 3,
+            status: "active".into(),
+            fields: vec![Field {
+                name: "name".into(),
+                value: "Li Na".into(),
+            }],
+        };
+        let due = |customer: Customer, note: Option<&str>| {
+            Event::FollowUpDue(FollowUpDue {
+                customer,
+                follow_up: 9,
+                due: 0,
+                note: note.map(str::to_owned),
+            })
+        };
+        assert_eq!(
+            event_line(&due(c.clone(), Some("call back"))),
+            "event: follow-up-due name=Li Na,note=call back"
+        );
+        assert_eq!(
+            event_line(&due(c.clone(), None)),
+            "event: follow-up-due name=Li Na"
+        );
+        let bare = Customer {
+            fields: vec![],
+            ..c.clone()
+        };
+        assert_eq!(
+            event_line(&due(bare.clone(), Some("x"))),
+            "event: follow-up-due note=x"
+        );
+        assert_eq!(event_line(&due(bare, None)), "event: follow-up-due");
+        assert_eq!(
+            event_line(&Event::CustomerErased(3)),
+            "event: customer-erased id=3"
+        );
+        assert_eq!(
+            event_line(&Event::AlertRaised(Alert {
+                kind: "k".into(),
+                message: "m".into(),
+            })),
+            "event: alert-raised kind=k,message=m"
+        );
+        assert_eq!(
+            event_line(&Event::CustomerUpdated(c)),
+            "event: customer-updated name=Li Na"
+        );
     }
 
     #[test]
@@ -424,11 +507,21 @@ mod tests {
         let m = Misbehave::describe();
         assert_eq!(m.name, "misbehave");
         assert_eq!(m.hooks, [Hook::Ingest, Hook::OnEvent]);
-        assert_eq!(m.events, [EventKind::CustomerCreated]);
+        assert_eq!(
+            m.events,
+            [
+                EventKind::CustomerCreated,
+                EventKind::CustomerUpdated,
+                EventKind::CustomerErased,
+                EventKind::InteractionLogged,
+                EventKind::FollowUpDue,
+                EventKind::AlertRaised,
+            ]
+        );
         assert!(m.fields.iter().all(|f| f.access == Access::Full));
         assert_eq!(
             m.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-            ["name", "phone", "id_number"]
+            ["name", "phone", "id_number", "note"]
         );
         assert_eq!(m.commands.len(), 4);
         assert_eq!((m.commands_per_minute, m.messages_per_minute), (100, 5));
