@@ -48,20 +48,23 @@
 pub struct ReadmeDoctests;
 
 // In dependency order: each module imports only modules above it in
-// this list (checked by `module_order` below; see ARCHITECTURE.md).
-mod api;
-mod audit;
+// this list (checked by `module_order`; see ARCHITECTURE.md).
 mod crypto;
-mod error;
-mod identity;
 mod model;
-mod op;
-mod plugin;
+mod identity;
+mod script;
 mod policy;
 mod privacy;
-mod records;
-mod script;
+mod plugin;
 mod store;
+mod audit;
+mod error;
+mod records;
+mod op;
+mod api;
+
+#[cfg(test)]
+mod module_order;
 
 /// Internals exposed for the benchmarks only; not part of the API.
 #[doc(hidden)]

@@ -51,7 +51,7 @@ use crate::{Fixture, admin};
 /// `e` is another error.
 fn refusal(e: &Error) -> Option<String> {
     match e {
-        Error::Denied(reason) => Some(reason.clone()),
+        Error::Denied(reason) => Some(reason.to_string()),
         _ => None,
     }
 }
@@ -637,7 +637,7 @@ const ENTRIES: &[Entry] = &[
         answer(e.installed_policy(ctx).map(|p| p.version))
     }),
     // Logins: passwords, second factors, sessions.
-    entry("set_password", ADMINS, None, |e, ctx, _| {
+    entry("set_password", ONESELF, None, |e, ctx, _| {
         answer(e.set_password(ctx, TARGET, None, "Another-Strong-Passphrase-93"))
     }),
     entry("enroll_totp", ONESELF, None, |e, ctx, _| {
@@ -657,7 +657,7 @@ const ENTRIES: &[Entry] = &[
     }),
     entry(
         "revoke_session",
-        Rule::Fixed("may revoke only its own sessions"),
+        Rule::Fixed("may not revoke the sessions of others"),
         None,
         |e, ctx, s| answer(e.revoke_session(ctx, &s.session)),
     ),

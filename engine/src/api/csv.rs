@@ -5,8 +5,8 @@
 use std::io::Read;
 
 use super::{Engine, ImportOptions, ImportProgress, ImportReport};
-use crate::Result;
 use crate::model::{ConsentChange, ModelError, NewCustomer};
+use crate::{Context, Result};
 
 /// CSV columns that are not fields: the owner, and the consents the
 /// customer gave (`marketing; identity_verification(id_number)`), through
@@ -23,7 +23,7 @@ impl Engine {
     /// refuses the whole file before anything is written.
     pub fn import_csv(
         &self,
-        ctx: &crate::Context,
+        ctx: &Context,
         input: impl Read,
         options: &ImportOptions,
         progress: impl FnMut(&ImportProgress),

@@ -8,7 +8,7 @@ use crate::op::{Emitted, Entry, Op};
 use crate::policy::{Action, Treatment};
 use crate::records::{IndexKey, owner_rule};
 use crate::store::{SnapshotExt, StoredCustomer};
-use crate::{Error, Result};
+use crate::{Context, Error, Result};
 
 /// What to look customers up by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl Query {
 impl Engine {
     /// Creates a customer and returns its id. Fields are validated against
     /// the schema; personal ones are sealed under a fresh data key.
-    pub fn create_customer(&self, ctx: &crate::Context, new: NewCustomer) -> Result<CustomerId> {
+    pub fn create_customer(&self, ctx: &Context, new: NewCustomer) -> Result<CustomerId> {
         let rows = std::iter::once((1, Ok(new)));
         let report = self.import(ctx, rows, &ImportOptions::default(), |_| {})?;
         match (report.first_id, report.errors.into_iter().next()) {
@@ -63,7 +63,7 @@ impl Engine {
     }
 
     /// Reads one customer, as the acting principal may see it.
-    pub fn customer(&self, ctx: &crate::Context, id: CustomerId) -> Result<Customer> {
+    pub fn customer(&self, ctx: &Context, id: CustomerId) -> Result<Customer> {
         let op = Op::new(Entry::new("customer.read").customer(id));
         self.core.read(ctx, op, |read| {
             read.customer(id, Action::Read, |read, record, decision| {
@@ -75,7 +75,7 @@ impl Engine {
     /// Finds customers, at most `limit`, each as the acting principal may see it.
     pub fn find_customers(
         &self,
-        ctx: &crate::Context,
+        ctx: &Context,
         query: &Query,
         limit: usize,
     ) -> Result<Vec<Customer>> {
@@ -109,30 +109,43 @@ impl Engine {
         self.core.read(ctx, op, |read| {
             let snapshot = read.snapshot();
             let ids = snapshot.lookup(index.as_index(), limit)?;
-            read.touched(ids.iter().copied(), []);
-            read.reveal(&ids)?;
-            let mut views = Vec::with_capacity(ids.len());
+            // Decide on every hit first (nothing is decrypted), then reveal
+            // the ones shown to the guard, as one request.
+            let mut shown = Vec::with_capacity(ids.len());
             for id in ids {
-                snapshot.with_customer(id, |record| {
-                    let Some(record) = record else {
-                        return Ok::<_, Error>(());
-                    };
-                    let decision = read.decider().decide(snapshot, Action::Search, &record)?;
-                    let confirms = sensitive.as_ref().is_some_and(|field| {
-                        decision.treatment(field, Sensitivity::Sensitive) != Treatment::Full
-                    });
-                    if decision.allowed() && !confirms {
-                        views.push(read.view(&record, &decision)?);
-                    }
-                    Ok(())
+                let decision = snapshot.with_customer(id, |record| match record {
+                    Some(record) => read
+                        .decider()
+                        .decide(snapshot, Action::Search, &record)
+                        .map(Some),
+                    None => Ok(None),
                 })?;
+                let Some(decision) = decision.filter(|d| d.allowed()) else {
+                    continue;
+                };
+                let confirms = sensitive.as_ref().is_some_and(|field| {
+                    decision.treatment(field, Sensitivity::Sensitive) != Treatment::Full
+                });
+                if !confirms {
+                    shown.push((id, decision));
+                }
+            }
+            let ids: Vec<u64> = shown.iter().map(|(id, _)| *id).collect();
+            read.reveal(&ids)?;
+            let mut views = Vec::with_capacity(shown.len());
+            for (id, decision) in shown {
+                let view = snapshot.with_customer(id, |record| match record {
+                    Some(record) => read.view(&record, &decision).map(Some),
+                    None => Ok(None),
+                })?;
+                views.extend(view);
             }
             Ok(views)
         })
     }
 
     /// How many customers the database holds.
-    pub fn count_customers(&self, ctx: &crate::Context) -> Result<u64> {
+    pub fn count_customers(&self, ctx: &Context) -> Result<u64> {
         self.core
             .read(ctx, Op::new(Entry::new("customer.count")), |read| {
                 crate::op::allowed(read.decider().decide_general(Action::Count))?;
@@ -143,7 +156,7 @@ impl Engine {
     /// Changes a customer's fields or owner, as the policy allows.
     pub fn update_customer(
         &self,
-        ctx: &crate::Context,
+        ctx: &Context,
         id: CustomerId,
         update: CustomerUpdate,
     ) -> Result<()> {
@@ -178,7 +191,7 @@ impl Engine {
     /// follow-ups, consents, plugin links, queued messages), then destroys
     /// its data key in the key store and every mirror. A deletion record
     /// without personal data is kept; a legal hold refuses the delete.
-    pub fn delete_customer(&self, ctx: &crate::Context, id: CustomerId) -> Result<()> {
+    pub fn delete_customer(&self, ctx: &Context, id: CustomerId) -> Result<()> {
         self.remove(
             ctx,
             id,

@@ -12,7 +12,7 @@ use crate::plugin::EventKind;
 use crate::policy::{Action, CustomerFacts};
 use crate::records::owner_rule;
 use crate::store::StoredCustomer;
-use crate::{Denied, Error, Result};
+use crate::{Context, Denied, Error, Result};
 
 /// How an import runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Engine {
     /// are reported and skipped; the others are imported.
     pub fn import_customers(
         &self,
-        ctx: &crate::Context,
+        ctx: &Context,
         customers: impl IntoIterator<Item = NewCustomer>,
         options: &ImportOptions,
         progress: impl FnMut(&ImportProgress),
@@ -114,7 +114,7 @@ impl Engine {
     /// and in commit order.
     pub(crate) fn import(
         &self,
-        ctx: &crate::Context,
+        ctx: &Context,
         rows: impl Iterator<Item = (u64, Result<NewCustomer>)>,
         options: &ImportOptions,
         mut progress: impl FnMut(&ImportProgress),

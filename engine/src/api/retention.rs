@@ -13,10 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Engine;
-use super::sweep::{Known, Stored, facts_of, plan};
 use crate::model::CustomerId;
 use crate::op::{Core, Entry, Op};
-use crate::privacy::{RetentionFacts, RetentionPolicy, Verdict};
+use crate::privacy::RetentionPolicy;
 use crate::{Context, Denied, Result};
 
 /// The sender of the engine's own notices in the outbox. Not a valid
@@ -221,60 +220,6 @@ impl Engine {
         }
         self.finish_sweep(caller, &report, mode)?;
         Ok(report)
-    }
-
-    /// Decides the customers after `after` (at most `batch`) on a snapshot,
-    /// outside any write: returns the last id seen and the transitions to
-    /// make (holds are reported, not made); `None` when none is left.
-    #[expect(
-        clippy::type_complexity,
-        reason = "a list of (customer, transition, reason)"
-    )]
-    fn decide_batch(
-        &self,
-        policy: &RetentionPolicy,
-        report: &mut RetentionReport,
-        after: u64,
-        batch: usize,
-        now: i64,
-    ) -> Result<Option<(u64, Vec<(u64, Transition, std::sync::Arc<str>)>)>> {
-        let mut decided: Vec<(u64, RetentionFacts, Verdict)> = Vec::with_capacity(batch);
-        let last = self.core.store.read(|r| {
-            let (holds, notices) = r.holds_and_notices()?;
-            r.scan_customers(after, batch, &mut |record| {
-                let known = Known {
-                    hold: holds > 0 && r.hold(record.id)?.is_some(),
-                    notice: match notices {
-                        0 => None,
-                        _ => r.notice(record.id)?.map(|n| n.at),
-                    },
-                };
-                let facts = facts_of(&Stored::of_ref(&record), &known, now);
-                let verdict = policy.decide(&facts);
-                decided.push((record.id, facts, verdict));
-                Ok(true)
-            })
-        })?;
-        let Some(last) = last else {
-            return Ok(None);
-        };
-        report.examined += decided.len() as u64;
-        let mut planned = Vec::new();
-        for (id, facts, verdict) in decided {
-            if verdict.fault {
-                report.faults += 1;
-                if report.fault_examples.len() < 10 {
-                    report.fault_examples.push((id, verdict.reason.to_string()));
-                }
-            }
-            match plan(&facts, &verdict) {
-                // A held customer is reported, not changed: nothing to commit.
-                Some(Transition::Held) => report.note(id, Transition::Held, &verdict.reason),
-                Some(t) => planned.push((id, t, verdict.reason)),
-                None => {}
-            }
-        }
-        Ok(Some((last, planned)))
     }
 
     /// The sweep is complete: forget where it was, and say what it did.

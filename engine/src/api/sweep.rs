@@ -18,13 +18,13 @@ use crate::store::{CustomerRef, StoredCustomer, StoredNotice, StoredRun};
 const DAY_MICROS: i64 = 86_400_000_000;
 
 /// What the sweep knows of a customer besides its record.
-pub(super) struct Known {
-    pub(super) hold: bool,
-    pub(super) notice: Option<i64>,
+struct Known {
+    hold: bool,
+    notice: Option<i64>,
 }
 
 /// What a customer's verdict means given its state.
-pub(super) fn plan(facts: &RetentionFacts, verdict: &Verdict) -> Option<Transition> {
+fn plan(facts: &RetentionFacts, verdict: &Verdict) -> Option<Transition> {
     // A failed script changes nothing: no removal, and no reactivation of
     // a dormant or notified customer either.
     if verdict.fault {
@@ -51,7 +51,7 @@ pub(super) fn plan(facts: &RetentionFacts, verdict: &Verdict) -> Option<Transiti
 }
 
 /// The clear-text parts of a record the sweep decides on.
-pub(super) struct Stored<'a> {
+struct Stored<'a> {
     status: &'a str,
     created_at: i64,
     last_interaction_at: Option<i64>,
@@ -59,7 +59,7 @@ pub(super) struct Stored<'a> {
 }
 
 impl<'a> Stored<'a> {
-    pub(super) fn of_ref(record: &CustomerRef<'a>) -> Self {
+    fn of_ref(record: &CustomerRef<'a>) -> Self {
         Self {
             status: record.status,
             created_at: record.created_at,
@@ -72,7 +72,7 @@ impl<'a> Stored<'a> {
         }
     }
 
-    pub(super) fn of(record: &'a StoredCustomer) -> Self {
+    fn of(record: &'a StoredCustomer) -> Self {
         Self {
             status: &record.status,
             created_at: record.created_at,
@@ -82,7 +82,7 @@ impl<'a> Stored<'a> {
     }
 }
 
-pub(super) fn facts_of(record: &Stored<'_>, known: &Known, now: i64) -> RetentionFacts {
+fn facts_of(record: &Stored<'_>, known: &Known, now: i64) -> RetentionFacts {
     let last = record
         .last_interaction_at
         .map_or(record.created_at, |t| t.max(record.created_at));
@@ -110,6 +110,60 @@ pub(super) fn facts_of(record: &Stored<'_>, known: &Known, now: i64) -> Retentio
 }
 
 impl Engine {
+    /// Decides the customers after `after` (at most `batch`) on a snapshot,
+    /// outside any write: returns the last id seen and the transitions to
+    /// make (holds are reported, not made); `None` when none is left.
+    #[expect(
+        clippy::type_complexity,
+        reason = "a list of (customer, transition, reason)"
+    )]
+    pub(super) fn decide_batch(
+        &self,
+        policy: &RetentionPolicy,
+        report: &mut RetentionReport,
+        after: u64,
+        batch: usize,
+        now: i64,
+    ) -> Result<Option<(u64, Vec<(u64, Transition, std::sync::Arc<str>)>)>> {
+        let mut decided: Vec<(u64, RetentionFacts, Verdict)> = Vec::with_capacity(batch);
+        let last = self.core.store.read(|r| {
+            let (holds, notices) = r.holds_and_notices()?;
+            r.scan_customers(after, batch, &mut |record| {
+                let known = Known {
+                    hold: holds > 0 && r.hold(record.id)?.is_some(),
+                    notice: match notices {
+                        0 => None,
+                        _ => r.notice(record.id)?.map(|n| n.at),
+                    },
+                };
+                let facts = facts_of(&Stored::of_ref(&record), &known, now);
+                let verdict = policy.decide(&facts);
+                decided.push((record.id, facts, verdict));
+                Ok(true)
+            })
+        })?;
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        report.examined += decided.len() as u64;
+        let mut planned = Vec::new();
+        for (id, facts, verdict) in decided {
+            if verdict.fault {
+                report.faults += 1;
+                if report.fault_examples.len() < 10 {
+                    report.fault_examples.push((id, verdict.reason.to_string()));
+                }
+            }
+            match plan(&facts, &verdict) {
+                // A held customer is reported, not changed: nothing to commit.
+                Some(Transition::Held) => report.note(id, Transition::Held, &verdict.reason),
+                Some(t) => planned.push((id, t, verdict.reason)),
+                None => {}
+            }
+        }
+        Ok(Some((last, planned)))
+    }
+
     /// Commits one batch of planned transitions, re-deciding each customer
     /// on the transaction's own state.
     pub(super) fn commit_batch(

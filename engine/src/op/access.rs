@@ -4,14 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{Read, Write};
 use crate::crypto::DataKey;
 use crate::identity::Actor;
 use crate::model::{Customer, CustomerId, FieldType, Sensitivity, Status, from_micros, mask_value};
 use crate::policy::{Action, CustomerFacts, Decision, Policy, Subject, Treatment};
 use crate::records::{Records, Slot};
-use crate::store::{CustomerRef, Snapshot, SnapshotExt, StoredCustomer};
-use crate::{Denied, Error, Result};
+use crate::store::{CustomerRef, Snapshot, StoredCustomer};
+use crate::{Denied, Result};
 
 /// What the policy decides on about a stored customer: nothing personal.
 pub(crate) trait Filed {
@@ -204,57 +203,6 @@ pub(crate) fn split_tags(list: Option<&str>) -> Vec<String> {
 /// `note`) is shown: in full or not at all (free text has no mask).
 pub(crate) fn shows_text(decision: &Decision, part: &str) -> bool {
     decision.treatment(part, Sensitivity::Personal) == Treatment::Full
-}
-
-impl<'a> Read<'a> {
-    /// Calls `f` with customer `id` and the policy's decision on `action`,
-    /// if it exists and the policy allows: [`Error::NotFound`] or the
-    /// policy's refusal otherwise.
-    pub(crate) fn customer<T>(
-        &mut self,
-        id: CustomerId,
-        action: Action,
-        f: impl FnOnce(&mut Self, &CustomerRef<'_>, Decision) -> Result<T>,
-    ) -> Result<T> {
-        let snapshot = self.snapshot;
-        snapshot.with_customer(id, |record| {
-            let Some(record) = record else {
-                return Err(Error::NotFound(format!("customer {id}")));
-            };
-            let decision = self.decider.require(snapshot, action, &record)?;
-            self.reveal(&[id])?;
-            f(self, &record, decision)
-        })
-    }
-
-    /// The customer as `decision` allows: hidden fields absent, masked ones
-    /// masked; names the customer and the fields shown in the audit entry.
-    pub(crate) fn view(
-        &mut self,
-        record: &CustomerRef<'_>,
-        decision: &Decision,
-    ) -> Result<Customer> {
-        let view = view(&self.core.records, record, decision)?;
-        self.touched([view.id], view.fields.keys().cloned());
-        Ok(view)
-    }
-}
-
-impl Write<'_> {
-    /// The stored customer `id` if the policy lets the actor do `action` to
-    /// it: [`Error::NotFound`] or the policy's refusal otherwise.
-    pub(crate) fn customer(&mut self, id: CustomerId, action: Action) -> Result<StoredCustomer> {
-        let Some(record) = self.txn.customer(id)? else {
-            return Err(Error::NotFound(format!("customer {id}")));
-        };
-        self.require(action, &record)?;
-        Ok(record)
-    }
-
-    /// The policy's decision on `record`, or its refusal.
-    pub(crate) fn require(&mut self, action: Action, record: &dyn Filed) -> Result<Decision> {
-        self.decider.require(&*self.txn, action, record)
-    }
 }
 
 /// The customer as `decision` allows. Decrypts only what is shown in full,

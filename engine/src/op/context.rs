@@ -1,10 +1,25 @@
 //! The identity step: who is acting ([`Context`], as the caller states it)
 //! and who was found to be acting ([`Caller`], which only this step makes).
 
-use super::login::{micros, token_hash};
+use std::time::Duration;
+
 use super::{Core, Entry, outcome_of};
+use crate::crypto::{Keyring, keyed_hash};
 use crate::store::Txn;
 use crate::{Denied, Error, Result};
+
+/// `last_seen` is written at most this often: a read per call, a write per
+/// minute per session.
+const LAST_SEEN_GRANULARITY: Duration = Duration::from_secs(60);
+
+pub(super) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The keyed hash a session token is stored under.
+pub(crate) fn token_hash(ring: &Keyring, token: &str) -> [u8; 32] {
+    keyed_hash(ring.login_key(), &[b"session", token.as_bytes()])
+}
 
 /// Who is acting, and for which purpose. Every operation takes one; both are
 /// written to the audit entry.
@@ -134,7 +149,7 @@ impl Core {
         if !session.second_factor && !needs.is_empty() {
             return refuse(&caller, Denied::NeedsSecondFactor { roles: needs });
         }
-        if now.saturating_sub(session.last_seen) > micros(super::login::LAST_SEEN_GRANULARITY) {
+        if now.saturating_sub(session.last_seen) > micros(LAST_SEEN_GRANULARITY) {
             self.store.write(|w: &mut dyn Txn| {
                 // Revoked meanwhile: do not bring it back.
                 if let Some(mut s) = w.session(&hash)? {

@@ -7,60 +7,13 @@
 use std::cell::Cell;
 
 use super::plugins::wit_channel;
-use super::{Context, Core, Entry, Op};
+use super::{Context, Core, Emitted, Entry, Op};
 use crate::Result;
-use crate::model::{Channel, CustomerId};
+use crate::model::CustomerId;
 use crate::plugin::runtime::{Entry as Call, event_kind_of, wit};
-use crate::plugin::{EventKind, FieldAccess, Hook, PluginInfo, PluginStatus};
+use crate::plugin::{FieldAccess, Hook, PluginInfo, PluginStatus};
 use crate::policy::Action;
 use crate::records::Slot;
-
-/// Something that happened, for subscribed plugins.
-#[derive(Clone, Debug)]
-pub(crate) enum Emitted {
-    Created(CustomerId),
-    Updated(CustomerId),
-    Erased(CustomerId),
-    Logged {
-        customer: CustomerId,
-        interaction: u64,
-        channel: Channel,
-        at: i64,
-    },
-    FollowUpDue {
-        customer: CustomerId,
-        follow_up: u64,
-        due: i64,
-    },
-    Alert {
-        kind: String,
-        message: String,
-    },
-}
-
-impl Emitted {
-    pub(crate) fn kind(&self) -> EventKind {
-        match self {
-            Emitted::Created(_) => EventKind::CustomerCreated,
-            Emitted::Updated(_) => EventKind::CustomerUpdated,
-            Emitted::Erased(_) => EventKind::CustomerErased,
-            Emitted::Logged { .. } => EventKind::InteractionLogged,
-            Emitted::FollowUpDue { .. } => EventKind::FollowUpDue,
-            Emitted::Alert { .. } => EventKind::AlertRaised,
-        }
-    }
-
-    /// The customer the event is about, if any.
-    fn customer(&self) -> Option<CustomerId> {
-        match self {
-            Emitted::Created(id) | Emitted::Updated(id) => Some(*id),
-            Emitted::Logged { customer, .. } | Emitted::FollowUpDue { customer, .. } => {
-                Some(*customer)
-            }
-            Emitted::Erased(_) | Emitted::Alert { .. } => None,
-        }
-    }
-}
 
 thread_local! {
     /// How deep in event delivery this thread is: events caused by a

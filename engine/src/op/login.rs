@@ -11,9 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
+use super::context::{micros, token_hash};
 use super::{Caller, Core, Entry, outcome_of};
 use crate::audit::{self, Outcome};
-use crate::crypto::{Keyring, hex, keyed_hash, random_bytes};
+use crate::crypto::{hex, random_bytes};
 use crate::identity::{self, password, totp};
 use crate::model::from_micros;
 use crate::store::{StoredCredentials, StoredSession, StoredThrottle, Txn};
@@ -117,14 +118,6 @@ impl std::fmt::Debug for TotpEnrollment {
 }
 
 const TOKEN_PREFIX: &str = "cst_";
-/// `last_seen` is written at most this often: a read per call, a write per
-/// minute per session.
-pub(super) const LAST_SEEN_GRANULARITY: Duration = Duration::from_secs(60);
-
-pub(super) fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl AuthSettings {
     /// How long after its last failure a counter at `failures` must wait.
     fn backoff(&self, failures: u32) -> Duration {
@@ -190,11 +183,6 @@ fn cut(text: &str, max: usize) -> &str {
         end -= 1;
     }
     text.get(..end).unwrap_or_default()
-}
-
-/// The keyed hash a session token is stored under.
-pub(crate) fn token_hash(ring: &Keyring, token: &str) -> [u8; 32] {
-    keyed_hash(ring.login_key(), &[b"session", token.as_bytes()])
 }
 
 /// The short id of a session, as listed.

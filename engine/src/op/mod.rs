@@ -23,6 +23,7 @@ mod commands;
 mod context;
 mod events;
 mod execute;
+mod handles;
 mod login;
 mod plugins;
 mod steps;
@@ -33,15 +34,17 @@ use std::sync::{Arc, PoisonError, RwLock};
 pub(crate) use access::{Admitted, Decider, allowed, shows_text, split_tags};
 pub(crate) use context::Caller;
 pub use context::Context;
-pub(crate) use events::Emitted;
+pub(crate) use context::token_hash;
+pub(crate) use handles::{Read, Write};
 pub use login::{AuthSettings, Session, SessionInfo, TotpEnrollment};
-pub(crate) use login::{name_key, session_id, token_hash, token_is_id};
+pub(crate) use login::{name_key, session_id, token_is_id};
 pub use plugins::CallReport;
 pub(crate) use plugins::{Host, NoServices, code_hash};
 
 use crate::audit::{self, Batcher, Outcome, Record};
 use crate::identity::Actor;
-use crate::model::wall_micros;
+use crate::model::{Channel, CustomerId, wall_micros};
+use crate::plugin::EventKind;
 use crate::policy::Policy;
 use crate::privacy::RetentionPolicy;
 use crate::records::{KeyClaim, Records};
@@ -199,6 +202,53 @@ pub(crate) fn outcome_of(error: &Error) -> Outcome {
     match error {
         Error::Denied(denied) => Outcome::Denied(denied.to_string()),
         other => Outcome::Failed(other.to_string()),
+    }
+}
+
+/// Something that happened, for subscribed plugins.
+#[derive(Clone, Debug)]
+pub(crate) enum Emitted {
+    Created(CustomerId),
+    Updated(CustomerId),
+    Erased(CustomerId),
+    Logged {
+        customer: CustomerId,
+        interaction: u64,
+        channel: Channel,
+        at: i64,
+    },
+    FollowUpDue {
+        customer: CustomerId,
+        follow_up: u64,
+        due: i64,
+    },
+    Alert {
+        kind: String,
+        message: String,
+    },
+}
+
+impl Emitted {
+    pub(crate) fn kind(&self) -> EventKind {
+        match self {
+            Emitted::Created(_) => EventKind::CustomerCreated,
+            Emitted::Updated(_) => EventKind::CustomerUpdated,
+            Emitted::Erased(_) => EventKind::CustomerErased,
+            Emitted::Logged { .. } => EventKind::InteractionLogged,
+            Emitted::FollowUpDue { .. } => EventKind::FollowUpDue,
+            Emitted::Alert { .. } => EventKind::AlertRaised,
+        }
+    }
+
+    /// The customer the event is about, if any.
+    pub(crate) fn customer(&self) -> Option<CustomerId> {
+        match self {
+            Emitted::Created(id) | Emitted::Updated(id) => Some(*id),
+            Emitted::Logged { customer, .. } | Emitted::FollowUpDue { customer, .. } => {
+                Some(*customer)
+            }
+            Emitted::Erased(_) | Emitted::Alert { .. } => None,
+        }
     }
 }
 
@@ -510,120 +560,5 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         let _ = self.flush_audit();
-    }
-}
-
-/// A read's view of the engine: one snapshot, the actor, the policy.
-pub(crate) struct Read<'a> {
-    core: &'a Core,
-    snapshot: &'a dyn Snapshot,
-    decider: Decider<'a>,
-    entry: &'a mut Entry,
-}
-
-impl<'a> Read<'a> {
-    pub(crate) fn snapshot(&self) -> &'a dyn Snapshot {
-        self.snapshot
-    }
-
-    pub(crate) fn actor(&self) -> &Actor {
-        self.decider.actor()
-    }
-
-    pub(crate) fn records(&self) -> &'a Records {
-        &self.core.records
-    }
-
-    /// The decisions of this operation.
-    pub(crate) fn decider(&mut self) -> &mut Decider<'a> {
-        &mut self.decider
-    }
-
-    /// Names in the audit entry the customers and fields this read
-    /// touched (added to those the operation named).
-    pub(crate) fn touched(
-        &mut self,
-        customers: impl IntoIterator<Item = u64>,
-        fields: impl IntoIterator<Item = String>,
-    ) {
-        for c in customers {
-            if !self.entry.customers.contains(&c) {
-                self.entry.customers.push(c);
-            }
-        }
-        for f in fields {
-            if !self.entry.fields.contains(&f) {
-                self.entry.fields.push(f);
-            }
-        }
-    }
-}
-
-/// A write's view of the engine: one transaction, the actor, the policy.
-pub(crate) struct Write<'a> {
-    core: &'a Core,
-    txn: &'a mut dyn Txn,
-    decider: Decider<'a>,
-    caller: &'a Caller,
-    entry: &'a mut Entry,
-    emitted: &'a mut Vec<Emitted>,
-    keep: &'a mut Vec<Keep>,
-    refused_as: &'a mut Option<Entry>,
-}
-
-impl<'a> Write<'a> {
-    pub(crate) fn txn(&mut self) -> &mut dyn Txn {
-        self.txn
-    }
-
-    pub(crate) fn actor(&self) -> &Actor {
-        self.decider.actor()
-    }
-
-    pub(crate) fn records(&self) -> &'a Records {
-        &self.core.records
-    }
-
-    pub(crate) fn core(&self) -> &'a Core {
-        self.core
-    }
-
-    /// Says in the operation's audit entry what it acted on, once the
-    /// body knows.
-    pub(crate) fn retarget(&mut self, target: impl Into<String>) {
-        self.entry.target = Some(target.into());
-    }
-
-    /// Names more customers in the operation's audit entry.
-    pub(crate) fn touched(&mut self, customers: impl IntoIterator<Item = u64>) {
-        for c in customers {
-            if !self.entry.customers.contains(&c) {
-                self.entry.customers.push(c);
-            }
-        }
-    }
-
-    /// Appends an audit entry of this transaction (an item of an
-    /// itemized operation, or a consequence such as an alert).
-    pub(crate) fn audit(&mut self, entry: &Entry, outcome: Outcome) -> Result<()> {
-        let record = entry.record(self.caller, outcome);
-        audit::append(self.txn, self.core.records.ring.audit_key(), &record)?;
-        Ok(())
-    }
-
-    /// Queues an event for plugins, delivered after the commit.
-    pub(crate) fn emit(&mut self, event: Emitted) {
-        self.emitted.push(event);
-    }
-
-    /// What to keep of the attempt if this write is refused.
-    pub(crate) fn keep_on_refusal(&mut self, kept: Keep) {
-        self.keep.push(kept);
-    }
-
-    /// The entry a refusal is recorded with from here on (an item of an
-    /// itemized operation); `None`, the operation's own.
-    pub(crate) fn refused_as(&mut self, entry: Option<Entry>) {
-        *self.refused_as = entry;
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::commands::CallDone;
-use super::{Caller, Context, Core, Emitted, Entry, Op, Read, outcome_of};
+use super::{Caller, Context, Core, Emitted, Entry, Op, Read};
 use crate::audit::Outcome;
 use crate::model::{Channel, CustomerId, FieldType, FollowUpId, InteractionId, mask_value};
 use crate::plugin::runtime::{
@@ -312,14 +312,14 @@ impl Core {
         Ok(loaded)
     }
 
-    /// Calls a plugin's hook as its principal and executes what it returns.
-    pub(crate) fn call_plugin(
-        self: &Arc<Self>,
+    /// The identity step of a call, as the plugin's principal, then its
+    /// status and hook: the plugin, its caller and the call's entry.
+    fn admit_call(
+        &self,
         name: &str,
         hook: Hook,
-        call: Call<'_>,
         what: &str,
-    ) -> Result<CallReport> {
+    ) -> Result<(PluginInfo, Caller, Entry)> {
         let info = (self.store.read(|r| r.plugin(name))?)
             .ok_or_else(|| PluginError::Unknown(name.to_string()))?;
         let purpose = match hook {
@@ -343,11 +343,21 @@ impl Core {
             }),
             () => None,
         };
-        if let Some(denied) = refused {
-            let error = Error::Denied(denied);
-            self.audit_read(entry.record(&caller, outcome_of(&error)))?;
-            return Err(error);
+        match refused {
+            Some(denied) => self.refuse(&caller, &entry, denied.into()),
+            None => Ok((info, caller, entry)),
         }
+    }
+
+    /// Calls a plugin's hook as its principal and executes what it returns.
+    pub(crate) fn call_plugin(
+        self: &Arc<Self>,
+        name: &str,
+        hook: Hook,
+        call: Call<'_>,
+        what: &str,
+    ) -> Result<CallReport> {
+        let (info, caller, entry) = self.admit_call(name, hook, what)?;
         let loaded = self.loaded(&info)?;
         let runtime = self.plugins.runtime()?;
         let services = Arc::new(Services {

@@ -1,0 +1,179 @@
+//! The handles a body of the path works through: [`Read`] (one snapshot)
+//! and [`Write`] (one transaction), each with the actor, the policy's
+//! decisions and the operation's audit entry.
+
+use super::access::{Decider, Filed, view};
+use super::{Caller, Core, Emitted, Entry, Keep};
+use crate::audit::{self, Outcome};
+use crate::identity::Actor;
+use crate::model::{Customer, CustomerId};
+use crate::policy::{Action, Decision};
+use crate::records::Records;
+use crate::store::{CustomerRef, Snapshot, SnapshotExt, StoredCustomer, Txn};
+use crate::{Error, Result};
+
+/// A read's view of the engine: one snapshot, the actor, the policy.
+pub(crate) struct Read<'a> {
+    pub(super) core: &'a Core,
+    pub(super) snapshot: &'a dyn Snapshot,
+    pub(super) decider: Decider<'a>,
+    pub(super) entry: &'a mut Entry,
+}
+
+impl<'a> Read<'a> {
+    pub(crate) fn snapshot(&self) -> &'a dyn Snapshot {
+        self.snapshot
+    }
+
+    pub(crate) fn actor(&self) -> &Actor {
+        self.decider.actor()
+    }
+
+    pub(crate) fn records(&self) -> &'a Records {
+        &self.core.records
+    }
+
+    /// The decisions of this operation.
+    pub(crate) fn decider(&mut self) -> &mut Decider<'a> {
+        &mut self.decider
+    }
+
+    /// Names in the audit entry the customers and fields this read
+    /// touched (added to those the operation named).
+    pub(crate) fn touched(
+        &mut self,
+        customers: impl IntoIterator<Item = u64>,
+        fields: impl IntoIterator<Item = String>,
+    ) {
+        for c in customers {
+            if !self.entry.customers.contains(&c) {
+                self.entry.customers.push(c);
+            }
+        }
+        for f in fields {
+            if !self.entry.fields.contains(&f) {
+                self.entry.fields.push(f);
+            }
+        }
+    }
+}
+
+/// A write's view of the engine: one transaction, the actor, the policy.
+pub(crate) struct Write<'a> {
+    pub(super) core: &'a Core,
+    pub(super) txn: &'a mut dyn Txn,
+    pub(super) decider: Decider<'a>,
+    pub(super) caller: &'a Caller,
+    pub(super) entry: &'a mut Entry,
+    pub(super) emitted: &'a mut Vec<Emitted>,
+    pub(super) keep: &'a mut Vec<Keep>,
+    pub(super) refused_as: &'a mut Option<Entry>,
+}
+
+impl<'a> Write<'a> {
+    pub(crate) fn txn(&mut self) -> &mut dyn Txn {
+        self.txn
+    }
+
+    pub(crate) fn actor(&self) -> &Actor {
+        self.decider.actor()
+    }
+
+    pub(crate) fn records(&self) -> &'a Records {
+        &self.core.records
+    }
+
+    pub(crate) fn core(&self) -> &'a Core {
+        self.core
+    }
+
+    /// Says in the operation's audit entry what it acted on, once the
+    /// body knows.
+    pub(crate) fn retarget(&mut self, target: impl Into<String>) {
+        self.entry.target = Some(target.into());
+    }
+
+    /// Names more customers in the operation's audit entry.
+    pub(crate) fn touched(&mut self, customers: impl IntoIterator<Item = u64>) {
+        for c in customers {
+            if !self.entry.customers.contains(&c) {
+                self.entry.customers.push(c);
+            }
+        }
+    }
+
+    /// Appends an audit entry of this transaction (an item of an
+    /// itemized operation, or a consequence such as an alert).
+    pub(crate) fn audit(&mut self, entry: &Entry, outcome: Outcome) -> Result<()> {
+        let record = entry.record(self.caller, outcome);
+        audit::append(self.txn, self.core.records.ring.audit_key(), &record)?;
+        Ok(())
+    }
+
+    /// Queues an event for plugins, delivered after the commit.
+    pub(crate) fn emit(&mut self, event: Emitted) {
+        self.emitted.push(event);
+    }
+
+    /// What to keep of the attempt if this write is refused.
+    pub(crate) fn keep_on_refusal(&mut self, kept: Keep) {
+        self.keep.push(kept);
+    }
+
+    /// The entry a refusal is recorded with from here on (an item of an
+    /// itemized operation); `None`, the operation's own.
+    pub(crate) fn refused_as(&mut self, entry: Option<Entry>) {
+        *self.refused_as = entry;
+    }
+}
+
+impl<'a> Read<'a> {
+    /// Calls `f` with customer `id` and the policy's decision on `action`,
+    /// if it exists and the policy allows: [`Error::NotFound`] or the
+    /// policy's refusal otherwise.
+    pub(crate) fn customer<T>(
+        &mut self,
+        id: CustomerId,
+        action: Action,
+        f: impl FnOnce(&mut Self, &CustomerRef<'_>, Decision) -> Result<T>,
+    ) -> Result<T> {
+        let snapshot = self.snapshot;
+        snapshot.with_customer(id, |record| {
+            let Some(record) = record else {
+                return Err(Error::NotFound(format!("customer {id}")));
+            };
+            let decision = self.decider.require(snapshot, action, &record)?;
+            self.reveal(&[id])?;
+            f(self, &record, decision)
+        })
+    }
+
+    /// The customer as `decision` allows: hidden fields absent, masked ones
+    /// masked; names the customer and the fields shown in the audit entry.
+    pub(crate) fn view(
+        &mut self,
+        record: &CustomerRef<'_>,
+        decision: &Decision,
+    ) -> Result<Customer> {
+        let view = view(&self.core.records, record, decision)?;
+        self.touched([view.id], view.fields.keys().cloned());
+        Ok(view)
+    }
+}
+
+impl Write<'_> {
+    /// The stored customer `id` if the policy lets the actor do `action` to
+    /// it: [`Error::NotFound`] or the policy's refusal otherwise.
+    pub(crate) fn customer(&mut self, id: CustomerId, action: Action) -> Result<StoredCustomer> {
+        let Some(record) = self.txn.customer(id)? else {
+            return Err(Error::NotFound(format!("customer {id}")));
+        };
+        self.require(action, &record)?;
+        Ok(record)
+    }
+
+    /// The policy's decision on `record`, or its refusal.
+    pub(crate) fn require(&mut self, action: Action, record: &dyn Filed) -> Result<Decision> {
+        self.decider.require(&*self.txn, action, record)
+    }
+}
