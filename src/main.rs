@@ -1,8 +1,11 @@
 //! `custodian`: the operator's command line. It parses arguments, calls the
 //! engine and prints; every rule lives in the `custodian` crate.
 
+mod args;
 mod demo;
+mod input;
 mod output;
+mod parse;
 mod plugins;
 mod privacy;
 
@@ -11,436 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use chrono::Utc;
+use clap::Parser;
 use custodian::{
     AuditDurability, CaseReport, Channel, Checkpoint, ConsentChange, Context, CustomerUpdate,
     Direction, Engine, ImportOptions, MasterKey, NewCustomer, NewFollowUp, NewInteraction,
-    OrderItem, PolicyPack, PrincipalKind, PrincipalUpdate, Query, Schema, Status, parse_amount,
+    PolicyPack, PrincipalKind, PrincipalUpdate, Query, Schema, Status, parse_amount,
 };
 
-/// Custodian keeps customer records encrypted, audited and guarded.
-#[derive(Parser)]
-#[command(name = "custodian", version, about)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Args)]
-struct Global {
-    /// The database file.
-    #[arg(
-        long,
-        env = "CUSTODIAN_DB",
-        default_value = "custodian.redb",
-        global = true
-    )]
-    db: PathBuf,
-    /// A file holding the master key in hex (or set CUSTODIAN_KEY to the hex key).
-    #[arg(long, env = "CUSTODIAN_KEY_FILE", global = true)]
-    key_file: Option<PathBuf>,
-    /// The key store; `<db>.keys` by default.
-    #[arg(long, global = true)]
-    key_store: Option<PathBuf>,
-    /// A mirror of the key store (repeatable).
-    #[arg(long, global = true)]
-    key_mirror: Vec<PathBuf>,
-    /// The principal acting, vouched for by whoever holds the master key.
-    #[arg(
-        long = "as",
-        env = "CUSTODIAN_AS",
-        default_value = "admin",
-        global = true
-    )]
-    principal: String,
-    /// Act through a session from `custodian login` instead of `--as`.
-    #[arg(long, env = "CUSTODIAN_SESSION", global = true, hide_env_values = true)]
-    session: Option<String>,
-    /// The purpose of the access, recorded in the audit chain (policies may
-    /// require one: admins read customer data only with a stated purpose).
-    #[arg(long, env = "CUSTODIAN_PURPOSE", default_value = "", global = true)]
-    purpose: String,
-    /// Print records as JSON.
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Create a new database (and with --new-key, a new key file).
-    Init {
-        /// Generate a master key and write it (mode 0600) to --key-file, or `<db>.key`.
-        #[arg(long)]
-        new_key: bool,
-        /// A schema file (TOML); the bundled schema otherwise.
-        #[arg(long)]
-        schema: Option<PathBuf>,
-        /// The name of the first administrator.
-        #[arg(long, default_value = "admin")]
-        admin: String,
-    },
-    /// Manage principals.
-    #[command(subcommand)]
-    Principal(PrincipalCmd),
-    /// Customer records.
-    #[command(subcommand)]
-    Customer(CustomerCmd),
-    /// Interactions with customers.
-    #[command(subcommand)]
-    Interaction(InteractionCmd),
-    /// Follow-up reminders.
-    #[command(subcommand, name = "followup")]
-    FollowUp(FollowUpCmd),
-    /// The audit chain.
-    #[command(subcommand)]
-    Audit(AuditCmd),
-    /// Log in with a password (from a prompt, or stdin when it is not a
-    /// terminal) and a second factor; prints a session token.
-    Login {
-        /// The principal.
-        name: String,
-        /// A TOTP code or a recovery code.
-        #[arg(long)]
-        totp: Option<String>,
-        /// Where the login comes from, for throttling and the audit chain.
-        #[arg(long, default_value = "cli")]
-        source: String,
-    },
-    /// Sessions.
-    #[command(subcommand)]
-    Session(SessionCmd),
-    /// Access policies (rhai).
-    #[command(subcommand)]
-    Policy(PolicyCmd),
-    /// Plugins: sandboxed integrations with what an operator granted them.
-    #[command(subcommand)]
-    Plugin(plugins::PluginCmd),
-    /// Messages plugins queued for delivery.
-    #[command(subcommand)]
-    Outbox(plugins::OutboxCmd),
-    /// Customers' consent to purposes such as `marketing`, kept in a ledger.
-    #[command(subcommand)]
-    Consent(privacy::ConsentCmd),
-    /// Legal holds: a held customer is never notified, anonymized or erased.
-    #[command(subcommand)]
-    Hold(privacy::HoldCmd),
-    /// Where a customer is in its lifecycle (active, dormant, notified) and
-    /// any legal hold on it.
-    Lifecycle {
-        /// The customer id.
-        customer: u64,
-    },
-    /// Retention: the policy (`retention.rhai`) and the sweep that applies it.
-    #[command(subcommand)]
-    Retention(privacy::RetentionCmd),
-    /// Data-subject requests: export, erase, anonymize or correct what is
-    /// held about a person (admins and data stewards).
-    #[command(subcommand)]
-    Subject(privacy::SubjectCmd),
-    /// Reports for privacy officers: the record of processing, deletion records.
-    #[command(subcommand)]
-    Report(privacy::ReportCmd),
-    /// Purposes the company stops (or resumes) pursuing: a retired purpose
-    /// gives no basis to store data (admins).
-    #[command(subcommand)]
-    Purpose(privacy::PurposeCmd),
-    /// The newest alerts the engine raised (a plugin quarantined, ...).
-    Alerts {
-        /// How many.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    /// A guided tour in a fresh folder of its own.
-    Demo {
-        /// Where to create the demo folder (the system temp dir by default).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum PrincipalCmd {
-    /// Add a principal.
-    Add {
-        /// Its name.
-        name: String,
-        /// A role (repeatable).
-        #[arg(long = "role", required = true)]
-        roles: Vec<String>,
-        /// A service account rather than a person.
-        #[arg(long)]
-        service: bool,
-        /// An attribute as `key=value` (team, region, manager, display_name, email; repeatable).
-        #[arg(long = "attr")]
-        attributes: Vec<String>,
-    },
-    /// Change a principal's roles or attributes.
-    Set {
-        /// Its name.
-        name: String,
-        /// Its roles from now on (repeatable; replaces the old ones).
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// Set an attribute, `key=value` (repeatable).
-        #[arg(long = "attr")]
-        attributes: Vec<String>,
-        /// Remove an attribute (repeatable).
-        #[arg(long = "unset")]
-        unset: Vec<String>,
-    },
-    /// Set a password (from a prompt, or stdin when it is not a terminal:
-    /// for one's own, the current password on the first line).
-    Passwd {
-        /// Whose.
-        name: String,
-    },
-    /// Two-factor authentication (TOTP).
-    #[command(subcommand, name = "2fa")]
-    TwoFactor(TwoFactorCmd),
-    /// Unlock an account locked by failed logins.
-    Unlock {
-        /// Its name.
-        name: String,
-    },
-    /// List principals.
-    List,
-    /// Deactivate a principal: it can do nothing from now on.
-    Deactivate {
-        /// Its name.
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum TwoFactorCmd {
-    /// Start enrolment: prints the otpauth:// URI and ten recovery codes.
-    Enroll {
-        /// Whose.
-        name: String,
-    },
-    /// Confirm enrolment with a code from the app; from then on it is required.
-    Verify {
-        /// Whose.
-        name: String,
-        /// The current code.
-        code: String,
-    },
-    /// Remove the second factor (admins only).
-    Disable {
-        /// Whose.
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum SessionCmd {
-    /// List live sessions (all for an admin, one's own otherwise).
-    List,
-    /// Revoke a session by token or listed id, or every session of a principal.
-    Revoke {
-        /// The token or the id from `session list`.
-        #[arg(required_unless_present = "all")]
-        token: Option<String>,
-        /// Revoke every session of this principal.
-        #[arg(long, conflicts_with = "token")]
-        all: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum PolicyCmd {
-    /// Compile a policy directory and run its own cases.toml.
-    Check {
-        /// The directory (`*.rhai`, roles.toml, optional cases.toml).
-        dir: PathBuf,
-    },
-    /// Run a cases file against a policy directory; reports each failure.
-    Test {
-        /// The directory.
-        dir: PathBuf,
-        /// The cases (TOML).
-        cases: PathBuf,
-    },
-    /// Check a policy directory, then install it as a new audited version.
-    Install {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// Show the installed policy.
-    Show,
-}
-
-#[derive(Subcommand)]
-enum CustomerCmd {
-    /// Add a customer from `field=value` pairs; prints its id.
-    Add {
-        /// Fields as `name=value`.
-        #[arg(required = true)]
-        fields: Vec<String>,
-        /// The owner (the acting principal by default).
-        #[arg(long)]
-        owner: Option<String>,
-        /// Consents the customer gave, as in the CSV column:
-        /// `marketing; identity_verification(id_number)`.
-        #[arg(long, value_name = "LIST", requires = "notice")]
-        consents: Option<String>,
-        /// How the consents were given: web, app, paper, phone, ...
-        #[arg(long, value_name = "CHANNEL", default_value = "operator")]
-        channel: String,
-        /// The version of the privacy notice the customer was shown.
-        #[arg(long, value_name = "VERSION")]
-        notice: Option<String>,
-    },
-    /// Show one customer.
-    Get {
-        /// The customer id.
-        id: u64,
-    },
-    /// Find customers by `phone=`, `email=`, `id_number=`, `owner=`, `tag=` or `status=`.
-    Find {
-        /// The criterion as `key=value`.
-        query: String,
-        /// At most this many results.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Change fields (`name=value`; `name=` clears).
-    Update {
-        /// The customer id.
-        id: u64,
-        /// Fields as `name=value`.
-        fields: Vec<String>,
-        /// Hand the customer to another owner.
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    /// Delete a customer and destroy its key.
-    Delete {
-        /// The customer id.
-        id: u64,
-    },
-    /// Count customers.
-    Count,
-    /// Import a CSV file whose header names the fields (and optionally
-    /// `owner` and the customers' consents).
-    ///
-    /// Besides fields, the header may name reserved columns: `owner`;
-    /// `consents`, the purposes each customer consented to, separated by
-    /// `;`, with sensitive fields given separate consent in parentheses
-    /// (`marketing; identity_verification(id_number)`); `consent_channel`,
-    /// how the consent was given (`import` when empty or absent); and
-    /// `notice_version`, the privacy notice the customer was shown
-    /// (required when consents are given). A field whose purposes have no
-    /// basis for a customer (a birthday without consent to `marketing`)
-    /// skips its row.
-    Import {
-        /// The CSV file.
-        file: PathBuf,
-        /// Customers per transaction.
-        #[arg(long, default_value_t = 5_000)]
-        batch: usize,
-    },
-}
-
-#[derive(Subcommand)]
-enum InteractionCmd {
-    /// Log an interaction.
-    Add {
-        /// The customer id.
-        customer: u64,
-        /// call, email, chat, sms, meeting, visit or order.
-        #[arg(long)]
-        channel: String,
-        /// inbound or outbound.
-        #[arg(long, default_value = "outbound")]
-        direction: String,
-        /// A one-line summary.
-        #[arg(long)]
-        summary: String,
-        /// The full text.
-        #[arg(long)]
-        body: Option<String>,
-        /// When it happened (RFC 3339, `YYYY-MM-DD` or `YYYY-MM-DD HH:MM`, UTC); now by default.
-        #[arg(long)]
-        at: Option<String>,
-        /// For orders: the amount, e.g. 199.00.
-        #[arg(long)]
-        amount: Option<String>,
-        /// For orders: `name:quantity[:unit price]` (repeatable).
-        #[arg(long = "item")]
-        items: Vec<String>,
-    },
-    /// List a customer's interactions.
-    List {
-        /// The customer id.
-        customer: u64,
-    },
-}
-
-#[derive(Subcommand)]
-enum FollowUpCmd {
-    /// Schedule a follow-up.
-    Add {
-        /// The customer id.
-        customer: u64,
-        /// When it is due.
-        #[arg(long)]
-        due: String,
-        /// What to do.
-        #[arg(long)]
-        note: String,
-        /// Who should do it (the acting principal by default).
-        #[arg(long)]
-        assignee: Option<String>,
-    },
-    /// List open follow-ups due by a time (now by default).
-    Due {
-        /// Due at or before this time.
-        #[arg(long)]
-        before: Option<String>,
-        /// Only this assignee's.
-        #[arg(long)]
-        assignee: Option<String>,
-    },
-    /// Mark a follow-up done.
-    Done {
-        /// The follow-up id.
-        id: u64,
-    },
-    /// Deliver `follow-up-due` events to subscribed plugins for open
-    /// follow-ups due by a time, each at most once.
-    Dispatch {
-        /// Due at or before this time (RFC 3339, `YYYY-MM-DD` or
-        /// `YYYY-MM-DD HH:MM`, UTC); now by default.
-        #[arg(long)]
-        until: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCmd {
-    /// Verify the whole chain, optionally against an exported checkpoint.
-    Verify {
-        /// A checkpoint written by `audit checkpoint`.
-        #[arg(long)]
-        checkpoint: Option<PathBuf>,
-    },
-    /// Export the chain's head; keep it somewhere else.
-    Checkpoint {
-        /// Where to write it.
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Show the last entries.
-    Tail {
-        /// How many.
-        #[arg(short = 'n', default_value_t = 20)]
-        n: usize,
-    },
-}
+use args::access::{AuditCmd, PolicyCmd, PrincipalCmd, SessionCmd, TwoFactorCmd};
+use args::records::{CustomerCmd, FollowUpCmd, InteractionCmd};
+use args::{Cli, Command, Global};
+use input::read_secret;
+use parse::{attributes, pairs, parse_item, parse_time};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -512,18 +98,6 @@ fn ctx(g: &Global) -> Context {
     match &g.session {
         Some(token) => Context::session(token, &g.purpose),
         None => Context::new(&g.principal, &g.purpose),
-    }
-}
-
-/// Reads a secret: from a prompt without echo on a terminal, otherwise one
-/// line of stdin. Never from the command line, where `ps` would show it.
-fn read_secret(prompt: &str) -> Result<String> {
-    if std::io::stdin().is_terminal() {
-        Ok(rpassword::prompt_password(prompt)?)
-    } else {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        Ok(line.trim_end_matches(['\r', '\n']).to_string())
     }
 }
 
@@ -658,11 +232,6 @@ fn policy(g: &Global, cmd: PolicyCmd) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Splits `key=value` attribute arguments.
-fn attributes(args: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
-    Ok(pairs(args)?.into_iter().collect())
 }
 
 fn init(g: &Global, new_key: bool, schema: Option<&Path>, admin: &str) -> Result<()> {
@@ -809,17 +378,6 @@ fn print_id(g: &Global, id: u64) {
     }
 }
 
-/// Splits `name=value` arguments.
-fn pairs(args: &[String]) -> Result<Vec<(String, String)>> {
-    args.iter()
-        .map(|a| {
-            a.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| anyhow!("`{a}` is not of the form field=value"))
-        })
-        .collect()
-}
-
 fn customer(g: &Global, cmd: CustomerCmd) -> Result<()> {
     let engine = open(g)?;
     let ctx = ctx(g);
@@ -943,41 +501,6 @@ fn import(g: &Global, engine: &Engine, ctx: &Context, file: &Path, batch: usize)
         );
     }
     Ok(())
-}
-
-/// Parses a time given on the command line, in UTC.
-fn parse_time(text: &str) -> Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
-    }
-    bail!("`{text}` is not a time: use RFC 3339, YYYY-MM-DD or YYYY-MM-DD HH:MM (UTC)")
-}
-
-fn parse_item(text: &str) -> Result<OrderItem> {
-    let bad = || anyhow!("item `{text}` is not name:quantity[:unit price]");
-    let mut parts = text.rsplitn(3, ':').collect::<Vec<_>>();
-    parts.reverse();
-    let (name, quantity, price) = match parts.as_slice() {
-        [name, q] => (*name, *q, None),
-        [name, q, p] => match q.parse::<u32>() {
-            Ok(_) => (*name, *q, Some(*p)),
-            Err(_) => (text.rsplit_once(':').map_or(text, |(n, _)| n), *p, None),
-        },
-        _ => return Err(bad()),
-    };
-    Ok(OrderItem {
-        name: name.to_string(),
-        quantity: quantity.parse().map_err(|_| bad())?,
-        unit_price_minor: price.map(parse_amount).transpose()?,
-    })
 }
 
 fn interaction(g: &Global, cmd: InteractionCmd) -> Result<()> {

@@ -3,198 +3,22 @@
 //! `alerts`.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
-use clap::{ArgGroup, Args, Subcommand};
 use custodian::{
-    Channel, CommandKind, ConsentChange, Context, CustomerUpdate, Direction, Engine, EventKind,
-    FieldAccess, Grant, Hook, MasterKey, NewCustomer, NewFollowUp, NewInteraction, Outcome,
-    PluginError, PluginInfo, PluginManifest, Query, Status,
+    Channel, ConsentChange, Context, CustomerUpdate, Direction, Engine, EventKind, FieldAccess,
+    Grant, Hook, MasterKey, NewCustomer, NewFollowUp, NewInteraction, Outcome, PluginError,
+    PluginInfo, PluginManifest, Query, Status,
 };
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{Global, ctx, open, output, parse_time};
-
-#[derive(Subcommand)]
-pub enum PluginCmd {
-    /// Show what a plugin file asks for, without installing it (needs no
-    /// database).
-    Inspect {
-        /// The plugin (a wasm component).
-        file: PathBuf,
-    },
-    /// Show what a plugin asks for and the grant given here, then install it
-    /// (or upgrade it) once confirmed.
-    Install(InstallArgs),
-    /// List installed plugins with their status and what they were granted.
-    List,
-    /// Show an installed plugin: what it asks for next to what it was granted.
-    Show {
-        /// The plugin's name.
-        name: String,
-    },
-    /// Enable a plugin, clearing a quarantine and its fault count.
-    Enable {
-        /// The plugin's name.
-        name: String,
-    },
-    /// Disable a plugin: it is called no more until enabled.
-    Disable {
-        /// The plugin's name.
-        name: String,
-    },
-    /// Remove a plugin with its code, state and log; its principal is
-    /// deactivated (and kept for the audit chain).
-    Remove {
-        /// The plugin's name.
-        name: String,
-    },
-    /// Hand a payload (a webhook body, an export file) to a plugin's
-    /// `ingest` hook and show what it did.
-    Ingest {
-        /// The plugin's name.
-        name: String,
-        /// The payload file, or `-` for stdin.
-        file: PathBuf,
-    },
-    /// The newest lines of a plugin's log, oldest first.
-    Log {
-        /// The plugin's name.
-        name: String,
-        /// How many lines.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Try a plugin in a throw-away database with everything it asks for
-    /// granted: feed it a payload or cause an event, and see what it did.
-    Run(RunArgs),
-}
-
-#[derive(Args)]
-pub struct InstallArgs {
-    /// The plugin (a wasm component).
-    file: PathBuf,
-    /// Grant everything the manifest asks for.
-    #[arg(long, conflicts_with_all = ["fields", "commands", "events", "hooks", "channels", "regions"])]
-    grant_all: bool,
-    /// Fields to grant, comma-separated: `name` with the access the manifest
-    /// asks for, `name:masked` to show it masked only.
-    #[arg(long, value_delimiter = ',', value_name = "FIELD[:masked],...", value_parser = field_spec)]
-    fields: Vec<(String, Option<FieldAccess>)>,
-    /// Commands to grant: upsert-customer, log-interaction,
-    /// create-follow-up, send-message.
-    #[arg(long, value_delimiter = ',', value_name = "COMMAND,...", value_parser = kebab::<CommandKind>)]
-    commands: Vec<CommandKind>,
-    /// Events to deliver: customer-created, customer-updated,
-    /// customer-erased, interaction-logged, follow-up-due, alert-raised.
-    #[arg(long, value_delimiter = ',', value_name = "EVENT,...", value_parser = kebab::<EventKind>)]
-    events: Vec<EventKind>,
-    /// Hooks it may be called on: ingest, on-event (those the manifest asks
-    /// for when not given).
-    #[arg(long, value_delimiter = ',', value_name = "HOOK,...", value_parser = kebab::<Hook>)]
-    hooks: Vec<Hook>,
-    /// Message channels it may send on (sms, email).
-    #[arg(long, value_delimiter = ',', value_name = "CHANNEL,...")]
-    channels: Vec<String>,
-    /// Regions whose customers it handles.
-    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
-    regions: Vec<String>,
-    /// Commands a minute (the manifest's rate when not given).
-    #[arg(long, value_name = "N")]
-    commands_per_minute: Option<u32>,
-    /// Messages a minute (the manifest's rate when not given).
-    #[arg(long, value_name = "N")]
-    messages_per_minute: Option<u32>,
-    /// Its memory cap in MiB (64 when not given).
-    #[arg(long, value_name = "N")]
-    memory_mib: Option<u32>,
-    /// The deadline of one call in milliseconds (100 when not given).
-    #[arg(long, value_name = "N")]
-    deadline_ms: Option<u32>,
-    /// Who owns the customers it creates (its own principal when not given).
-    #[arg(long, value_name = "PRINCIPAL")]
-    owner: Option<String>,
-    /// Install without asking for confirmation.
-    #[arg(long, short = 'y')]
-    yes: bool,
-}
-
-#[derive(Args)]
-#[command(group(ArgGroup::new("input").required(true).args(["ingest", "event"])))]
-pub struct RunArgs {
-    /// The plugin (a wasm component).
-    file: PathBuf,
-    /// A payload for its `ingest` hook (`-` for stdin).
-    #[arg(long, value_name = "FILE")]
-    ingest: Option<PathBuf>,
-    /// An event to cause, as JSON (or `@FILE` to read it from a file).
-    ///
-    /// `kind` is customer-created, customer-updated, customer-erased,
-    /// interaction-logged or follow-up-due; `customer` holds the fields of
-    /// the customer it is about, created first by `admin`. Optional keys:
-    /// `marketing_consent` and `service_consent` (true records that consent:
-    /// messages need it), `update` (fields to set for customer-updated; the
-    /// customer's own fields again by default), `summary`, `channel` and
-    /// `direction` (interaction-logged), `note` and `due` (follow-up-due;
-    /// due now by default). The event goes through the engine's normal
-    /// path: creating, updating, deleting the customer, logging the
-    /// interaction, or scheduling the follow-up and dispatching it. Example:
-    /// {"kind":"follow-up-due","customer":{"name":"Li Na","phone":"13800138000"},"service_consent":true,"note":"call back","due":"2026-12-01T09:00:00Z"}
-    #[arg(long, value_name = "JSON")]
-    event: Option<String>,
-}
-
-#[derive(Subcommand)]
-pub enum OutboxCmd {
-    /// List messages waiting for delivery, oldest first, with the addresses
-    /// resolved.
-    List {
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// Acknowledge delivered messages: they leave the outbox.
-    Ack {
-        /// Message ids, from `outbox list`.
-        #[arg(required = true)]
-        ids: Vec<u64>,
-    },
-}
-
-/// Parses a kebab-case name the engine's types deserialize from
-/// (`on-event`, `send-message`); the error lists the valid names.
-fn kebab<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_json::from_value(Value::String(text.trim().to_string())).map_err(|e| e.to_string())
-}
-
-/// Parses `name` or `name:masked` (`name:full` too).
-fn field_spec(text: &str) -> Result<(String, Option<FieldAccess>), String> {
-    let (name, access) = match text.trim().split_once(':') {
-        None => (text.trim(), None),
-        Some((name, access)) => (name, Some(kebab::<FieldAccess>(access)?)),
-    };
-    if name.is_empty() {
-        return Err(format!("`{text}` names no field"));
-    }
-    Ok((name.to_string(), access))
-}
-
-/// Reads a file, or stdin for `-`.
-fn read_input(path: &Path) -> Result<Vec<u8>> {
-    if path == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("cannot read stdin")?;
-        return Ok(bytes);
-    }
-    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
-}
+use crate::args::Global;
+use crate::args::plugins::{InstallArgs, OutboxCmd, PluginCmd, RunArgs};
+use crate::input::{confirm, read_input};
+use crate::parse::parse_time;
+use crate::{ctx, open, output};
 
 /// A database in a temporary folder, removed when dropped: for looking at
 /// plugins without a real database or its key.
@@ -311,20 +135,6 @@ fn grant_of(manifest: &PluginManifest, a: &InstallArgs) -> Grant {
     }
     grant.owner = a.owner.clone();
     grant
-}
-
-/// Asks a yes/no question on stderr; only `y` or `yes` on stdin is yes.
-pub(crate) fn confirm(question: &str) -> Result<bool> {
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    if !std::io::stdin().is_terminal() {
-        // Nothing echoed the answer: end the prompt's line.
-        eprintln!();
-    }
-    let answer = line.trim().to_ascii_lowercase();
-    Ok(answer == "y" || answer == "yes")
 }
 
 fn install(g: &Global, args: &InstallArgs) -> Result<()> {
