@@ -41,6 +41,11 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
     bail!("`{text}` is not a time: use RFC 3339, YYYY-MM-DD or YYYY-MM-DD HH:MM (UTC)")
 }
 
+/// A time given on the command line, or now when none was.
+pub fn time_or_now(text: Option<&str>) -> Result<DateTime<Utc>> {
+    Ok(text.map(parse_time).transpose()?.unwrap_or_else(Utc::now))
+}
+
 /// Parses an order item, `name:quantity[:unit price]`.
 pub fn parse_item(text: &str) -> Result<OrderItem> {
     let bad = || anyhow!("item `{text}` is not name:quantity[:unit price]");

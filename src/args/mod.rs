@@ -1,5 +1,5 @@
 //! Every command, option and argument of `custodian`, as clap reads them.
-//! Nothing here acts: the handlers do.
+//! Nothing here acts: `commands` does.
 
 pub mod access;
 pub mod plugins;
@@ -16,6 +16,11 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    // Kept apart from `Global`, which handlers read: only `run` sees it,
+    // to choose the output once.
+    /// Print records as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -54,9 +59,6 @@ pub struct Global {
     /// require one: admins read customer data only with a stated purpose).
     #[arg(long, env = "CUSTODIAN_PURPOSE", default_value = "", global = true)]
     pub purpose: String,
-    /// Print records as JSON.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 #[derive(Subcommand)]

@@ -10,7 +10,7 @@ use custodian::{
     PrincipalUpdate, Query,
 };
 
-const SAMPLE: &str = include_str!("../examples/data/customers.csv");
+const SAMPLE: &str = include_str!("../../examples/data/customers.csv");
 
 fn step(title: &str) {
     println!("\n== {title}");
