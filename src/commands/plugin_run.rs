@@ -13,8 +13,7 @@ use custodian::{
     Direction, Engine, EventKind, FollowUp, Grant, Hook, Interaction, NewCustomer, NewFollowUp,
     NewInteraction, OutboxMessage, Outcome, PluginLogLine, PluginManifest, Query, Status,
 };
-use serde::Deserialize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plugin::Scratch;

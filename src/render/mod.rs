@@ -22,7 +22,9 @@ pub use records::{Count, NewId};
 /// How results are printed: for people or, with `--json`, for programs.
 #[derive(Clone, Copy)]
 pub enum Output {
+    /// Aligned text, with notes on stderr.
     Human,
+    /// JSON on stdout, and nothing else there.
     Json,
 }
 
@@ -51,7 +53,9 @@ pub trait Render {
         Ok(())
     }
 
-    /// The result for programs.
+    /// The result for programs. A value to serialize rather than a
+    /// `serde_json::Value`: a `Value` sorts the keys of objects, and the
+    /// engine's types print their fields in their own order.
     fn json(&self) -> impl Serialize;
 }
 
