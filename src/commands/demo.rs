@@ -1,19 +1,24 @@
 //! `custodian demo`: a tour of the engine in a fresh folder of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use chrono::{Duration, Utc};
 use custodian::{
-    Channel, ConsentChange, Context, Customer, Direction, Engine, ImportOptions, MasterKey,
-    NewCustomer, NewFollowUp, NewInteraction, OrderItem, PolicyPack, PrincipalKind,
-    PrincipalUpdate, Query,
+    Channel, ConsentChange, Context, Customer, CustomerId, Direction, Engine, ImportOptions,
+    InstalledPolicy, MasterKey, NewCustomer, NewFollowUp, NewInteraction, OrderItem, PolicyPack,
+    PrincipalKind, PrincipalUpdate, Query,
 };
 
-const SAMPLE: &str = include_str!("../examples/data/customers.csv");
+const SAMPLE: &str = include_str!("../../examples/data/customers.csv");
 
 fn step(title: &str) {
     println!("\n== {title}");
+}
+
+/// The administrator the tour acts as.
+fn admin() -> Context {
+    Context::new("admin", "onboarding")
 }
 
 pub fn run(dir: Option<PathBuf>) -> Result<()> {
@@ -31,9 +36,25 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     println!("Custodian demo: a customer database that keeps personal data safe by default.");
     println!("Everything is in {}", folder.display());
 
+    let (engine, installed) = create(&folder, &db, key)?;
+    staff(&engine)?;
+    let first = import(&engine)?;
+    views(&engine, first)?;
+    lookup(&engine)?;
+    interactions(&engine, first)?;
+    follow_ups(&engine, first)?;
+    refusals(&engine, first, &installed)?;
+    privacy(&engine, first)?;
+    audit(&engine)?;
+    drop(engine);
+    raw_file(&folder, &db, first)
+}
+
+/// Step 1: the database, its key store and the default policy.
+fn create(folder: &Path, db: &Path, key: MasterKey) -> Result<(Engine, InstalledPolicy)> {
     step("1. Create an encrypted database");
     let engine = Engine::builder()
-        .path(&db)
+        .path(db)
         .master_key(key)
         .create(true)
         .open()?;
@@ -47,8 +68,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         folder.join("master.key").display()
     );
 
-    let admin = Context::new("admin", "onboarding");
-    let installed = engine.installed_policy(&admin)?;
+    let installed = engine.installed_policy(&admin())?;
     let cases = installed.pack.check_cases(engine.schema())?;
     let files: Vec<&str> = installed.pack.files().map(|(name, _)| name).collect();
     println!(
@@ -57,6 +77,12 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         files.join(", "),
         cases.passed
     );
+    Ok((engine, installed))
+}
+
+/// Still step 1: the people the tour acts as.
+fn staff(engine: &Engine) -> Result<()> {
+    let admin = admin();
     let staff: [(&str, &str, Option<&str>); 6] = [
         ("wang", "sales", Some("east")),
         ("zhao", "sales", Some("east")),
@@ -78,18 +104,29 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     println!(
         "principals  admin, wang and zhao (sales, team east), chen (manager, east), sun (support), qian (analyst), he (steward)"
     );
+    Ok(())
+}
 
+/// Step 2; returns the first customer's id.
+fn import(engine: &Engine) -> Result<CustomerId> {
     step("2. Import sample customers from CSV (validated, encrypted, indexed, audited)");
-    let report = engine.import_csv(&admin, SAMPLE.as_bytes(), &ImportOptions::default(), |_| {})?;
+    let report = engine.import_csv(
+        &admin(),
+        SAMPLE.as_bytes(),
+        &ImportOptions::default(),
+        |_| {},
+    )?;
     println!(
         "imported {} customers, skipped {} rows",
         report.imported,
         report.errors.len()
     );
-    let first = report.first_id.context("the sample imported nothing")?;
+    report.first_id.context("the sample imported nothing")
+}
 
+/// Step 3: one customer as each role sees it, and two refusals.
+fn views(engine: &Engine, first: CustomerId) -> Result<()> {
     step("3. One customer of wang's, as each role sees it (decided by access.rhai)");
-    let wang = Context::new("wang", "sales_contact");
     let viewers = [
         ("wang (owner)", Context::new("wang", "sales_contact")),
         ("chen (manager)", Context::new("chen", "sales_review")),
@@ -126,7 +163,11 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     if let Err(e) = admin_read {
         println!("admin without a stated purpose: {e}");
     }
+    Ok(())
+}
 
+/// Step 4.
+fn lookup(engine: &Engine) -> Result<()> {
     step("4. Look a customer up by phone (through a keyed blind index)");
     let sun = Context::new("sun", "service");
     let found = engine.find_customers(&sun, &Query::field("phone", "138-0013-8000"), 5)?;
@@ -138,8 +179,13 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
             c.get("phone").unwrap_or("?")
         );
     }
+    Ok(())
+}
 
+/// Step 5: a call and an order, as three roles see them.
+fn interactions(engine: &Engine, first: CustomerId) -> Result<()> {
     step("5. Log interactions");
+    let wang = Context::new("wang", "sales_contact");
     let mut call = NewInteraction::new(
         Channel::Call,
         Direction::Outbound,
@@ -155,6 +201,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         unit_price_minor: Some(129_900),
     }];
     engine.log_interaction(&wang, first, order)?;
+    let sun = Context::new("sun", "service");
     let qian = Context::new("qian", "analytics");
     for (who, ctx) in [("wang", &wang), ("sun", &sun), ("qian", &qian)] {
         match engine.interactions(ctx, first) {
@@ -172,8 +219,13 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
             Err(e) => println!("as {who}: {e}"),
         }
     }
+    Ok(())
+}
 
+/// Step 6.
+fn follow_ups(engine: &Engine, first: CustomerId) -> Result<()> {
     step("6. Follow-ups due");
+    let wang = Context::new("wang", "sales_contact");
     engine.add_follow_up(
         &wang,
         NewFollowUp {
@@ -201,8 +253,13 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         );
     }
     println!("  (the follow-up due next week is not listed yet)");
+    Ok(())
+}
 
+/// Step 7: logins and sessions, then what the engine refuses.
+fn refusals(engine: &Engine, first: CustomerId, installed: &InstalledPolicy) -> Result<()> {
     step("7. Logins, sessions and refusals");
+    let admin = admin();
     engine.set_password(&admin, "wang", None, "correct horse battery staple")?;
     let session = engine.login("wang", "correct horse battery staple", None, "demo")?;
     let via_session = Context::session(session.token(), "sales_contact");
@@ -222,6 +279,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     if let Err(e) = engine.count_customers(&via_session) {
         println!("after `session revoke --all wang`: {e}");
     }
+    let zhao = Context::new("zhao", "sales_contact");
     match engine.delete_customer(&zhao, first) {
         Err(e) => println!("zhao tries to delete wang's customer: {e}"),
         Ok(()) => println!("unexpected: the delete went through"),
@@ -246,8 +304,13 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         ),
         Ok(_) => println!("unexpected: a looping policy was installed"),
     }
+    Ok(())
+}
 
+/// Step 8: consent, retention and a person's requests.
+fn privacy(engine: &Engine, first: CustomerId) -> Result<()> {
     step("8. Privacy: consent, retention and a person's requests (PIPL, GDPR)");
+    let admin = admin();
     let zhang = first + 1;
     let withdrawal = ConsentChange::withdraw("marketing", "app");
     let erased = engine.record_consent(&admin, zhang, &withdrawal)?;
@@ -287,7 +350,11 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         "customer {zhang} erased: its key destroyed; the deletion record keeps `{}`, `{}`, by {}",
         record.kind, record.reason, record.by
     );
+    Ok(())
+}
 
+/// Step 9.
+fn audit(engine: &Engine) -> Result<()> {
     step("9. Verify the tamper-evident audit chain");
     let verified = engine.verify_audit(None)?;
     println!(
@@ -295,7 +362,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         verified.entries,
         verified.head_hash.get(..16).unwrap_or("")
     );
-    for e in engine.audit_tail(&admin, 6)? {
+    for e in engine.audit_tail(&admin(), 6)? {
         println!(
             "  #{:<4} {:<6} {:<16} {:<18} {:?}",
             e.seq,
@@ -305,10 +372,13 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
             e.outcome
         );
     }
+    Ok(())
+}
 
+/// Step 10, once the engine is closed: the data file holds no plaintext.
+fn raw_file(folder: &Path, db: &Path, first: CustomerId) -> Result<()> {
     step("10. The raw file holds no plaintext personal data");
-    drop(engine);
-    let raw = std::fs::read(&db)?;
+    let raw = std::fs::read(db)?;
     for needle in [
         "13800138000",
         "Li Na",

@@ -1,0 +1,63 @@
+//! `custodian audit`: verifying the tamper-evident chain, exporting its
+//! head, and reading its last entries.
+
+use std::io::{self, Write};
+
+use anyhow::{Context as _, Result};
+use custodian::{AuditDurability, Checkpoint, VerifyReport};
+use serde::Serialize;
+
+use crate::args::Global;
+use crate::args::access::AuditCmd;
+use crate::render::{Output, Render};
+
+pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
+    let engine = g
+        .builder(g.master_key()?)
+        .audit_durability(AuditDurability::Durable)
+        .open()?;
+    match cmd {
+        AuditCmd::Verify { checkpoint } => {
+            let checkpoint = match checkpoint {
+                Some(path) => Some(Checkpoint::from_json(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read `{}`", path.display()))?,
+                )?),
+                None => None,
+            };
+            out.emit(&engine.verify_audit(checkpoint.as_ref())?)
+        }
+        AuditCmd::Checkpoint { out: path } => {
+            let cp = engine.audit_checkpoint()?;
+            std::fs::write(&path, cp.to_json())
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
+            eprintln!(
+                "checkpoint at entry {} written to {}",
+                cp.seq,
+                path.display()
+            );
+            Ok(())
+        }
+        AuditCmd::Tail { n } => out.emit(&engine.audit_tail(&g.ctx(), n)?),
+    }
+}
+
+impl Render for VerifyReport {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "audit chain verified: {} entries, head {}{}",
+            self.entries,
+            self.head_hash,
+            if self.checkpoint_checked {
+                ", checkpoint matches"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn json(&self) -> impl Serialize {
+        self
+    }
+}
