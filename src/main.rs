@@ -7,6 +7,7 @@
 
 mod args;
 mod commands;
+mod hints;
 mod input;
 mod parse;
 mod render;
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = hints::hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }

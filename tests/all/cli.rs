@@ -711,3 +711,38 @@ fn customer_add_takes_the_consents_the_customer_gave() {
     assert!(history.contains("\"channel\": \"paper\""), "{history}");
     assert!(history.contains("\"field\": \"id_number\""), "{history}");
 }
+
+#[test]
+fn the_command_line_adds_hints_that_name_its_own_commands() {
+    let fx = Fixture::new();
+    let cli = init(&fx);
+    // The engine says what is wrong; the command line says what to run.
+    let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .arg("--db")
+        .arg(fx.dir.path().join("missing.redb"))
+        .arg("--key-file")
+        .arg(cli.key_file())
+        .args(["customer", "count"])
+        .env_remove("CUSTODIAN_KEY")
+        .output()
+        .unwrap();
+    let why = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        why.contains("no database at") && why.contains("create one first"),
+        "{why}"
+    );
+    assert!(
+        why.contains("hint: create one with `custodian init`"),
+        "{why}"
+    );
+    let why = cli.refused("admin", &["plugin", "ingest", "nosuch", "-"]);
+    assert!(why.contains("no plugin `nosuch` is installed"), "{why}");
+    assert!(why.contains("hint: see `custodian plugin list`"), "{why}");
+    let why = cli.refused("admin", &["--session", "cst_bogus", "customer", "count"]);
+    assert!(why.contains("invalid or revoked session token"), "{why}");
+    assert!(
+        why.contains("hint: log in again with `custodian login NAME`"),
+        "{why}"
+    );
+}
