@@ -181,8 +181,11 @@ impl Engine {
         if ahead && !options.dry_run && !admitted.actor().admin {
             let refused = Denied::NotPermitted {
                 principal: admitted.actor().name.clone(),
-                what: format!("sweep at {}, ahead of the engine clock", now.to_rfc3339()),
-                who: "admins (a dry run may look ahead)".into(),
+                what: format!(
+                    "sweep at {}, ahead of the engine clock (a dry run may look ahead)",
+                    now.to_rfc3339()
+                ),
+                who: "admins".into(),
             };
             return self.core.refuse(caller, &entry, refused.into());
         }
