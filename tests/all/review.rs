@@ -233,6 +233,71 @@ fn a_marketing_message_is_queued_after_marketing_was_retired() {
     );
 }
 
+/// A plugin call checks the plugin's status (enabled) and grant when it
+/// starts; the write that executes its commands re-checks only that the
+/// plugin's principal is active. A plugin an administrator disables while
+/// its call runs (or one a concurrent call's faults quarantine) still has
+/// that call's commands executed after the disable returned.
+///
+/// The engine's clock is the hook: it is first read, after the plugin has
+/// returned its commands, when they are planned, and there it disables the
+/// plugin.
+#[test]
+fn a_plugin_disabled_during_its_call_still_has_its_commands_executed() {
+    let fx = Fixture::new();
+    let engine_slot: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+    let armed = Arc::new(AtomicBool::new(false));
+    let disabled = Arc::new(AtomicBool::new(false));
+    let clock = {
+        let (slot, armed, disabled) = (
+            Arc::clone(&engine_slot),
+            Arc::clone(&armed),
+            Arc::clone(&disabled),
+        );
+        custodian::Clock::from_fn(move || {
+            if armed.swap(false, Ordering::SeqCst)
+                && let Some(engine) = slot.get()
+            {
+                engine
+                    .set_plugin_enabled(&admin(), "misbehave", false)
+                    .unwrap();
+                disabled.store(true, Ordering::SeqCst);
+            }
+            Utc::now()
+        })
+    };
+    let engine = Engine::builder()
+        .path(fx.db())
+        .master_key(fx.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    let _ = engine_slot.set(engine.clone());
+    install_misbehave(&engine);
+    let id = engine
+        .create_customer(&admin(), NewCustomer::new().field("name", "Before"))
+        .unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let result = engine.ingest(
+        "misbehave",
+        format!("command upsert {id} name=After").as_bytes(),
+    );
+    assert!(
+        disabled.load(Ordering::SeqCst),
+        "the plugin was disabled during its call"
+    );
+    let name = engine
+        .customer(&admin(), id)
+        .unwrap()
+        .get("name")
+        .map(str::to_string);
+    assert!(
+        result.is_err() && name.as_deref() == Some("Before"),
+        "a plugin disabled during its call changed customer {id} to {name:?}: {result:?}"
+    );
+}
+
 // --- What the audit chain keeps -------------------------------------------
 
 /// A plugin command with an invalid value is refused, and the refusal is
