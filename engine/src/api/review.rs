@@ -1,6 +1,6 @@
-//! Defects found reviewing the key claim, staged with the engine's
-//! internals so that the interleaving is exact: each test fails until the
-//! defect is fixed.
+//! A defect found reviewing the key claim, staged with the engine's
+//! internals so that the interleaving is exact (`tests/all/review.rs`
+//! reproduces it with threads): fails until the defect is fixed.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::{Context, NewCustomer};
+use crate::Context;
 
 fn engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
@@ -65,22 +65,4 @@ fn a_refused_delete_between_a_new_key_and_its_data_write_destroys_the_key() {
         "customer {id} was created without a key: the refused delete destroyed it"
     );
     engine.customer(&admin(), id).unwrap();
-}
-
-/// A refused delete leaves a claim that never settles when the identity
-/// step refuses before the write: its durable pending mark stays in the
-/// key store (and every mirror) for the life of the process.
-#[test]
-fn an_unauthenticated_delete_leaves_a_pending_mark() {
-    let (_dir, engine) = engine();
-    let id = engine
-        .create_customer(&admin(), NewCustomer::new().field("name", "Li Na"))
-        .unwrap();
-    let bogus = Context::session("cst_not-a-session", "test");
-    assert!(engine.delete_customer(&bogus, id).is_err());
-    assert_eq!(
-        engine.core.records.key_store().pending().unwrap(),
-        Vec::<u64>::new(),
-        "marks left by a call the identity step refused"
-    );
 }
