@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use custodian::{
-    Channel, ConsentChange, Context, Direction, Engine, Grant, ImportOptions, NewCustomer,
-    NewFollowUp, NewInteraction, Outcome, PolicyPack, PrincipalUpdate,
+    ConsentChange, Context, Engine, Grant, ImportOptions, NewCustomer, NewFollowUp, Outcome,
+    PolicyPack, PrincipalUpdate,
 };
 use custodian_test_artifacts as wasm;
 
@@ -170,39 +170,6 @@ fn a_follow_up_note_reaches_a_plugin_denied_follow_ups() {
     assert!(
         !log.iter().any(|l| l.contains(note)),
         "the note reached a plugin the policy denies follow-ups: {log:?}"
-    );
-}
-
-/// An `interaction-logged` event tells a plugin that an interaction
-/// happened, on which channel and when: interaction data, which the policy
-/// decides under `interactions.read`. The event is decided under `read`,
-/// so under the default policy (integrations may not read interactions)
-/// every plugin granted the event receives it all the same.
-#[test]
-fn an_interaction_event_reaches_a_plugin_denied_interactions() {
-    let fx = Fixture::new();
-    let engine = fx.open();
-    install_misbehave(&engine);
-    let id = engine
-        .create_customer(&admin(), NewCustomer::new().field("name", "Caller"))
-        .unwrap();
-    let plugin = Context::new("plugin:misbehave", "plugin event");
-    assert!(
-        engine.interactions(&plugin, id).is_err(),
-        "the default policy refuses integrations the interactions"
-    );
-    let call = NewInteraction::new(Channel::Order, Direction::Inbound, "order 77");
-    engine.log_interaction(&admin(), id, call).unwrap();
-    let log: Vec<String> = engine
-        .plugin_log(&admin(), "misbehave", 100)
-        .unwrap()
-        .into_iter()
-        .map(|l| l.text)
-        .collect();
-    assert!(
-        !log.iter()
-            .any(|l| l.starts_with("event: interaction-logged")),
-        "a plugin the policy refuses interactions was told of one: {log:?}"
     );
 }
 
