@@ -366,6 +366,36 @@ fn an_import_goes_on_after_its_principal_lost_the_right_to_create() {
     );
 }
 
+// --- Answers ------------------------------------------------------------------
+
+/// `find_customers` takes the first `limit` ids of the index and only then
+/// drops those the policy refuses: a sales representative searching
+/// active customers with a limit of 3 gets nothing back while he owns an
+/// active customer, because the first three belong to someone else.
+#[test]
+fn a_search_limit_counts_customers_the_caller_may_not_see() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    engine
+        .add_principal(&admin(), "li", custodian::PrincipalKind::User, &["sales"])
+        .unwrap();
+    for i in 0..3 {
+        let theirs = NewCustomer::new()
+            .field("name", format!("Li's {i}"))
+            .owner("li");
+        engine.create_customer(&admin(), theirs).unwrap();
+    }
+    let mine = NewCustomer::new().field("name", "Wang's").owner("wang");
+    let mine = engine.create_customer(&admin(), mine).unwrap();
+    let query = custodian::Query::Status(custodian::Status::Active);
+    let found = engine.find_customers(&as_("wang"), &query, 3).unwrap();
+    assert_eq!(
+        found.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![mine],
+        "wang's only active customer is left out of a search for 3"
+    );
+}
+
 // --- Concurrency ---------------------------------------------------------------
 
 /// A grant of consent is checked against the retired purposes in memory,
