@@ -23,6 +23,7 @@ mod plugins;
 mod policy;
 mod privacy;
 mod records;
+mod review;
 
 use std::path::{Path, PathBuf};
 

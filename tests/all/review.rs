@@ -1,0 +1,453 @@
+//! Defects found reviewing the one operation path: each test reproduces
+//! one and fails until it is fixed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use custodian::{
+    ConsentChange, Context, Engine, Grant, ImportOptions, NewCustomer, NewFollowUp, Outcome,
+    PolicyPack, PrincipalUpdate,
+};
+use custodian_test_artifacts as wasm;
+
+use super::{Fixture, admin, as_, file_contains, li_na};
+
+/// Installs the `misbehave` test plugin with everything it asks for.
+fn install_misbehave(engine: &Engine) {
+    let bytes = std::fs::read(wasm::MISBEHAVE).unwrap();
+    let grant = Grant::all(&engine.inspect_plugin(&bytes).unwrap());
+    engine.install_plugin(&admin(), &bytes, grant).unwrap();
+}
+
+/// The default pack with `from` replaced by `to` in `access.rhai`, and no
+/// cases (they describe the default pack).
+fn default_pack_with(from: &str, to: &str) -> PolicyPack {
+    let mut scripts = Vec::new();
+    let mut roles = String::new();
+    for (name, text) in PolicyPack::default_pack().files() {
+        match name {
+            "roles.toml" => roles = text.to_string(),
+            "cases.toml" => {}
+            _ => scripts.push((name.to_string(), text.to_string())),
+        }
+    }
+    let script = &mut scripts
+        .iter_mut()
+        .find(|(name, _)| name == "access.rhai")
+        .unwrap()
+        .1;
+    assert!(script.contains(from), "`{from}` not in access.rhai");
+    *script = script.replacen(from, to, 1);
+    PolicyPack::from_sources(scripts, roles, None).unwrap()
+}
+
+// --- KeyClaim ------------------------------------------------------------
+
+/// A delete of an id that is not in the data file yet is refused, and its
+/// claim's settle destroys "the keys of claimed customers absent from the
+/// data file": the key a concurrent create wrote (pending) before its data
+/// write. The create then commits a customer without a key. Any active
+/// principal can do it, even one the policy refuses every delete, by
+/// deleting the next id in a loop.
+#[test]
+fn a_refused_delete_of_an_id_being_created_destroys_its_key() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let last = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let deleter = {
+        let (engine, last, stop) = (engine.clone(), Arc::clone(&last), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            // `zhao` (support) may delete nothing.
+            let zhao = as_("zhao");
+            while !stop.load(Ordering::Relaxed) {
+                let next = last.load(Ordering::Relaxed) + 1;
+                let _ = engine.delete_customer(&zhao, next);
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut created = Vec::new();
+    let mut unreadable = Vec::new();
+    while started.elapsed() < Duration::from_secs(4) && unreadable.is_empty() {
+        let new = NewCustomer::new().field("name", "Key Race");
+        let id = engine.create_customer(&admin(), new).unwrap();
+        last.store(id, Ordering::Relaxed);
+        created.push(id);
+        if let Err(e) = engine.customer(&admin(), id) {
+            unreadable.push((id, e.to_string()));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    deleter.join().unwrap();
+    assert!(
+        unreadable.is_empty(),
+        "{} of {} created customers lost their key to a refused delete by `zhao`: {unreadable:?}",
+        unreadable.len(),
+        created.len()
+    );
+}
+
+/// A delete with an invalid session token marks the customer's key
+/// pending in the key store before the identity step refuses it; the claim
+/// is then dropped unsettled, so the durable mark stays until the next
+/// open. Anyone able to call the API makes durable key-store writes (to
+/// the primary and every mirror) without identity.
+#[test]
+fn an_unauthenticated_delete_writes_to_the_key_store() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let id = engine.create_customer(&admin(), li_na()).unwrap();
+    let bogus = Context::session("cst_not-a-token", "test");
+    assert!(engine.delete_customer(&bogus, id).is_err());
+    drop(engine);
+    let db = redb::ReadOnlyDatabase::open(fx.keys()).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let pending: redb::TableDefinition<u64, ()> = redb::TableDefinition::new("pending");
+    let marked: Vec<u64> = match txn.open_table(pending) {
+        Ok(table) => redb::ReadableTable::iter(&table)
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    assert!(
+        marked.is_empty(),
+        "a refused, unauthenticated delete left key-store marks: {marked:?}"
+    );
+}
+
+// --- What reaches plugins ---------------------------------------------------
+
+/// A follow-up's note is follow-up data: the policy decides it under
+/// `followups.read`. The `follow-up-due` event decides it under `read`, so
+/// a plugin whose principal may read the customer but not its follow-ups
+/// gets the note all the same.
+#[test]
+fn a_follow_up_note_reaches_a_plugin_denied_follow_ups() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let pack = default_pack_with(
+        r#"| "followups.read" | "followups.write" => true,"#,
+        r#"| "followups.write" => true,"#,
+    );
+    engine.install_policy(&admin(), &pack).unwrap();
+    install_misbehave(&engine);
+    let id = engine
+        .create_customer(&admin(), NewCustomer::new().field("name", "Note Holder"))
+        .unwrap();
+    let note = "note-the-policy-denies-4417";
+    let new = NewFollowUp {
+        customer: id,
+        due: Utc::now() - chrono::Duration::minutes(1),
+        assignee: None,
+        note: note.into(),
+    };
+    engine.add_follow_up(&admin(), new).unwrap();
+    // The policy refuses the plugin's principal the follow-ups.
+    let denied = engine.follow_ups_due(
+        &Context::new("plugin:misbehave", "plugin event"),
+        Utc::now(),
+        None,
+    );
+    assert!(
+        denied.unwrap().iter().all(|f| f.note.is_none()),
+        "the policy shows the plugin no note"
+    );
+    engine.dispatch_due_follow_ups(Utc::now()).unwrap();
+    let log: Vec<String> = engine
+        .plugin_log(&admin(), "misbehave", 100)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert!(
+        log.iter().any(|l| l.starts_with("event: follow-up-due")),
+        "the event was delivered: {log:?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains(note)),
+        "the note reached a plugin the policy denies follow-ups: {log:?}"
+    );
+}
+
+/// A retired purpose "gives no basis": the company no longer pursues it.
+/// Marketing messages are still queued for it (the plugin command checks
+/// only the customer's old consent) and the outbox hands them out with
+/// the resolved phone number.
+#[test]
+fn a_marketing_message_is_queued_after_marketing_was_retired() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    install_misbehave(&engine);
+    let id = engine.create_customer(&admin(), li_na()).unwrap();
+    let grant = ConsentChange::grant("marketing", "web", "v1");
+    engine.record_consent(&admin(), id, &grant).unwrap();
+    engine.retire_purpose(&admin(), "marketing", true).unwrap();
+    let payload = format!("command marketing {id}");
+    let report = engine.ingest("misbehave", payload.as_bytes()).unwrap();
+    let handed_out = engine.outbox(&admin(), 10).unwrap();
+    assert!(
+        report.messages.is_empty() && handed_out.is_empty(),
+        "a message for retired purpose `marketing` was queued {:?} and handed out {:?}",
+        report.messages,
+        handed_out
+            .iter()
+            .map(|m| (&m.template, &m.address))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A plugin call checks the plugin's status (enabled) and grant when it
+/// starts; the write that executes its commands re-checks only that the
+/// plugin's principal is active. A plugin an administrator disables while
+/// its call runs (or one a concurrent call's faults quarantine) still has
+/// that call's commands executed after the disable returned.
+///
+/// The engine's clock is the hook: it is first read, after the plugin has
+/// returned its commands, when they are planned, and there it disables the
+/// plugin.
+#[test]
+fn a_plugin_disabled_during_its_call_still_has_its_commands_executed() {
+    let fx = Fixture::new();
+    let engine_slot: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+    let armed = Arc::new(AtomicBool::new(false));
+    let disabled = Arc::new(AtomicBool::new(false));
+    let clock = {
+        let (slot, armed, disabled) = (
+            Arc::clone(&engine_slot),
+            Arc::clone(&armed),
+            Arc::clone(&disabled),
+        );
+        custodian::Clock::from_fn(move || {
+            if armed.swap(false, Ordering::SeqCst)
+                && let Some(engine) = slot.get()
+            {
+                engine
+                    .set_plugin_enabled(&admin(), "misbehave", false)
+                    .unwrap();
+                disabled.store(true, Ordering::SeqCst);
+            }
+            Utc::now()
+        })
+    };
+    let engine = Engine::builder()
+        .path(fx.db())
+        .master_key(fx.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    let _ = engine_slot.set(engine.clone());
+    install_misbehave(&engine);
+    let id = engine
+        .create_customer(&admin(), NewCustomer::new().field("name", "Before"))
+        .unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let result = engine.ingest(
+        "misbehave",
+        format!("command upsert {id} name=After").as_bytes(),
+    );
+    assert!(
+        disabled.load(Ordering::SeqCst),
+        "the plugin was disabled during its call"
+    );
+    let name = engine
+        .customer(&admin(), id)
+        .unwrap()
+        .get("name")
+        .map(str::to_string);
+    assert!(
+        result.is_err() && name.as_deref() == Some("Before"),
+        "a plugin disabled during its call changed customer {id} to {name:?}: {result:?}"
+    );
+}
+
+// --- What the audit chain keeps -------------------------------------------
+
+/// A plugin command with an invalid value is refused, and the refusal is
+/// audited with the error's text, which quotes the value: a (mistyped)
+/// resident ID number lands in plaintext in the audit chain, which is
+/// never erased and is not encrypted.
+#[test]
+fn a_value_a_plugin_command_gave_is_not_kept_in_the_audit_chain() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    install_misbehave(&engine);
+    let id = engine.create_customer(&admin(), li_na()).unwrap();
+    // A resident ID with a wrong check digit: 17 of its 18 digits are real.
+    let typo = "110105198803120218";
+    let payload = format!("command upsert {id} id_number={typo}");
+    assert!(engine.ingest("misbehave", payload.as_bytes()).is_err());
+    let leaked: Vec<String> = engine
+        .audit_tail(&admin(), 20)
+        .unwrap()
+        .into_iter()
+        .filter(|e| format!("{e:?}").contains(typo))
+        .map(|e| format!("{} {:?}", e.action, e.outcome))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the audit chain holds the value: {leaked:?}"
+    );
+    engine.flush_audit().unwrap();
+    drop(engine);
+    assert!(
+        !file_contains(&fx.db(), typo),
+        "the value is in the data file in plaintext"
+    );
+}
+
+/// An audit entry bounds the text its caller gave (`Entry::record` clips
+/// actor, target and purpose) but not the outcome's reason: a plugin's
+/// rejection of a payload that the host took from outside (a webhook
+/// body) is kept whole, so one request writes megabytes into the chain.
+#[test]
+fn a_refusal_reason_of_any_size_is_not_kept_whole() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    install_misbehave(&engine);
+    // `misbehave` answers an unknown first word with an error naming it.
+    let word = "x".repeat(1 << 20);
+    assert!(engine.ingest("misbehave", word.as_bytes()).is_err());
+    let entry = engine.audit_tail(&admin(), 1).unwrap().pop().unwrap();
+    let reason = match &entry.outcome {
+        Outcome::Ok => String::new(),
+        Outcome::Denied(r) | Outcome::Failed(r) => r.clone(),
+    };
+    assert_eq!(entry.action, "plugin.call");
+    assert!(
+        reason.len() <= 4096,
+        "the entry keeps a reason of {} bytes",
+        reason.len()
+    );
+}
+
+// --- Decisions made outside the write ----------------------------------------
+
+/// An import decides `create` for each row on the caller's thread, with
+/// the actor and the policy as they were when the import began; the write
+/// re-checks only that the principal is active. A principal whose roles
+/// are taken away during an import goes on creating customers.
+#[test]
+fn an_import_goes_on_after_its_principal_lost_the_right_to_create() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let rows: Vec<NewCustomer> = (0..12)
+        .map(|i| NewCustomer::new().field("name", format!("Row {i}")))
+        .collect();
+    let options = ImportOptions { batch_size: 1 };
+    let mut demoted = false;
+    let report = engine
+        .import_customers(&as_("wang"), rows, &options, |_| {
+            if !demoted {
+                demoted = true;
+                // Analysts may not create customers.
+                let update = PrincipalUpdate {
+                    roles: Some(vec!["analyst".into()]),
+                    set_attributes: Default::default(),
+                    remove_attributes: vec![],
+                };
+                engine.update_principal(&admin(), "wang", &update).unwrap();
+            }
+        })
+        .unwrap();
+    let refused_now =
+        engine.create_customer(&as_("wang"), NewCustomer::new().field("name", "After"));
+    assert!(refused_now.is_err(), "analysts may not create customers");
+    // The rows already sealed when the role went (at most the batch in the
+    // writer and the one in the channel) may land; the others must not.
+    assert!(
+        report.imported <= 4,
+        "{} of 12 customers were created by an import whose principal lost the right to create after the first",
+        report.imported
+    );
+}
+
+// --- Answers ------------------------------------------------------------------
+
+/// `find_customers` takes the first `limit` ids of the index and only then
+/// drops those the policy refuses: a sales representative searching
+/// active customers with a limit of 3 gets nothing back while he owns an
+/// active customer, because the first three belong to someone else.
+#[test]
+fn a_search_limit_counts_customers_the_caller_may_not_see() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    engine
+        .add_principal(&admin(), "li", custodian::PrincipalKind::User, &["sales"])
+        .unwrap();
+    for i in 0..3 {
+        let theirs = NewCustomer::new()
+            .field("name", format!("Li's {i}"))
+            .owner("li");
+        engine.create_customer(&admin(), theirs).unwrap();
+    }
+    let mine = NewCustomer::new().field("name", "Wang's").owner("wang");
+    let mine = engine.create_customer(&admin(), mine).unwrap();
+    let query = custodian::Query::Status(custodian::Status::Active);
+    let found = engine.find_customers(&as_("wang"), &query, 3).unwrap();
+    assert_eq!(
+        found.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![mine],
+        "wang's only active customer is left out of a search for 3"
+    );
+}
+
+// --- Concurrency ---------------------------------------------------------------
+
+/// A grant of consent is checked against the retired purposes in memory,
+/// before the write, and the write does not look again: a grant racing a
+/// retirement is recorded after the purpose was retired in the database.
+#[test]
+fn a_consent_to_a_purpose_retired_meanwhile_is_recorded() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let id = engine.create_customer(&admin(), li_na()).unwrap();
+    let purpose = "marketing";
+    let grant = ConsentChange::grant(purpose, "web", "v1");
+    // Without a race, a grant to a retired purpose is refused.
+    engine.retire_purpose(&admin(), purpose, true).unwrap();
+    assert!(engine.record_consent(&admin(), id, &grant).is_err());
+    engine.retire_purpose(&admin(), purpose, false).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let granter = {
+        let (engine, stop) = (engine.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let grant = ConsentChange::grant(purpose, "web", "v1");
+            while !stop.load(Ordering::Relaxed) {
+                let _ = engine.record_consent(&admin(), id, &grant);
+            }
+        })
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        engine.retire_purpose(&admin(), purpose, true).unwrap();
+        engine.retire_purpose(&admin(), purpose, false).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    granter.join().unwrap();
+    // Walk the chain: a grant committed between a retirement and the
+    // restoration that follows it was recorded for a retired purpose.
+    let entries = engine.audit_tail(&admin(), 1_000_000).unwrap();
+    let mut retired = false;
+    let mut violations = Vec::new();
+    for e in entries {
+        let target = e.target.clone().unwrap_or_default();
+        match (e.action.as_str(), &e.outcome) {
+            ("purpose.retire", Outcome::Ok) => retired = target.starts_with("retire"),
+            ("consent.record", Outcome::Ok) if retired && target == "grant marketing" => {
+                violations.push(e.seq)
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "{} grants to `marketing` committed while it was retired (entries {:?})",
+        violations.len(),
+        &violations[..violations.len().min(10)]
+    );
+}
