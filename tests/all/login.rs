@@ -444,7 +444,14 @@ fn every_failed_login_gives_the_same_answer_and_is_audited() {
         );
         answers.push((name, error.to_string(), format!("{error:?}")));
         let entry = login_entries(&engine).pop().unwrap();
-        assert_eq!(entry.actor, name);
+        if reason == "unknown principal" {
+            // A name that is no account is kept only as a keyed hash: a
+            // password typed into the name field is stored nowhere.
+            assert!(entry.actor.starts_with("unknown #"), "{entry:?}");
+            assert!(!format!("{entry:?}").contains(name), "{entry:?}");
+        } else {
+            assert_eq!(entry.actor, name);
+        }
         assert_eq!(denial(&entry), Some(reason), "{name}: {entry:?}");
     }
     let (_, display, debug) = &answers[0];

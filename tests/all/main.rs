@@ -23,7 +23,7 @@ mod plugins;
 mod policy;
 mod privacy;
 mod records;
-mod review;
+mod regression;
 
 use std::path::{Path, PathBuf};
 

@@ -77,7 +77,9 @@ impl Engine {
         customer: CustomerId,
         change: &ConsentChange,
     ) -> Result<Vec<String>> {
-        self.core.records.check_consent(change)?;
+        self.core
+            .records
+            .check_consent(change, &self.core.records.retired())?;
         let verb = if change.granted { "grant" } else { "withdraw" };
         let mut target = format!("{verb} {}", change.purpose);
         for field in &change.fields {
@@ -87,6 +89,10 @@ impl Engine {
         self.core.write(ctx, op, |tx| {
             let mut record = tx.customer(customer, Action::Update)?;
             tx.retarget(target);
+            // Checked again on this transaction: the purpose may have been
+            // retired since.
+            let retired = tx.txn().retired_purposes()?.into_iter().collect();
+            tx.records().check_consent(change, &retired)?;
             let by = tx.actor().name.clone();
             tx.records()
                 .record_consent(tx.txn(), customer, change, &by)?;

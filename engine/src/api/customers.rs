@@ -108,27 +108,44 @@ impl Engine {
         let op = Op::new(Entry::new("customer.search").target(query.audit_target()));
         self.core.read(ctx, op, |read| {
             let snapshot = read.snapshot();
-            let ids = snapshot.lookup(index.as_index(), limit)?;
-            // Decide on every hit first (nothing is decrypted), then reveal
-            // the ones shown to the guard, as one request.
-            let mut shown = Vec::with_capacity(ids.len());
-            for id in ids {
-                let decision = snapshot.with_customer(id, |record| match record {
-                    Some(record) => read
-                        .decider()
-                        .decide(snapshot, Action::Search, &record)
-                        .map(Some),
-                    None => Ok(None),
-                })?;
-                let Some(decision) = decision.filter(|d| d.allowed()) else {
-                    continue;
-                };
-                let confirms = sensitive.as_ref().is_some_and(|field| {
-                    decision.treatment(field, Sensitivity::Sensitive) != Treatment::Full
-                });
-                if !confirms {
-                    shown.push((id, decision));
-                }
+            // Decide on every hit, in id order, until `limit` are shown
+            // (nothing is decrypted); then reveal those to the guard, as
+            // one request.
+            let mut shown = Vec::with_capacity(limit.min(1024));
+            let mut failed = None;
+            let scanned = match limit {
+                0 => Ok(()),
+                _ => snapshot.scan_index(index.as_index(), &mut |id| {
+                    let decided = snapshot.with_customer(id, |record| match record {
+                        Some(record) => read
+                            .decider()
+                            .decide(snapshot, Action::Search, &record)
+                            .map(Some),
+                        None => Ok(None),
+                    });
+                    let decision = match decided {
+                        Ok(decision) => decision.filter(|d| d.allowed()),
+                        Err(e) => {
+                            failed = Some(e);
+                            return Ok(false);
+                        }
+                    };
+                    // A hit on a sensitive field the principal may not see in
+                    // full would confirm the searched value.
+                    let confirms = |d: &crate::policy::Decision| {
+                        (sensitive.as_ref()).is_some_and(|field| {
+                            d.treatment(field, Sensitivity::Sensitive) != Treatment::Full
+                        })
+                    };
+                    if let Some(decision) = decision.filter(|d| !confirms(d)) {
+                        shown.push((id, decision));
+                    }
+                    Ok(shown.len() < limit)
+                }),
+            };
+            scanned?;
+            if let Some(e) = failed {
+                return Err(e);
             }
             let ids: Vec<u64> = shown.iter().map(|(id, _)| *id).collect();
             read.reveal(&ids)?;

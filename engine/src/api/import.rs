@@ -243,6 +243,19 @@ impl Engine {
         self.core.write_as(caller, op, |tx| {
             let records = tx.records();
             let stored: Vec<&StoredCustomer> = batch.records.iter().map(|(r, _)| r).collect();
+            // Decided again on this transaction: the principal, its owner
+            // or the policy may have changed since the rows were checked.
+            let mut owners = std::collections::HashSet::new();
+            for record in &stored {
+                if owners.insert(record.owner.as_str()) {
+                    owner_rule(&record.owner, tx.txn().principal(&record.owner)?.as_ref())?;
+                }
+                tx.require(Action::Create, *record)?;
+            }
+            let new: Vec<_> = (stored.iter().copied())
+                .zip(batch.consents.iter().map(Vec::as_slice))
+                .collect();
+            records.recheck_new(tx.txn(), &new)?;
             records.insert(tx.txn(), &stored)?;
             for (record, consents) in stored.iter().zip(&batch.consents) {
                 let by = tx.actor().name.clone();
@@ -347,7 +360,7 @@ impl<'a> Checker<'a> {
             }
         }?;
         let fields = records.normalize(&new.fields)?;
-        records.check_new_basis(&fields, &new.consents)?;
+        records.check_new_basis(&fields, &new.consents, &records.retired())?;
         let facts = CustomerFacts {
             id: 0,
             owner: owner.clone(),

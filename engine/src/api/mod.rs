@@ -312,5 +312,3 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod review;

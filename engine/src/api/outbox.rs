@@ -40,20 +40,23 @@ pub struct OutboxMessage {
 impl Engine {
     /// Messages waiting for delivery, oldest first, with their addresses
     /// resolved. A message whose customer withdrew consent to its purpose
-    /// since it was queued, or has no address any more, is dropped here
-    /// (audited), never shown. Admins only.
+    /// since it was queued (or whose purpose the company retired), or that
+    /// has no address any more, is dropped here (audited), never shown.
+    /// Admins only.
     pub fn outbox(&self, ctx: &Context, limit: usize) -> Result<Vec<OutboxMessage>> {
         let entry = Entry::new("outbox.read").fields(vec!["phone".into(), "email".into()]);
         let op = Op::new(entry).admins("read the outbox");
         self.core.write(ctx, op, |tx| {
             let records = tx.records();
+            let retired = tx.txn().retired_purposes()?;
             let mut out = Vec::new();
             for (id, m) in tx.txn().messages(limit)? {
                 let field = address_field(&m.channel).unwrap_or("phone");
                 // The engine's own legal notices go whatever the consents.
                 let purpose = message_purpose(m.marketing);
-                let withdrawn = m.plugin != NOTICE_SENDER
-                    && !records.consented(tx.txn(), m.customer, purpose)?;
+                let own = m.plugin == NOTICE_SENDER;
+                let retired = !own && retired.iter().any(|p| p == purpose);
+                let withdrawn = !own && !records.consented(tx.txn(), m.customer, purpose)?;
                 let address = match tx.txn().customer(m.customer)? {
                     Some(record) => match record.sealed.get(field) {
                         Some(s) => Some(records.open(m.customer, Slot::Field(field), &s.sealed)?),
@@ -61,10 +64,11 @@ impl Engine {
                     },
                     None => None,
                 };
-                let dropped = match (&address, withdrawn) {
-                    (_, true) => Some("consent withdrawn"),
-                    (None, false) => Some("no address"),
-                    (Some(_), false) => None,
+                let dropped = match () {
+                    () if retired => Some("purpose retired"),
+                    () if withdrawn => Some("consent withdrawn"),
+                    () if address.is_none() => Some("no address"),
+                    () => None,
                 };
                 if let Some(reason) = dropped {
                     tx.txn().remove_message(id)?;

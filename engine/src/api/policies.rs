@@ -157,7 +157,13 @@ impl Engine {
             tx.txn().put_policy(next, &stored)?;
             Ok(next)
         })?;
-        self.core.set_policy(policy);
+        let core = &self.core;
+        core.reload_policy(|| match core.store.read(|r| r.latest_policy())? {
+            Some((_, stored)) if stored.pack != bytes => {
+                Ok(Policy::compile(&PolicyPack::from_bytes(&stored.pack)?)?)
+            }
+            _ => Ok(policy),
+        })?;
         Ok(InstalledPolicy {
             version,
             installed_at: from_micros(installed_at),

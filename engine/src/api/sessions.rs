@@ -128,7 +128,7 @@ impl Engine {
         let codes: Vec<Zeroizing<String>> = (totp::new_recovery_codes().into_iter())
             .map(Zeroizing::new)
             .collect();
-        let sealed = ring.seal_secret(&format!("totp:{name}"), &secret)?;
+        let sealed = ring.seal_secret(&totp::secret_slot(name), &secret)?;
         let hashes: Vec<[u8; 32]> = (codes.iter())
             .map(|c| totp::hash_recovery(ring.login_key(), c))
             .collect();
@@ -172,7 +172,7 @@ impl Engine {
                 return Err(IdentityError::SecondFactor(why).into());
             };
             let ring = &tx.records().ring;
-            let secret = ring.open_secret(&format!("totp:{name}"), &enrolment.secret)?;
+            let secret = ring.open_secret(&totp::secret_slot(name), &enrolment.secret)?;
             let Some(step) = totp::verify(&secret, code, now_secs, enrolment.last_step) else {
                 let why =
                     "the code does not match: check the app's clock and type the current code";

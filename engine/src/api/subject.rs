@@ -16,7 +16,7 @@ use crate::op::{Emitted, Entry, Op, Rule};
 use crate::policy::Action;
 use crate::privacy::ConsentRecord;
 use crate::records::{IndexKey, Removal, RemovalCause, Slot};
-use crate::store::{StoredDeletion, StoredMessage};
+use crate::store::{SnapshotExt, StoredDeletion, StoredMessage};
 use crate::{Context, Denied, Error, Result};
 
 /// Everything held about one person, as a subject access request returns
@@ -274,16 +274,16 @@ impl Engine {
         how: Removal,
         reason: Option<&str>,
     ) -> Result<()> {
-        let claim = self.core.records.claim_doomed(&[id])?;
         let by_officer = reason.is_some();
         let rule = match by_officer {
             true => Rule::Officers("erase or anonymize customers".into()),
             false => Rule::Active,
         };
-        let op = Op::new(Entry::new(action).customer(id))
-            .rule(rule)
-            .claim(claim);
-        self.core.write(ctx, op, |tx| {
+        let op = Op::new(Entry::new(action).customer(id)).rule(rule);
+        // Who acts first: a caller turned away touches no key.
+        let admitted = self.core.admit_early(ctx, &op)?;
+        let op = op.claim(self.core.records.claim_doomed(&[id])?);
+        self.core.write_as(admitted.caller(), op, |tx| {
             let record = match by_officer {
                 true => tx.records().customer(tx.txn(), id)?,
                 false => tx.customer(id, Action::Delete)?,

@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::{Context, CryptoError, NewCustomer};
 
@@ -228,4 +230,42 @@ fn caller_text_in_audit_entries_is_bounded() {
     let tail = engine.audit_tail(&admin(), 1).unwrap();
     assert!(tail[0].actor.len() <= 131, "{}", tail[0].actor.len());
     assert!(tail[0].purpose.len() <= 259);
+}
+
+/// What an import (or a plugin call) does to create customer `id`, cut
+/// in two at the point where the key is durable and pending and the data
+/// write has not committed yet: between the two halves a delete of `id`
+/// is refused (`id` is not in the data file). Its claim's settle once
+/// destroyed every claimed key whose customer was absent, the new key
+/// among them, and the creation then committed a customer without a key.
+#[test]
+fn a_refused_delete_between_a_new_key_and_its_data_write_keeps_the_key() {
+    let (_dir, engine) = engine();
+    let core = &engine.core;
+    let records = &core.records;
+    // The creation, first half: sealed, its key stored and marked pending.
+    let id = records.reserve_ids(1);
+    let fields = BTreeMap::from([("name".to_string(), "Li Na".to_string())]);
+    let (record, wrapped) = records
+        .seal_new(id, "admin", fields, records.now())
+        .unwrap();
+    let claim = records.claim_new(&[(id, wrapped)]).unwrap();
+    // Meanwhile: a delete of the id, refused (no such customer yet).
+    let refused = engine.delete_customer(&admin(), id);
+    assert!(matches!(refused, Err(Error::NotFound(_))), "{refused:?}");
+    // The creation, second half: its data write commits, its claim settles.
+    core.store
+        .write(|w| {
+            records.insert(w, &[&record])?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    claim
+        .settle(|id| Ok(core.store.read(|r| r.contains_customer(id))?))
+        .unwrap();
+    assert!(
+        records.key_store().get(id).unwrap().is_some(),
+        "customer {id} was created without a key: the refused delete destroyed it"
+    );
+    engine.customer(&admin(), id).unwrap();
 }

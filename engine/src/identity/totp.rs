@@ -8,6 +8,11 @@
 use totp_rs::{Algorithm, TOTP};
 use zeroize::{Zeroize, Zeroizing};
 
+/// The slot a principal's TOTP secret is sealed in (bound into its AAD).
+pub(crate) fn secret_slot(name: &str) -> String {
+    format!("totp:{name}")
+}
+
 /// Seconds per TOTP time step (RFC 6238's recommended 30).
 pub(crate) const TOTP_STEP_SECS: u64 = 30;
 /// Digits in a TOTP code, what authenticator apps show by default.

@@ -13,7 +13,7 @@ use crate::model::{Channel, Direction, OrderItem};
 use crate::plugin::runtime::{LogLine, command_kind, wit};
 use crate::plugin::{Fault, FieldAccess, Grant, PluginError};
 use crate::records::{MAX_NOTE, address_field, check_items, check_len};
-use crate::store::{Index, Snapshot, StoredCustomer};
+use crate::store::{Index, Snapshot, SnapshotExt, StoredCustomer};
 use crate::{Error, Result};
 
 /// How a command names a customer, resolved to something indexable.
@@ -83,6 +83,9 @@ struct NewCustomer {
 
 /// Everything a successful call leaves behind besides its commands.
 pub(crate) struct CallDone<'a> {
+    /// The plugin as the call was admitted: its commands execute only if
+    /// it is still so (enabled, with the same grant and code) when they do.
+    pub(crate) info: &'a crate::plugin::PluginInfo,
     pub(crate) state_writes: &'a BTreeMap<String, Vec<u8>>,
     pub(crate) log: &'a [LogLine],
     pub(crate) reset_faults: bool,
@@ -265,7 +268,7 @@ impl Core {
                 .map_err(|e| creates(e.into()))?;
             // A plugin records no consent: what it stores needs another basis.
             self.records
-                .check_new_basis(&fields, &[])
+                .check_new_basis(&fields, &[], &self.records.retired())
                 .map_err(creates)?;
             sealed.insert(id, self.records.seal_new(id, owner, fields, now)?);
         }

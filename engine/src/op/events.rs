@@ -82,10 +82,19 @@ impl Core {
                 let customer = read.plugin_view(&p.grant, record, &decision)?;
                 let note = match event {
                     Emitted::FollowUpDue { follow_up, .. }
-                        if p.grant.fields.get("note") == Some(&FieldAccess::Full)
-                            && super::access::shows_text(&decision, "note") =>
+                        if p.grant.fields.get("note") == Some(&FieldAccess::Full) =>
                     {
-                        read.follow_up_note(id, *follow_up)?
+                        // A note is shown as `follow_ups_due` shows it: where
+                        // the policy lets the principal read follow-ups and
+                        // shows `note` in full.
+                        let snapshot = read.snapshot();
+                        let decision =
+                            read.decider()
+                                .decide(snapshot, Action::ReadFollowUps, record)?;
+                        match decision.allowed() && super::access::shows_text(&decision, "note") {
+                            true => read.follow_up_note(id, *follow_up)?,
+                            false => None,
+                        }
                     }
                     _ => None,
                 };

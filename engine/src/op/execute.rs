@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use super::commands::{CallDone, LogStep, MessageStep, Plan, Step};
 use super::{Caller, Core, Emitted, Entry, Keep, Op, Write};
-use crate::Result;
 use crate::audit::Outcome;
 use crate::model::CustomerId;
+use crate::plugin::PluginStatus;
 use crate::policy::Action;
 use crate::records::{
     FieldChange, FollowUpWrite, InteractionWrite, MessageWrite, address_field, message_purpose,
     owner_rule,
 };
+use crate::{Denied, Result};
 
 /// What executing a call's commands changed.
 #[derive(Debug, Default)]
@@ -56,6 +57,27 @@ impl Core {
                 plugin: plugin.to_string(),
                 lines: done.log.to_vec(),
             });
+            // Checked again on this transaction: the plugin may have been
+            // disabled, quarantined, upgraded or re-granted during the call.
+            let now = tx.txn().plugin(plugin)?;
+            let admitted = done.info;
+            let unchanged = now.as_ref().is_some_and(|p| {
+                p.status == PluginStatus::Enabled
+                    && p.code_hash == admitted.code_hash
+                    && p.grant == admitted.grant
+            });
+            if !unchanged {
+                let status = now.map_or_else(|| "removed".to_string(), |p| p.status.to_string());
+                let status = match status.as_str() {
+                    "enabled" => "changed during the call".to_string(),
+                    _ => status,
+                };
+                return Err(Denied::PluginNotEnabled {
+                    name: plugin.to_string(),
+                    status,
+                }
+                .into());
+            }
             let mut applied = Applied::default();
             for step in steps {
                 match step {
@@ -85,6 +107,10 @@ impl Core {
             }
             tx.refused_as(None);
             for (hash, id) in &links {
+                // Linking an existing customer is a write about it.
+                if !applied.created.contains(id) {
+                    tx.customer(*id, Action::Update)?;
+                }
                 tx.txn().put_link(hash, *id)?;
             }
             for (key, value) in done.state_writes {
@@ -119,6 +145,7 @@ fn create(tx: &mut Write<'_>, record: &crate::store::StoredCustomer) -> Result<(
     );
     owner_rule(&record.owner, tx.txn().principal(&record.owner)?.as_ref())?;
     tx.require(Action::Create, record)?;
+    tx.records().recheck_new(tx.txn(), &[(record, &[])])?;
     tx.records().insert(tx.txn(), &[record])?;
     tx.audit(&entry, Outcome::Ok)?;
     tx.emit(Emitted::Created(record.id));
@@ -251,7 +278,12 @@ fn message(tx: &mut Write<'_>, plugin: &str, step: MessageStep) -> Result<Queued
     let record = tx.customer(customer, Action::Read)?;
     let purpose = message_purpose(marketing);
     let field = address_field(&channel).unwrap_or("phone");
-    let skip = if !tx.records().consented(tx.txn(), customer, purpose)? {
+    let retired = tx.txn().retired_purposes()?.iter().any(|p| p == purpose);
+    let skip = if retired {
+        Some(format!(
+            "purpose `{purpose}` is retired: message `{template}` not queued"
+        ))
+    } else if !tx.records().consented(tx.txn(), customer, purpose)? {
         Some(format!(
             "customer {customer} has not consented to `{purpose}` messages: message `{template}` not queued"
         ))

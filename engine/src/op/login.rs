@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use super::context::{micros, token_hash};
 use super::{Caller, Core, Entry, outcome_of};
 use crate::audit::{self, Outcome};
-use crate::crypto::{hex, random_bytes};
+use crate::crypto::{hex, keyed_hash, random_bytes};
 use crate::identity::{self, password, totp};
 use crate::model::from_micros;
 use crate::store::{StoredCredentials, StoredSession, StoredThrottle, Txn};
@@ -195,6 +195,19 @@ pub(crate) fn token_is_id(token_or_id: &str) -> bool {
     !token_or_id.starts_with(TOKEN_PREFIX)
 }
 
+impl Core {
+    /// How a name that is no account is recorded and throttled: a keyed
+    /// hash, so attempts can be told apart without keeping what was typed
+    /// (a password typed into the name field stays nowhere).
+    fn unknown_name(&self, name: &str) -> String {
+        let hash = keyed_hash(
+            self.records.ring.login_key(),
+            &[b"login name", name.as_bytes()],
+        );
+        format!("unknown #{}", hex(hash.get(..6).unwrap_or_default()))
+    }
+}
+
 /// The audit entry of a login attempt: who, from where.
 fn login_entry(name: &str, source: &str) -> Entry {
     Entry::new("login").target(format!("principal {name} from {source}"))
@@ -220,20 +233,20 @@ impl Core {
         let now_at = self.records.clock.now();
         let now = now_at.timestamp_micros();
         let valid_name = identity::check_name(name).is_ok();
-        let caller = Caller::internal(name, "login");
-        let entry = login_entry(name, source);
         // Throttled attempts are refused before any password work, alike
         // for known and unknown names.
-        let (principal, creds, wait) = self.store.read(|r| {
+        let (principal, creds, wait, label) = self.store.read(|r| {
             let principal = if valid_name { r.principal(name)? } else { None };
-            let creds = match &principal {
-                Some(_) => r.credentials(name)?,
-                None => StoredCredentials::default(),
+            let (creds, label) = match &principal {
+                Some(_) => (r.credentials(name)?, name.to_string()),
+                None => (StoredCredentials::default(), self.unknown_name(name)),
             };
-            let by_name = self.auth.wait(r.throttle(&name_key(name))?, now);
+            let by_name = self.auth.wait(r.throttle(&name_key(&label))?, now);
             let by_source = self.auth.wait(r.throttle(&source_key(source))?, now);
-            Ok::<_, Error>((principal, creds, by_name.max(by_source)))
+            Ok::<_, Error>((principal, creds, by_name.max(by_source), label))
         })?;
+        let caller = Caller::internal(label.clone(), "login");
+        let entry = login_entry(&label, source);
         if let Some(secs) = wait {
             return Err(self
                 .store
@@ -251,6 +264,7 @@ impl Core {
             .unwrap_or_default();
         let attempt = Attempt {
             name,
+            label: &label,
             source,
             caller: &caller,
             entry: &entry,
@@ -294,7 +308,7 @@ impl Core {
         let now = a.now_at.timestamp_micros();
         // Attempts made at once all passed the first check before any
         // failure counted.
-        let by_name = self.auth.wait(w.throttle(&name_key(a.name))?, now);
+        let by_name = self.auth.wait(w.throttle(&name_key(a.label))?, now);
         let by_source = self.auth.wait(w.throttle(&source_key(a.source))?, now);
         if let Some(secs) = by_name.max(by_source) {
             return self
@@ -398,7 +412,8 @@ impl Core {
     ) -> Result<Error> {
         let now = a.now_at.timestamp_micros();
         let mut why = why.to_string();
-        if self.count_failure(w, a.name, a.source, known, now)? {
+        let account = known.then_some(a.name);
+        if self.count_failure(w, a.label, account, a.source, now)? {
             why.push_str("; account locked");
         }
         let record = a.entry.record(a.caller, Outcome::Denied(why));
@@ -424,17 +439,18 @@ impl Core {
     }
 
     /// Counts a failed proof of a password: the throttle counters of the
-    /// name and the source, and for a known account its failures, locking
-    /// it at the limit. Returns whether this failure locked it.
+    /// name as throttled (`label`) and the source, and for a known
+    /// `account` its failures, locking it at the limit. Returns whether
+    /// this failure locked it.
     pub(crate) fn count_failure(
         &self,
         w: &mut dyn Txn,
-        name: &str,
+        label: &str,
+        account: Option<&str>,
         source: &str,
-        known: bool,
         now: i64,
     ) -> Result<bool> {
-        for key in [name_key(name), source_key(source)] {
+        for key in [name_key(label), source_key(source)] {
             let t = self.auth.live(w.throttle(&key)?, now);
             w.put_throttle(
                 &key,
@@ -444,9 +460,9 @@ impl Core {
                 },
             )?;
         }
-        if !known {
+        let Some(name) = account else {
             return Ok(false);
-        }
+        };
         let mut creds = w.credentials(name)?;
         creds.failures = creds.failures.saturating_add(1);
         creds.last_failure_at = Some(now);
@@ -473,7 +489,7 @@ impl Core {
             let secret = self
                 .records
                 .ring
-                .open_secret(&format!("totp:{name}"), &enrolment.secret)?;
+                .open_secret(&totp::secret_slot(name), &enrolment.secret)?;
             if let Some(step) = totp::verify(&secret, code, unix_secs(now), enrolment.last_step) {
                 enrolment.last_step = Some(step);
                 return Ok(true);
@@ -519,6 +535,9 @@ enum Verdict {
 /// One login attempt.
 struct Attempt<'a> {
     name: &'a str,
+    /// How the name is recorded and throttled: as given for an account,
+    /// as a keyed hash for a name that is none.
+    label: &'a str,
     source: &'a str,
     caller: &'a Caller,
     entry: &'a Entry,

@@ -121,6 +121,12 @@ impl Entry {
     /// Caller-supplied text is cut to a bounded length: a refused call by
     /// an unknown principal must not be able to write an entry of any size.
     pub(crate) fn record(&self, who: &Caller, outcome: Outcome) -> Record {
+        // A reason can quote what a caller or a plugin sent: bounded too.
+        let outcome = match outcome {
+            Outcome::Denied(reason) => Outcome::Denied(clip(&reason, MAX_REASON)),
+            Outcome::Failed(reason) => Outcome::Failed(clip(&reason, MAX_REASON)),
+            Outcome::Ok => Outcome::Ok,
+        };
         Record {
             at: wall_micros(),
             actor: clip(who.principal(), 128),
@@ -183,6 +189,9 @@ impl<'r> Op<'r> {
         self
     }
 }
+
+/// The longest reason an audit entry keeps, in bytes.
+const MAX_REASON: usize = 1024;
 
 /// `text` cut to at most `max` bytes, on a character boundary, marked `…`.
 fn clip(text: &str, max: usize) -> String {
@@ -311,6 +320,15 @@ impl Core {
         *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
     }
 
+    /// Replaces the access policy with what `load` returns, computed under
+    /// the lock: of two concurrent installs, the one that sets memory last
+    /// has read the version stored last.
+    pub(crate) fn reload_policy(&self, load: impl FnOnce() -> Result<Policy>) -> Result<()> {
+        let mut memory = self.policy.write().unwrap_or_else(PoisonError::into_inner);
+        *memory = Arc::new(load()?);
+        Ok(())
+    }
+
     /// The retention policy in force.
     pub(crate) fn retention(&self) -> Arc<RetentionPolicy> {
         Arc::clone(
@@ -352,7 +370,7 @@ impl Core {
         let mut entry = op.entry;
         let policy = self.policy();
         let result = self.store.read(|snapshot| {
-            let actor = self.admit(snapshot, &caller, &op.rule)?;
+            let actor = self.admit(snapshot, &caller, &op.rule, &entry)?;
             let mut read = Read {
                 core: self,
                 snapshot,
@@ -394,7 +412,10 @@ impl Core {
     /// ([`Core::write_as`]) checks again inside its transaction.
     pub(crate) fn admit_early(&self, ctx: &Context, op: &Op<'_>) -> Result<Admitted> {
         let caller = self.authenticate(ctx)?;
-        match self.store.read(|s| self.admit(s, &caller, &op.rule)) {
+        match self
+            .store
+            .read(|s| self.admit(s, &caller, &op.rule, &op.entry))
+        {
             Ok(actor) => Ok(Admitted::new(caller, actor, self.policy())),
             Err(e) => {
                 self.audit_read(op.entry.record(&caller, outcome_of(&e)))?;
@@ -429,7 +450,7 @@ impl Core {
         let mut refused_as = None;
         let mut source = None;
         let committed = self.store.write(|txn| {
-            let actor = self.admit(&*txn, caller, &rule).map_err(Stop::Refused)?;
+            let actor = (self.admit(&*txn, caller, &rule, &entry)).map_err(Stop::Refused)?;
             source = actor.plugin_name().map(str::to_string);
             let mut write = Write {
                 core: self,
@@ -450,9 +471,11 @@ impl Core {
         });
         match committed {
             Ok(value) => {
-                self.settle(claim)?;
+                // The change stands: its events go out even if settling its
+                // keys fails (their marks then wait for the next open).
+                let settled = self.settle(claim);
                 self.deliver(emitted, source.as_deref());
-                Ok(value)
+                settled.map(|()| value)
             }
             Err(Stop::Refused(error)) => {
                 // Nothing of the body is kept: only the refusal's entry, and
@@ -479,7 +502,7 @@ impl Core {
     fn keep(&self, txn: &mut dyn Txn, kept: &Keep) -> Result<()> {
         match kept {
             Keep::Failure { name, source } => {
-                self.count_failure(txn, name, source, true, self.records.now())?;
+                self.count_failure(txn, name, Some(name), source, self.records.now())?;
             }
             Keep::PluginLog { plugin, lines } => self.write_log(txn, plugin, lines)?,
         }
@@ -497,8 +520,14 @@ impl Core {
     }
 
     /// Resolves the acting principal on `snapshot` and applies the rule,
-    /// the guard and the approval steps.
-    fn admit(&self, snapshot: &dyn Snapshot, caller: &Caller, rule: &Rule) -> Result<Actor> {
+    /// the guard and the approval steps to the operation `entry` describes.
+    fn admit(
+        &self,
+        snapshot: &dyn Snapshot,
+        caller: &Caller,
+        rule: &Rule,
+        entry: &Entry,
+    ) -> Result<Actor> {
         let name = caller.principal();
         let actor = match snapshot.principal(name)? {
             None => return Err(Denied::UnknownPrincipal(name.to_string()).into()),
@@ -524,8 +553,8 @@ impl Core {
             }
             _ => {}
         }
-        steps::guard(&actor, rule)?;
-        steps::approval(&actor, rule)?;
+        steps::guard(snapshot, &actor, entry)?;
+        steps::approval(snapshot, &actor, entry)?;
         Ok(actor)
     }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::commands::CallDone;
 use super::{Caller, Context, Core, Emitted, Entry, Op, Read};
 use crate::audit::Outcome;
+use crate::model::Sensitivity;
 use crate::model::{Channel, CustomerId, FieldType, FollowUpId, InteractionId, mask_value};
 use crate::plugin::runtime::{
     CallError, CallLimitsSpec, Entry as Call, HostServices, Loaded, LogLine, Runtime, command_kind,
@@ -22,7 +23,7 @@ use crate::plugin::{
     EventKind, Fault, FieldAccess, Grant, Hook, PluginError, PluginInfo, PluginSettings,
     PluginStatus,
 };
-use crate::policy::{Action, Decision};
+use crate::policy::{Action, Decision, Treatment};
 use crate::store::{CustomerRef, StoredAlert, StoredLogLine, Txn};
 use crate::{Denied, Error, Result};
 
@@ -176,6 +177,23 @@ impl HostServices for Services {
                     return Err(Error::NotFound("customer by that reference".into()));
                 };
                 read.customer(id, Action::Read, |read, record, decision| {
+                    // A hit by phone or email confirms the value: only for
+                    // a principal the policy shows that field in full.
+                    let field = match by {
+                        wit::CustomerRef::Phone(_) => Some("phone"),
+                        wit::CustomerRef::Email(_) => Some("email"),
+                        _ => None,
+                    };
+                    if let Some(field) = field {
+                        let schema = &read.records().schema;
+                        let sensitivity = schema
+                            .field(field)
+                            .map_or(Sensitivity::Personal, |d| d.sensitivity);
+                        if decision.treatment(field, sensitivity) != Treatment::Full {
+                            let why = format!("the policy does not show `{field}` in full");
+                            return Err(Denied::Policy { reason: why }.into());
+                        }
+                    }
                     read.plugin_view(&self.grant, record, &decision)
                 })
             })
@@ -397,6 +415,7 @@ impl Core {
             .map(|c| command_kind(c).as_str().to_string())
             .collect();
         let done = CallDone {
+            info: &info,
             state_writes: &output.state_writes,
             log: &output.log,
             reset_faults: info.consecutive_faults > 0,

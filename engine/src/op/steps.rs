@@ -3,20 +3,27 @@
 //! approver for protected operations) land; they are called where those
 //! must decide, so adding them changes no caller.
 
-use super::{Read, Rule};
+use super::{Entry, Read};
 use crate::identity::Actor;
 use crate::model::CustomerId;
+use crate::store::Snapshot;
 use crate::{Denied, Result};
 
-/// The guard: the actor's budgets and rules (time of day, departure),
-/// before the operation's snapshot or transaction does anything.
-pub(super) fn guard(_actor: &Actor, _rule: &Rule) -> Result<(), Denied> {
+/// The guard: the actor's budgets and rules (time of day, departure) for
+/// the operation `op` names, on the operation's own snapshot or
+/// transaction, before it does anything.
+pub(super) fn guard(_snapshot: &dyn Snapshot, _actor: &Actor, _op: &Entry) -> Result<(), Denied> {
     Ok(())
 }
 
 /// The approval step: a protected operation runs only with a matching
-/// approved request.
-pub(super) fn approval(_actor: &Actor, _rule: &Rule) -> Result<(), Denied> {
+/// approved request, looked up on the operation's own snapshot or
+/// transaction.
+pub(super) fn approval(
+    _snapshot: &dyn Snapshot,
+    _actor: &Actor,
+    _op: &Entry,
+) -> Result<(), Denied> {
     Ok(())
 }
 

@@ -11,10 +11,14 @@ use crate::privacy::{self, PrivacyError, consent_key};
 use crate::store::{Snapshot, StoredConsent, StoredConsentEntry, StoredCustomer, Txn};
 
 impl Records {
-    /// Refuses a grant to a retired purpose, and a malformed consent.
-    pub(crate) fn check_consent(&self, change: &ConsentChange) -> Result<()> {
+    /// Refuses a grant to a purpose in `retired`, and a malformed consent.
+    pub(crate) fn check_consent(
+        &self,
+        change: &ConsentChange,
+        retired: &BTreeSet<String>,
+    ) -> Result<()> {
         privacy::check_consent(change, &self.schema)?;
-        if change.granted && self.retired().contains(&change.purpose) {
+        if change.granted && retired.contains(&change.purpose) {
             return Err(PrivacyError::Consent(format!(
                 "purpose `{}` is retired: the company no longer collects data for it",
                 change.purpose
@@ -25,11 +29,13 @@ impl Records {
     }
 
     /// Checks the consents a new customer comes with, and that they give
-    /// every field (field → normalized value) a basis.
+    /// every field (field → normalized value) a basis; purposes in
+    /// `retired` give none.
     pub(crate) fn check_new_basis(
         &self,
         fields: &BTreeMap<String, String>,
         consents: &[ConsentChange],
+        retired: &BTreeSet<String>,
     ) -> Result<()> {
         let mut granted = BTreeSet::new();
         for consent in consents {
@@ -40,17 +46,18 @@ impl Records {
                 ))
                 .into());
             }
-            self.check_consent(consent)?;
+            self.check_consent(consent, retired)?;
             granted.insert(consent.purpose.clone());
             for field in &consent.fields {
                 granted.insert(consent_key(&consent.purpose, Some(field)));
             }
         }
-        self.check_basis(fields, &granted)
+        self.check_basis(fields, &granted, retired)
     }
 
     /// Checks that a stored customer's consents give the fields being set
-    /// (field → normalized value) a basis.
+    /// (field → normalized value) a basis, with the purposes retired as
+    /// `snapshot` holds them.
     pub(crate) fn check_stored_basis(
         &self,
         snapshot: &dyn Snapshot,
@@ -61,18 +68,20 @@ impl Records {
             return Ok(());
         }
         let granted = granted_keys(snapshot.consents(customer)?);
-        self.check_basis(set, &granted)
+        let retired = snapshot.retired_purposes()?.into_iter().collect();
+        self.check_basis(set, &granted, &retired)
     }
 
     fn check_basis(
         &self,
         fields: &BTreeMap<String, String>,
         granted: &BTreeSet<String>,
+        retired: &BTreeSet<String>,
     ) -> Result<()> {
         let granted = |key: &str| granted.contains(key);
         privacy::check_basis(
             &self.schema,
-            &self.retired(),
+            retired,
             fields.keys().map(String::as_str),
             &granted,
         )?;
@@ -148,7 +157,7 @@ impl Records {
             return Ok(Vec::new());
         }
         let granted = granted_keys(txn.consents(record.id)?);
-        let retired = self.retired();
+        let retired: BTreeSet<String> = txn.retired_purposes()?.into_iter().collect();
         let granted = |k: &str| granted.contains(k);
         // A child without a guardian's consent keeps only what the record
         // cannot exist without.
@@ -185,6 +194,41 @@ impl Records {
                 Some((name.clone(), value))
             })
             .collect()
+    }
+}
+
+impl Records {
+    /// Checks new customers again inside the write that stores them, with
+    /// the purposes retired as the transaction holds them (a purpose may
+    /// have been retired since their rows were checked): their consents
+    /// and the basis of every field they hold.
+    pub(crate) fn recheck_new(
+        &self,
+        txn: &dyn Snapshot,
+        new: &[(&StoredCustomer, &[ConsentChange])],
+    ) -> Result<()> {
+        let retired: BTreeSet<String> = txn.retired_purposes()?.into_iter().collect();
+        if retired.is_empty() || !self.schema.enforces_purposes() {
+            return Ok(());
+        }
+        for (record, consents) in new {
+            let mut granted = BTreeSet::new();
+            for consent in *consents {
+                self.check_consent(consent, &retired)?;
+                granted.insert(consent.purpose.clone());
+                granted.extend(
+                    consent
+                        .fields
+                        .iter()
+                        .map(|f| consent_key(&consent.purpose, Some(f))),
+                );
+            }
+            let names = (record.public.keys())
+                .chain(record.sealed.keys())
+                .map(String::as_str);
+            privacy::check_basis(&self.schema, &retired, names, &|k| granted.contains(k))?;
+        }
+        Ok(())
     }
 }
 

@@ -111,7 +111,8 @@ impl Pending {
 /// that removed its customer; both times its id is marked *pending* first.
 /// After the write, [`KeyClaim::settle`] destroys the keys whose customer
 /// is not in the data file (a refused creation, a committed removal) and
-/// clears the marks of the others. If the write's outcome is unknown (a
+/// clears the marks of the others; an id two operations claim at once is
+/// settled by the last of them. If the write's outcome is unknown (a
 /// failed commit), the claim is dropped unsettled: the marks stay, and the
 /// next open settles them by the same rule.
 #[must_use = "a claim is settled after its data write"]
@@ -152,27 +153,28 @@ impl Records {
 
 impl KeyClaim<'_> {
     /// After a data write whose outcome is known (committed, or rolled
-    /// back): destroys the keys of claimed customers that `exists` denies,
-    /// in the key store and every mirror, and clears the other marks no
-    /// other operation holds.
+    /// back). The last operation holding an id decides for it, by what the
+    /// data file holds now: the key of a customer not there is destroyed,
+    /// in the key store and every mirror; the mark of one that is there is
+    /// cleared. An id another operation still holds is left to it (a
+    /// delete refused while the id's creation is in flight must not
+    /// destroy the new key).
     pub(crate) fn settle(mut self, exists: impl Fn(u64) -> Result<bool>) -> Result<()> {
         self.released = true;
-        let free = self.records.pending.release(&self.ids);
+        let last = self.records.pending.release(&self.ids);
         let mut gone = Vec::new();
         let mut kept = Vec::new();
-        for id in &self.ids {
-            if exists(*id)? {
-                kept.push(*id);
-            } else {
-                gone.push(*id);
+        for id in last {
+            match exists(id)? {
+                true => kept.push(id),
+                false => gone.push(id),
             }
         }
         for id in &gone {
             self.records.cache.forget(*id);
         }
         self.records.keys.remove(&gone)?;
-        let settle: Vec<u64> = free.into_iter().filter(|id| kept.contains(id)).collect();
-        self.records.keys.settle(&settle)?;
+        self.records.keys.settle(&kept)?;
         Ok(())
     }
 }

@@ -75,8 +75,10 @@ pub(crate) trait Snapshot {
     ) -> Res<Option<u64>>;
     /// Number of customers.
     fn customer_count(&self) -> Res<u64>;
-    /// The first `limit` customers indexed under `index`.
-    fn lookup(&self, index: Index<'_>, limit: usize) -> Res<Vec<u64>>;
+    /// Calls `f` with each customer indexed under `index`, in id order,
+    /// until it returns `false`. INVARIANT: `f` does not write the index
+    /// through the same transaction.
+    fn scan_index(&self, index: Index<'_>, f: &mut dyn FnMut(u64) -> Res<bool>) -> Res<()>;
 
     // Interactions and follow-ups.
     /// A customer's interactions, oldest id first.
@@ -172,6 +174,18 @@ pub(crate) trait Snapshot {
 
 /// What every snapshot offers beyond the trait's object-safe reads.
 pub(crate) trait SnapshotExt: Snapshot {
+    /// The first `limit` customers indexed under `index`.
+    fn lookup(&self, index: Index<'_>, limit: usize) -> Res<Vec<u64>> {
+        let mut ids = Vec::new();
+        if limit > 0 {
+            self.scan_index(index, &mut |id| {
+                ids.push(id);
+                Ok(ids.len() < limit)
+            })?;
+        }
+        Ok(ids)
+    }
+
     /// Calls `f` with a borrowed view of customer `id` (`None` if absent).
     fn with_customer<T, E: From<StoreError>>(
         &self,

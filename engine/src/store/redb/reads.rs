@@ -106,26 +106,31 @@ impl<S: Open> Snapshot for S {
         len(self, CUSTOMERS)
     }
 
-    fn lookup(&self, index: Index<'_>, limit: usize) -> Res<Vec<u64>> {
-        let ids = |values: redb::MultimapValue<'_, u64>| -> Res<Vec<u64>> {
-            values.take(limit).map(|v| Ok(v?.value())).collect()
+    fn scan_index(&self, index: Index<'_>, f: &mut dyn FnMut(u64) -> Res<bool>) -> Res<()> {
+        let mut each = |values: redb::MultimapValue<'_, u64>| -> Res<()> {
+            for value in values {
+                if !f(value?.value())? {
+                    break;
+                }
+            }
+            Ok(())
         };
         match index {
             Index::Blind(key) => match self.multimap(BLIND)? {
-                Some(t) => ids(t.get(key.as_slice())?),
-                None => Ok(Vec::new()),
+                Some(t) => each(t.get(key.as_slice())?),
+                None => Ok(()),
             },
             Index::Owner(o) => match self.multimap(BY_OWNER)? {
-                Some(t) => ids(t.get(o)?),
-                None => Ok(Vec::new()),
+                Some(t) => each(t.get(o)?),
+                None => Ok(()),
             },
             Index::Tag(tag) => match self.multimap(BY_TAG)? {
-                Some(t) => ids(t.get(tag)?),
-                None => Ok(Vec::new()),
+                Some(t) => each(t.get(tag)?),
+                None => Ok(()),
             },
             Index::Status(s) => match self.multimap(BY_STATUS)? {
-                Some(t) => ids(t.get(s)?),
-                None => Ok(Vec::new()),
+                Some(t) => each(t.get(s)?),
+                None => Ok(()),
             },
         }
     }
