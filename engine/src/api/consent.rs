@@ -110,7 +110,7 @@ impl Engine {
                         change.purpose
                     ))
                     .fields(erased.clone());
-                tx.audit(&entry, Outcome::Ok)?;
+                tx.audit(entry, Outcome::Ok)?;
                 tx.emit(Emitted::Updated(customer));
             }
             Ok(erased)

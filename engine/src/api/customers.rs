@@ -4,7 +4,7 @@ use super::{Engine, ImportOptions};
 use crate::model::{
     Customer, CustomerId, CustomerUpdate, ModelError, NewCustomer, Sensitivity, Status,
 };
-use crate::op::{Emitted, Entry, Op};
+use crate::op::{Emitted, Entry, Op, Prepared};
 use crate::policy::{Action, Treatment};
 use crate::records::{IndexKey, owner_rule};
 use crate::store::{SnapshotExt, StoredCustomer};
@@ -116,29 +116,27 @@ impl Engine {
             let scanned = match limit {
                 0 => Ok(()),
                 _ => snapshot.scan_index(index.as_index(), &mut |id| {
-                    let decided = snapshot.with_customer(id, |record| match record {
-                        Some(record) => read
-                            .decider()
-                            .decide(snapshot, Action::Search, &record)
-                            .map(Some),
-                        None => Ok(None),
+                    let seen = snapshot.with_customer(id, |record| {
+                        let Some(record) = record else {
+                            return Ok(None);
+                        };
+                        let decision = read.decider().decide(snapshot, Action::Search, &record)?;
+                        // A hit on a sensitive field the principal may not
+                        // see in full would confirm the searched value.
+                        let confirms = (sensitive.as_ref()).is_some_and(|f| {
+                            decision.treatment(f, Sensitivity::Sensitive) != Treatment::Full
+                        });
+                        match decision.allowed() && !confirms {
+                            true => read.prepare(&record, &decision).map(Some),
+                            false => Ok::<_, Error>(None),
+                        }
                     });
-                    let decision = match decided {
-                        Ok(decision) => decision.filter(|d| d.allowed()),
+                    match seen {
+                        Ok(prepared) => shown.extend(prepared),
                         Err(e) => {
                             failed = Some(e);
                             return Ok(false);
                         }
-                    };
-                    // A hit on a sensitive field the principal may not see in
-                    // full would confirm the searched value.
-                    let confirms = |d: &crate::policy::Decision| {
-                        (sensitive.as_ref()).is_some_and(|field| {
-                            d.treatment(field, Sensitivity::Sensitive) != Treatment::Full
-                        })
-                    };
-                    if let Some(decision) = decision.filter(|d| !confirms(d)) {
-                        shown.push((id, decision));
                     }
                     Ok(shown.len() < limit)
                 }),
@@ -147,17 +145,11 @@ impl Engine {
             if let Some(e) = failed {
                 return Err(e);
             }
-            let ids: Vec<u64> = shown.iter().map(|(id, _)| *id).collect();
+            // The guard sees every customer the search shows, as one
+            // request, before anything is decrypted.
+            let ids: Vec<u64> = shown.iter().map(Prepared::id).collect();
             read.reveal(&ids)?;
-            let mut views = Vec::with_capacity(shown.len());
-            for (id, decision) in shown {
-                let view = snapshot.with_customer(id, |record| match record {
-                    Some(record) => read.view(&record, &decision).map(Some),
-                    None => Ok(None),
-                })?;
-                views.extend(view);
-            }
-            Ok(views)
+            shown.into_iter().map(|p| read.open(p)).collect()
         })
     }
 
@@ -198,7 +190,9 @@ impl Engine {
                 };
                 tx.require(Action::Update, &handed)?;
             }
-            tx.records().update(tx.txn(), &mut record, &change)?;
+            let retired = tx.txn().retired_purposes()?.into_iter().collect();
+            tx.records()
+                .update(tx.txn(), &mut record, &change, &retired)?;
             tx.emit(Emitted::Updated(id));
             Ok(())
         })

@@ -267,7 +267,7 @@ impl Engine {
                 let entry = Entry::new("customer.create")
                     .customer(record.id)
                     .fields(fields.collect());
-                tx.audit(&entry, crate::audit::Outcome::Ok)?;
+                tx.audit(entry, crate::audit::Outcome::Ok)?;
             }
             Ok(())
         })?;

@@ -75,7 +75,7 @@ impl Engine {
                     let drop = Entry::new("outbox.drop")
                         .customer(m.customer)
                         .target(format!("message {id}"));
-                    tx.audit(&drop, Outcome::Denied(reason.into()))?;
+                    tx.audit(drop, Outcome::Denied(reason.into()))?;
                     continue;
                 }
                 tx.touched([m.customer]);

@@ -217,7 +217,7 @@ impl Engine {
                 let entry = Entry::new(action)
                     .customer(*id)
                     .target(format!("customer {id}: {}", verdict.reason));
-                tx.audit(&entry, Outcome::Ok)?;
+                tx.audit(entry, Outcome::Ok)?;
                 if removes {
                     tx.emit(crate::op::Emitted::Erased(*id));
                 }

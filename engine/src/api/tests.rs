@@ -261,11 +261,65 @@ fn a_refused_delete_between_a_new_key_and_its_data_write_keeps_the_key() {
         })
         .unwrap();
     claim
-        .settle(|id| Ok(core.store.read(|r| r.contains_customer(id))?))
+        .settle(|ids| core.store.read(|r| Ok(r.contains_customers(ids)?)))
         .unwrap();
     assert!(
         records.key_store().get(id).unwrap().is_some(),
         "customer {id} was created without a key: the refused delete destroyed it"
+    );
+    engine.customer(&admin(), id).unwrap();
+}
+
+/// The other interleaving of a refused delete and a creation of the same
+/// id: the delete lets go of the id last and finds it absent; before it
+/// destroys the key, the creation claims the id and stores its key. The
+/// settle once let go of the id, read the data file and destroyed the key
+/// in three separate steps, so the new key was destroyed. The creation's
+/// claim is started here from inside the delete's data read, the one
+/// moment it could slip in; it must wait for the settle to be done.
+#[test]
+fn a_creation_claiming_an_id_waits_for_a_settle_deciding_it() {
+    let (_dir, engine) = engine();
+    let core = &engine.core;
+    let records = &core.records;
+    let id = records.reserve_ids(1);
+    let fields = BTreeMap::from([("name".to_string(), "Li Na".to_string())]);
+    let (record, wrapped) = records
+        .seal_new(id, "admin", fields, records.now())
+        .unwrap();
+    // The refused delete's claim (no such customer yet).
+    let doomed = records.claim_doomed(&[id]).unwrap();
+    std::thread::scope(|scope| {
+        let (claimed, waited) = std::sync::mpsc::channel();
+        let mut creation = None;
+        doomed
+            .settle(|ids| {
+                let (wrapped, claimed) = (wrapped.clone(), claimed.clone());
+                creation = Some(scope.spawn(move || {
+                    let claim = records.claim_new(&[(id, wrapped)]).unwrap();
+                    claimed.send(()).unwrap();
+                    claim
+                }));
+                // Long enough for the creation to store its key, were it
+                // not held off until this settle is done.
+                let _ = waited.recv_timeout(std::time::Duration::from_millis(500));
+                core.store.read(|r| Ok(r.contains_customers(ids)?))
+            })
+            .unwrap();
+        let claim = creation.unwrap().join().unwrap();
+        core.store
+            .write(|w| {
+                records.insert(w, &[&record])?;
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        claim
+            .settle(|ids| core.store.read(|r| Ok(r.contains_customers(ids)?)))
+            .unwrap();
+    });
+    assert!(
+        records.key_store().get(id).unwrap().is_some(),
+        "customer {id} was created without a key: a settle destroyed it"
     );
     engine.customer(&admin(), id).unwrap();
 }

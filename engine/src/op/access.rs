@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::crypto::DataKey;
 use crate::identity::Actor;
-use crate::model::{Customer, CustomerId, FieldType, Sensitivity, Status, from_micros, mask_value};
+use crate::model::{
+    Customer, CustomerId, FieldType, Schema, Sensitivity, Status, from_micros, mask_value,
+};
 use crate::policy::{Action, CustomerFacts, Decision, Policy, Subject, Treatment};
 use crate::records::{Records, Slot};
 use crate::store::{CustomerRef, Snapshot, StoredCustomer};
@@ -205,15 +206,60 @@ pub(crate) fn shows_text(decision: &Decision, part: &str) -> bool {
     decision.treatment(part, Sensitivity::Personal) == Treatment::Full
 }
 
-/// The customer as `decision` allows. Decrypts only what is shown in full,
-/// or masked without a stored masked rendering (sensitive fields keep
-/// none).
-pub(crate) fn view(
-    records: &Records,
+/// A customer as a decision shows it, before anything is decrypted: the
+/// fields shown in the clear or from their stored masked renderings, and
+/// the sealed values still to open. Opening comes after the guard has
+/// seen what the read reveals.
+pub(crate) struct Prepared {
+    customer: Customer,
+    sealed: Vec<ToOpen>,
+}
+
+/// A sealed value a view shows: opened in full, or masked as `mask` says.
+struct ToOpen {
+    field: String,
+    nonce: [u8; 24],
+    ciphertext: Vec<u8>,
+    mask: Option<FieldType>,
+}
+
+impl Prepared {
+    /// The customer's id.
+    pub(crate) fn id(&self) -> CustomerId {
+        self.customer.id
+    }
+
+    /// The customer, with every value it shows opened (and masked where
+    /// the decision masks a field without a stored rendering).
+    pub(crate) fn open(self, records: &Records) -> Result<Customer> {
+        let Prepared {
+            mut customer,
+            sealed,
+        } = self;
+        if sealed.is_empty() {
+            return Ok(customer);
+        }
+        let key = records.data_key(customer.id)?;
+        for v in sealed {
+            let value = key.open_parts(&Slot::Field(&v.field).name(), &v.nonce, &v.ciphertext)?;
+            let value = match v.mask {
+                Some(kind) => mask_value(kind, &value),
+                None => value,
+            };
+            customer.fields.insert(v.field, value);
+        }
+        Ok(customer)
+    }
+}
+
+/// The customer as `decision` allows: hidden fields absent, masked ones
+/// masked. Only values shown in full, or masked without a stored masked
+/// rendering (sensitive fields keep none), are left to open.
+pub(crate) fn prepare(
+    schema: &Schema,
     record: &CustomerRef<'_>,
     decision: &Decision,
-) -> Result<Customer> {
-    let schema = &records.schema;
+) -> Result<Prepared> {
     let mut fields = BTreeMap::new();
     let mut masked = BTreeSet::new();
     for (name, value) in &record.public {
@@ -231,35 +277,32 @@ pub(crate) fn view(
             Treatment::Hidden => {}
         }
     }
-    let mut key: Option<Arc<DataKey>> = None;
-    for (name, sealed) in &record.sealed {
+    let mut sealed = Vec::new();
+    for (name, value) in &record.sealed {
         let def = schema.field(name);
         // A field no longer in the schema is treated as sensitive.
         let sensitivity = def.map_or(Sensitivity::Sensitive, |d| d.sensitivity);
-        let treatment = decision.treatment(name, sensitivity);
-        if treatment == Treatment::Hidden {
-            continue;
-        }
-        if treatment == Treatment::Masked && !sealed.masked.is_empty() {
-            fields.insert(name.to_string(), sealed.masked.to_string());
-            masked.insert(name.to_string());
-            continue;
-        }
-        let key = match &mut key {
-            Some(k) => k,
-            empty => empty.insert(records.data_key(record.id)?),
+        let mask = match decision.treatment(name, sensitivity) {
+            Treatment::Hidden => continue,
+            Treatment::Masked if !value.masked.is_empty() => {
+                fields.insert(name.to_string(), value.masked.to_string());
+                masked.insert(name.to_string());
+                continue;
+            }
+            Treatment::Masked => {
+                masked.insert(name.to_string());
+                Some(def.map_or(FieldType::Text, |d| d.kind))
+            }
+            Treatment::Full => None,
         };
-        let slot = Slot::Field(name).name();
-        let value = key.open_parts(&slot, &sealed.nonce, sealed.ciphertext)?;
-        if treatment == Treatment::Masked {
-            let kind = def.map_or(FieldType::Text, |d| d.kind);
-            fields.insert(name.to_string(), mask_value(kind, &value));
-            masked.insert(name.to_string());
-        } else {
-            fields.insert(name.to_string(), value);
-        }
+        sealed.push(ToOpen {
+            field: name.to_string(),
+            nonce: value.nonce,
+            ciphertext: value.ciphertext.to_vec(),
+            mask,
+        });
     }
-    Ok(Customer {
+    let customer = Customer {
         id: record.id,
         owner: record.owner.to_string(),
         status: Status::parse(record.status)?,
@@ -268,5 +311,6 @@ pub(crate) fn view(
         last_interaction_at: record.last_interaction_at.map(from_micros),
         fields,
         masked,
-    })
+    };
+    Ok(Prepared { customer, sealed })
 }

@@ -446,8 +446,13 @@ impl Planner<'_> {
                 ));
             }
             let hash = self.core.link_hash(self.plugin, x);
+            // A link the snapshot already holds for this customer is not
+            // written (nor decided) again.
+            let linked = r.link(&hash)? == Some(id);
             self.known.insert(RefKey::Link(hash), id);
-            self.links.push((hash, id));
+            if !linked {
+                self.links.push((hash, id));
+            }
         }
         match self.new.get_mut(&id) {
             Some(created) => {

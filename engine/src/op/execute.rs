@@ -4,6 +4,7 @@
 //! public API; the plugin's state and log and the call's own entry commit
 //! with them. Any refusal executes nothing.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::commands::{CallDone, LogStep, MessageStep, Plan, Step};
@@ -78,6 +79,8 @@ impl Core {
                 }
                 .into());
             }
+            // Read once for the whole call: the purposes no longer pursued.
+            let retired: BTreeSet<String> = tx.txn().retired_purposes()?.into_iter().collect();
             let mut applied = Applied::default();
             for step in steps {
                 match step {
@@ -88,7 +91,7 @@ impl Core {
                         }
                     }
                     Step::Update { id, set, tags } => {
-                        if update(tx, id, set, tags)?
+                        if update(tx, &retired, id, set, tags)?
                             && !applied.created.contains(&id)
                             && !applied.updated.contains(&id)
                         {
@@ -99,13 +102,12 @@ impl Core {
                     Step::FollowUp { id, due, note } => {
                         applied.follow_ups.push(follow_up(tx, id, due, &note)?);
                     }
-                    Step::Message(step) => match message(tx, plugin, step)? {
+                    Step::Message(step) => match message(tx, &retired, plugin, step)? {
                         Queued::Yes(id) => applied.messages.push(id),
                         Queued::Skipped(why) => applied.skipped_messages.push(why),
                     },
                 }
             }
-            tx.refused_as(None);
             for (hash, id) in &links {
                 // Linking an existing customer is a write about it.
                 if !applied.created.contains(id) {
@@ -123,22 +125,15 @@ impl Core {
                 info.consecutive_faults = 0;
                 tx.txn().put_plugin(&info, None)?;
             }
-            tx.audit(&done.entry, Outcome::Ok)?;
+            tx.audit(done.entry.clone(), Outcome::Ok)?;
             Ok(applied)
         })
     }
 }
 
-/// One command's entry: the call is refused with it, or it is audited.
-fn begin(tx: &mut Write<'_>, entry: Entry) -> Entry {
-    tx.refused_as(Some(entry.clone()));
-    entry
-}
-
 fn create(tx: &mut Write<'_>, record: &crate::store::StoredCustomer) -> Result<()> {
     let names = record.public.keys().chain(record.sealed.keys()).cloned();
-    let entry = begin(
-        tx,
+    tx.begin_item(
         Entry::new("customer.create")
             .customer(record.id)
             .fields(names.collect()),
@@ -147,7 +142,7 @@ fn create(tx: &mut Write<'_>, record: &crate::store::StoredCustomer) -> Result<(
     tx.require(Action::Create, record)?;
     tx.records().recheck_new(tx.txn(), &[(record, &[])])?;
     tx.records().insert(tx.txn(), &[record])?;
-    tx.audit(&entry, Outcome::Ok)?;
+    tx.end_item(Outcome::Ok)?;
     tx.emit(Emitted::Created(record.id));
     Ok(())
 }
@@ -155,6 +150,7 @@ fn create(tx: &mut Write<'_>, record: &crate::store::StoredCustomer) -> Result<(
 /// Returns whether anything changed.
 fn update(
     tx: &mut Write<'_>,
+    retired: &BTreeSet<String>,
     id: CustomerId,
     mut set: std::collections::BTreeMap<String, String>,
     tags: Vec<String>,
@@ -163,16 +159,15 @@ fn update(
     if !tags.is_empty() {
         touched.push("tags".into());
     }
-    let entry = begin(
-        tx,
-        Entry::new("customer.update").customer(id).fields(touched),
-    );
-    let Some(mut record) = tx.txn().customer(id)? else {
-        return Err(crate::Error::NotFound(format!("customer {id}")));
-    };
-    if set.is_empty() && tags.is_empty() {
+    let entry = Entry::new("customer.update").customer(id).fields(touched);
+    let record = tx.txn().customer(id)?;
+    if record.is_some() && set.is_empty() && tags.is_empty() {
         return Ok(false);
     }
+    tx.begin_item(entry);
+    let Some(mut record) = record else {
+        return Err(crate::Error::NotFound(format!("customer {id}")));
+    };
     tx.require(Action::Update, &record)?;
     if !tags.is_empty() {
         let mut all: Vec<String> = (record.public.get("tags"))
@@ -186,8 +181,9 @@ fn update(
         set,
         ..FieldChange::default()
     };
-    tx.records().update(tx.txn(), &mut record, &change)?;
-    tx.audit(&entry, Outcome::Ok)?;
+    tx.records()
+        .update(tx.txn(), &mut record, &change, retired)?;
+    tx.end_item(Outcome::Ok)?;
     tx.emit(Emitted::Updated(id));
     Ok(true)
 }
@@ -204,8 +200,7 @@ fn log(tx: &mut Write<'_>, step: LogStep) -> Result<u64> {
         items,
     } = step;
     let fields = vec!["summary".into(), "body".into()];
-    let entry = begin(
-        tx,
+    tx.begin_item(
         Entry::new("interaction.log")
             .customer(customer)
             .fields(fields),
@@ -223,7 +218,7 @@ fn log(tx: &mut Write<'_>, step: LogStep) -> Result<u64> {
         logged_by: &logged_by,
     };
     let id = tx.records().log_interaction(tx.txn(), &mut record, new)?;
-    tx.audit(&entry, Outcome::Ok)?;
+    tx.end_item(Outcome::Ok)?;
     tx.emit(Emitted::Logged {
         customer,
         interaction: id,
@@ -235,8 +230,7 @@ fn log(tx: &mut Write<'_>, step: LogStep) -> Result<u64> {
 
 fn follow_up(tx: &mut Write<'_>, customer: CustomerId, due: i64, note: &str) -> Result<u64> {
     let fields = vec!["note".into()];
-    let entry = begin(
-        tx,
+    tx.begin_item(
         Entry::new("followup.create")
             .customer(customer)
             .fields(fields),
@@ -250,7 +244,7 @@ fn follow_up(tx: &mut Write<'_>, customer: CustomerId, due: i64, note: &str) -> 
         created_by: &created_by,
     };
     let id = tx.records().add_follow_up(tx.txn(), customer, new)?;
-    tx.audit(&entry, Outcome::Ok)?;
+    tx.end_item(Outcome::Ok)?;
     Ok(id)
 }
 
@@ -262,7 +256,12 @@ enum Queued {
 }
 
 /// Queues a message, or says why it was not.
-fn message(tx: &mut Write<'_>, plugin: &str, step: MessageStep) -> Result<Queued> {
+fn message(
+    tx: &mut Write<'_>,
+    retired: &BTreeSet<String>,
+    plugin: &str,
+    step: MessageStep,
+) -> Result<Queued> {
     let MessageStep {
         id: customer,
         channel,
@@ -271,15 +270,11 @@ fn message(tx: &mut Write<'_>, plugin: &str, step: MessageStep) -> Result<Queued
         marketing,
     } = step;
     let target = format!("{channel} {template}");
-    let entry = begin(
-        tx,
-        Entry::new("outbox.queue").customer(customer).target(target),
-    );
+    tx.begin_item(Entry::new("outbox.queue").customer(customer).target(target));
     let record = tx.customer(customer, Action::Read)?;
     let purpose = message_purpose(marketing);
     let field = address_field(&channel).unwrap_or("phone");
-    let retired = tx.txn().retired_purposes()?.iter().any(|p| p == purpose);
-    let skip = if retired {
+    let skip = if retired.contains(purpose) {
         Some(format!(
             "purpose `{purpose}` is retired: message `{template}` not queued"
         ))
@@ -295,7 +290,7 @@ fn message(tx: &mut Write<'_>, plugin: &str, step: MessageStep) -> Result<Queued
         None
     };
     if let Some(reason) = skip {
-        tx.audit(&entry, Outcome::Denied(reason.clone()))?;
+        tx.end_item(Outcome::Denied(reason.clone()))?;
         return Ok(Queued::Skipped(reason));
     }
     let at = tx.records().now();
@@ -309,6 +304,6 @@ fn message(tx: &mut Write<'_>, plugin: &str, step: MessageStep) -> Result<Queued
         at,
     };
     let id = tx.records().queue_message(tx.txn(), new)?;
-    tx.audit(&entry, Outcome::Ok)?;
+    tx.end_item(Outcome::Ok)?;
     Ok(Queued::Yes(id))
 }

@@ -2,7 +2,7 @@
 //! and [`Write`] (one transaction), each with the actor, the policy's
 //! decisions and the operation's audit entry.
 
-use super::access::{Decider, Filed, view};
+use super::access::{Decider, Filed, Prepared, prepare};
 use super::{Caller, Core, Emitted, Entry, Keep};
 use crate::audit::{self, Outcome};
 use crate::identity::Actor;
@@ -49,6 +49,10 @@ impl<'a> Read<'a> {
             if !self.entry.customers.contains(&c) {
                 self.entry.customers.push(c);
             }
+        }
+        if self.entry.fields.is_empty() {
+            self.entry.fields.extend(fields);
+            return;
         }
         for f in fields {
             if !self.entry.fields.contains(&f) {
@@ -104,8 +108,8 @@ impl<'a> Write<'a> {
 
     /// Appends an audit entry of this transaction (an item of an
     /// itemized operation, or a consequence such as an alert).
-    pub(crate) fn audit(&mut self, entry: &Entry, outcome: Outcome) -> Result<()> {
-        let record = entry.record(self.caller, outcome);
+    pub(crate) fn audit(&mut self, entry: Entry, outcome: Outcome) -> Result<()> {
+        let record = entry.into_record(self.caller, outcome);
         audit::append(self.txn, self.core.records.ring.audit_key(), &record)?;
         Ok(())
     }
@@ -120,10 +124,19 @@ impl<'a> Write<'a> {
         self.keep.push(kept);
     }
 
-    /// The entry a refusal is recorded with from here on (an item of an
-    /// itemized operation); `None`, the operation's own.
-    pub(crate) fn refused_as(&mut self, entry: Option<Entry>) {
-        *self.refused_as = entry;
+    /// Starts an item of an itemized operation: a refusal from here on is
+    /// recorded with the item's `entry`.
+    pub(crate) fn begin_item(&mut self, entry: Entry) {
+        *self.refused_as = Some(entry);
+    }
+
+    /// Ends the item begun last: its entry is audited with `outcome`, and a
+    /// refusal is recorded with the operation's own entry again.
+    pub(crate) fn end_item(&mut self, outcome: Outcome) -> Result<()> {
+        match self.refused_as.take() {
+            Some(entry) => self.audit(entry, outcome),
+            None => Ok(()),
+        }
     }
 }
 
@@ -150,12 +163,30 @@ impl<'a> Read<'a> {
 
     /// The customer as `decision` allows: hidden fields absent, masked ones
     /// masked; names the customer and the fields shown in the audit entry.
+    /// For a customer the guard was shown ([`Read::reveal`]).
     pub(crate) fn view(
         &mut self,
         record: &CustomerRef<'_>,
         decision: &Decision,
     ) -> Result<Customer> {
-        let view = view(&self.core.records, record, decision)?;
+        let prepared = prepare(&self.core.records.schema, record, decision)?;
+        self.open(prepared)
+    }
+
+    /// The customer as `decision` allows, nothing decrypted yet: what a
+    /// read collects before the guard sees what it reveals.
+    pub(crate) fn prepare(
+        &self,
+        record: &CustomerRef<'_>,
+        decision: &Decision,
+    ) -> Result<Prepared> {
+        prepare(&self.core.records.schema, record, decision)
+    }
+
+    /// Opens a prepared view (after [`Read::reveal`]), naming the customer
+    /// and the fields shown in the audit entry.
+    pub(crate) fn open(&mut self, prepared: Prepared) -> Result<Customer> {
+        let view = prepared.open(&self.core.records)?;
         self.touched([view.id], view.fields.keys().cloned());
         Ok(view)
     }

@@ -31,7 +31,7 @@ mod steps;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
-pub(crate) use access::{Admitted, Decider, allowed, shows_text, split_tags};
+pub(crate) use access::{Admitted, Decider, Prepared, allowed, shows_text, split_tags};
 pub(crate) use context::Caller;
 pub use context::Context;
 pub(crate) use context::token_hash;
@@ -121,6 +121,11 @@ impl Entry {
     /// Caller-supplied text is cut to a bounded length: a refused call by
     /// an unknown principal must not be able to write an entry of any size.
     pub(crate) fn record(&self, who: &Caller, outcome: Outcome) -> Record {
+        self.clone().into_record(who, outcome)
+    }
+
+    /// [`Entry::record`], consuming the entry.
+    pub(crate) fn into_record(self, who: &Caller, outcome: Outcome) -> Record {
         // A reason can quote what a caller or a plugin sent: bounded too.
         let outcome = match outcome {
             Outcome::Denied(reason) => Outcome::Denied(clip(&reason, MAX_REASON)),
@@ -130,10 +135,10 @@ impl Entry {
         Record {
             at: wall_micros(),
             actor: clip(who.principal(), 128),
-            action: self.action.clone(),
+            action: self.action,
             target: self.target.as_deref().map(|t| clip(t, 256)),
-            customers: self.customers.clone(),
-            fields: self.fields.clone(),
+            customers: self.customers,
+            fields: self.fields,
             purpose: clip(who.purpose(), 256),
             outcome,
         }
@@ -386,7 +391,7 @@ impl Core {
                 outcome_of(e)
             }
         };
-        self.audit_read(entry.record(&caller, outcome))?;
+        self.audit_read(entry.into_record(&caller, outcome))?;
         result
     }
 
@@ -464,7 +469,8 @@ impl Core {
             };
             let value = body(&mut write).map_err(Stop::Refused)?;
             if !itemized {
-                let record = write.entry.record(caller, Outcome::Ok);
+                let record =
+                    std::mem::replace(write.entry, Entry::new("")).into_record(caller, Outcome::Ok);
                 audit::append(write.txn, self.records.ring.audit_key(), &record)?;
             }
             Ok::<_, Stop>(value)
@@ -515,8 +521,7 @@ impl Core {
         let Some(claim) = claim else {
             return Ok(());
         };
-        self.store
-            .read(|r| claim.settle(|id| Ok(r.contains_customer(id)?)))
+        claim.settle(|ids| self.store.read(|r| Ok(r.contains_customers(ids)?)))
     }
 
     /// Resolves the acting principal on `snapshot` and applies the rule,

@@ -263,7 +263,7 @@ impl Read<'_> {
         record: &CustomerRef<'_>,
         decision: &Decision,
     ) -> Result<wit::Customer> {
-        let view = super::access::view(self.records(), record, decision)?;
+        let view = self.prepare(record, decision)?.open(self.records())?;
         let mut fields = Vec::new();
         for (name, value) in view.fields {
             let Some(access) = grant.fields.get(&name) else {

@@ -56,20 +56,19 @@ impl Records {
     }
 
     /// Checks that a stored customer's consents give the fields being set
-    /// (field → normalized value) a basis, with the purposes retired as
-    /// `snapshot` holds them.
+    /// (field → normalized value) a basis; purposes in `retired` give none.
     pub(crate) fn check_stored_basis(
         &self,
         snapshot: &dyn Snapshot,
         customer: CustomerId,
         set: &BTreeMap<String, String>,
+        retired: &BTreeSet<String>,
     ) -> Result<()> {
         if !self.schema.enforces_purposes() || set.is_empty() {
             return Ok(());
         }
         let granted = granted_keys(snapshot.consents(customer)?);
-        let retired = snapshot.retired_purposes()?.into_iter().collect();
-        self.check_basis(set, &granted, &retired)
+        self.check_basis(set, &granted, retired)
     }
 
     fn check_basis(

@@ -200,23 +200,25 @@ impl Records {
         entries.sort_unstable();
         let entries: Vec<_> = entries.iter().map(|(k, id)| (k.as_index(), *id)).collect();
         txn.index(&entries, true)?;
+        txn.put_customers(records)?;
         for record in records {
-            txn.put_customer(record)?;
             txn.record_id(record.id);
         }
         Ok(())
     }
 
     /// Applies `change` to a stored customer and files it again. The
-    /// fields set must have a basis in the customer's consents (checked
-    /// here, on every write path).
+    /// fields set must have a basis in the customer's consents, with the
+    /// purposes `retired` as the transaction holds them (checked here, on
+    /// every write path).
     pub(crate) fn update(
         &self,
         txn: &mut dyn Txn,
         record: &mut StoredCustomer,
         change: &FieldChange,
+        retired: &std::collections::BTreeSet<String>,
     ) -> Result<()> {
-        self.check_stored_basis(&*txn, record.id, &change.set)?;
+        self.check_stored_basis(&*txn, record.id, &change.set, retired)?;
         let before = self.index_keys(record);
         for name in &change.clear {
             clear_field(record, name);

@@ -78,29 +78,32 @@ impl KeyCache {
 pub(super) struct Pending(Mutex<HashMap<u64, u32>>);
 
 impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn hold(&self, ids: &[u64]) {
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = self.lock();
         for id in ids {
             *held.entry(*id).or_insert(0) += 1;
         }
     }
+}
 
-    /// Releases what [`Pending::hold`] held; returns the ids no operation
-    /// holds any more, whose mark may be cleared.
-    fn release(&self, ids: &[u64]) -> Vec<u64> {
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut free = Vec::new();
-        for id in ids {
-            if let Some(count) = held.get_mut(id) {
-                *count -= 1;
-                if *count == 0 {
-                    held.remove(id);
-                    free.push(*id);
-                }
+/// Releases what [`Pending::hold`] held; returns the ids no operation holds
+/// any more, whose mark may be cleared.
+fn release(held: &mut HashMap<u64, u32>, ids: &[u64]) -> Vec<u64> {
+    let mut free = Vec::new();
+    for id in ids {
+        if let Some(count) = held.get_mut(id) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(id);
+                free.push(*id);
             }
         }
-        free
     }
+    free
 }
 
 /// The key-store side of one data write: the one owner of the two-store
@@ -154,18 +157,28 @@ impl Records {
 impl KeyClaim<'_> {
     /// After a data write whose outcome is known (committed, or rolled
     /// back). The last operation holding an id decides for it, by what the
-    /// data file holds now: the key of a customer not there is destroyed,
-    /// in the key store and every mirror; the mark of one that is there is
-    /// cleared. An id another operation still holds is left to it (a
-    /// delete refused while the id's creation is in flight must not
-    /// destroy the new key).
-    pub(crate) fn settle(mut self, exists: impl Fn(u64) -> Result<bool>) -> Result<()> {
+    /// data file holds now (`exists` reads it): the key of a customer not
+    /// there is destroyed, in the key store and every mirror; the mark of
+    /// one that is there is cleared. An id another operation still holds is
+    /// left to it (a delete refused while the id's creation is in flight
+    /// must not destroy the new key).
+    ///
+    /// The whole decision runs under the lock of the holders' counts: the
+    /// data file is read after this claim let go, so the commit of a holder
+    /// that let go before it is seen; and no new claim of a freed id (a
+    /// creation storing its key) starts before the decision is written.
+    pub(crate) fn settle(mut self, exists: impl FnOnce(&[u64]) -> Result<Vec<bool>>) -> Result<()> {
         self.released = true;
-        let last = self.records.pending.release(&self.ids);
+        let mut held = self.records.pending.lock();
+        let last = release(&mut held, &self.ids);
+        if last.is_empty() {
+            return Ok(());
+        }
+        let exists = exists(&last)?;
         let mut gone = Vec::new();
         let mut kept = Vec::new();
-        for id in last {
-            match exists(id)? {
+        for (id, exists) in last.into_iter().zip(exists) {
+            match exists {
                 true => kept.push(id),
                 false => gone.push(id),
             }
@@ -175,6 +188,7 @@ impl KeyClaim<'_> {
         }
         self.records.keys.remove(&gone)?;
         self.records.keys.settle(&kept)?;
+        drop(held);
         Ok(())
     }
 }
@@ -184,7 +198,7 @@ impl Drop for KeyClaim<'_> {
         // Unsettled: the outcome of the write is unknown, so the marks stay
         // in the key store for the next open; only the count is released.
         if !self.released {
-            self.records.pending.release(&self.ids);
+            release(&mut self.records.pending.lock(), &self.ids);
         }
     }
 }
@@ -212,8 +226,8 @@ mod tests {
         let pending = Pending::default();
         pending.hold(&[7, 8]);
         pending.hold(&[7]);
-        assert_eq!(pending.release(&[7, 8]), vec![8]);
-        assert_eq!(pending.release(&[7]), vec![7]);
-        assert!(pending.release(&[7]).is_empty());
+        assert_eq!(release(&mut pending.lock(), &[7, 8]), vec![8]);
+        assert_eq!(release(&mut pending.lock(), &[7]), vec![7]);
+        assert!(release(&mut pending.lock(), &[7]).is_empty());
     }
 }

@@ -59,6 +59,8 @@ pub(crate) trait Snapshot {
     fn customer(&self, id: u64) -> Res<Option<StoredCustomer>>;
     /// Whether customer `id` exists.
     fn contains_customer(&self, id: u64) -> Res<bool>;
+    /// Whether each of `ids` exists, in order.
+    fn contains_customers(&self, ids: &[u64]) -> Res<Vec<bool>>;
     /// Calls `f` with a borrowed view of customer `id` if it exists (the
     /// read path decodes without copying); returns whether it did.
     fn visit_customer(&self, id: u64, f: &mut dyn FnMut(CustomerRef<'_>)) -> Res<bool>;
@@ -223,6 +225,8 @@ pub(crate) trait Txn: Snapshot {
     // Customers.
     /// Inserts or replaces a customer.
     fn put_customer(&mut self, customer: &StoredCustomer) -> Res<()>;
+    /// Inserts or replaces customers.
+    fn put_customers(&mut self, customers: &[&StoredCustomer]) -> Res<()>;
     /// Removes a customer record (its index entries are removed apart).
     fn remove_customer(&mut self, id: u64) -> Res<()>;
     /// Adds (`add`) or removes index entries, best given in key order.

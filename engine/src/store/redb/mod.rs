@@ -50,6 +50,11 @@ pub(super) trait Open {
     fn pending_head(&self) -> Option<AuditHead> {
         None
     }
+
+    /// Audit entries this transaction appended, not yet in their table.
+    fn pending_audit(&self) -> &[(u64, Vec<u8>)] {
+        &[]
+    }
 }
 
 /// One read snapshot.
@@ -86,6 +91,9 @@ pub(crate) struct Writer<'t> {
     txn: &'t WriteTransaction,
     /// The audit head as this transaction moved it.
     head: Option<AuditHead>,
+    /// Audit entries appended, written to their table once, at the end
+    /// (every write appends at least one: its table is opened once).
+    audit: Vec<(u64, Vec<u8>)>,
     /// The smallest id this transaction knows to be unused.
     next_id: Option<u64>,
 }
@@ -108,12 +116,22 @@ impl Open for Writer<'_> {
     fn pending_head(&self) -> Option<AuditHead> {
         self.head
     }
+
+    fn pending_audit(&self) -> &[(u64, Vec<u8>)] {
+        &self.audit
+    }
 }
 
 impl Writer<'_> {
     /// Writes what the transaction kept in memory: the audit head and the
     /// highest id used.
     fn finish(self) -> Result<(), StoreError> {
+        if !self.audit.is_empty() {
+            let mut audit = self.txn.open_table(tables::AUDIT)?;
+            for (seq, bytes) in &self.audit {
+                audit.insert(*seq, bytes.as_slice())?;
+            }
+        }
         let mut meta = self.txn.open_table(META)?;
         if let Some(head) = self.head {
             meta.insert(META_AUDIT_HEAD, head.encode().as_slice())?;
@@ -210,6 +228,7 @@ impl Store {
             let mut writer = Writer {
                 txn: &txn,
                 head: None,
+                audit: Vec::new(),
                 next_id: None,
             };
             let value = f(&mut writer)?;

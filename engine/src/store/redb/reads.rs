@@ -255,12 +255,16 @@ impl<S: Open> Snapshot for S {
     }
 
     fn scan_audit(&self, first: u64, f: &mut dyn FnMut(u64, &[u8]) -> Res<bool>) -> Res<()> {
-        let Some(table) = self.table(AUDIT)? else {
-            return Ok(());
-        };
-        for entry in table.range(first..)? {
-            let (seq, bytes) = entry?;
-            if !f(seq.value(), bytes.value())? {
+        if let Some(table) = self.table(AUDIT)? {
+            for entry in table.range(first..)? {
+                let (seq, bytes) = entry?;
+                if !f(seq.value(), bytes.value())? {
+                    return Ok(());
+                }
+            }
+        }
+        for (seq, bytes) in self.pending_audit().iter().filter(|(s, _)| *s >= first) {
+            if !f(*seq, bytes)? {
                 break;
             }
         }
@@ -268,17 +272,24 @@ impl<S: Open> Snapshot for S {
     }
 
     fn audit_tail(&self, n: usize) -> Res<Vec<(u64, Vec<u8>)>> {
-        let Some(table) = self.table(AUDIT)? else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<(u64, Vec<u8>)> = table
-            .iter()?
-            .rev()
-            .take(n)
-            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
-            .collect::<Result<_, _>>()?;
+        let pending = self.pending_audit();
+        let mut out: Vec<(u64, Vec<u8>)> = pending.iter().rev().take(n).cloned().collect();
+        if let Some(table) = self.table(AUDIT)? {
+            let stored = table.iter()?.rev().take(n - out.len());
+            for row in stored {
+                let (k, v) = row?;
+                out.push((k.value(), v.value().to_vec()));
+            }
+        }
         out.reverse();
         Ok(out)
+    }
+
+    fn contains_customers(&self, ids: &[u64]) -> Res<Vec<bool>> {
+        let Some(table) = self.table(CUSTOMERS)? else {
+            return Ok(vec![false; ids.len()]);
+        };
+        ids.iter().map(|id| Ok(table.get(*id)?.is_some())).collect()
     }
 
     fn plugin(&self, name: &str) -> Res<Option<PluginInfo>> {

@@ -25,15 +25,20 @@ impl Txn for Writer<'_> {
     }
 
     fn push_audit(&mut self, head: AuditHead, bytes: &[u8]) -> Res<()> {
-        self.txn.open_table(AUDIT)?.insert(head.seq, bytes)?;
+        self.audit.push((head.seq, bytes.to_vec()));
         self.head = Some(head);
         Ok(())
     }
 
     fn put_customer(&mut self, customer: &StoredCustomer) -> Res<()> {
-        self.txn
-            .open_table(CUSTOMERS)?
-            .insert(customer.id, encode(customer)?.as_slice())?;
+        self.put_customers(&[customer])
+    }
+
+    fn put_customers(&mut self, customers: &[&StoredCustomer]) -> Res<()> {
+        let mut table = self.txn.open_table(CUSTOMERS)?;
+        for customer in customers {
+            table.insert(customer.id, encode(customer)?.as_slice())?;
+        }
         Ok(())
     }
 
