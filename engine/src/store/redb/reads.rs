@@ -1,7 +1,7 @@
 //! Every read, once, for snapshots and write transactions alike: both
 //! reach their tables through [`Open`].
 
-use redb::{Key, ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Value};
+use redb::{ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Value};
 use serde::de::DeserializeOwned;
 
 use super::super::StoreError;
@@ -19,13 +19,13 @@ use crate::plugin::PluginInfo;
 type Res<T> = Result<T, StoreError>;
 
 /// The value under `key` in a table of encoded records, decoded.
-fn get<'k, K: Key + 'static, T: DeserializeOwned>(
+fn get<'k, T: Named<V = &'static [u8]>, D: DeserializeOwned>(
     source: &impl Open,
-    def: redb::TableDefinition<K, &'static [u8]>,
-    key: impl std::borrow::Borrow<K::SelfType<'k>>,
+    table: T,
+    key: impl std::borrow::Borrow<<T::K as Value>::SelfType<'k>>,
     what: &str,
-) -> Res<Option<T>> {
-    let Some(table) = source.table(def)? else {
+) -> Res<Option<D>> {
+    let Some(table) = source.table(table)? else {
         return Ok(None);
     };
     let value = table.get(key)?;
@@ -33,11 +33,8 @@ fn get<'k, K: Key + 'static, T: DeserializeOwned>(
 }
 
 /// How many entries a table holds.
-fn len<K: Key + 'static, V: Value + 'static>(
-    source: &impl Open,
-    def: redb::TableDefinition<K, V>,
-) -> Res<u64> {
-    Ok(match source.table(def)? {
+fn len(source: &impl Open, table: impl Named) -> Res<u64> {
+    Ok(match source.table(table)? {
         Some(table) => table.len()?,
         None => 0,
     })
