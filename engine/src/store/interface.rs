@@ -66,9 +66,8 @@ pub(crate) trait Snapshot {
     fn visit_customer(&self, id: u64, f: &mut dyn FnMut(CustomerRef<'_>)) -> Res<bool>;
     /// Calls `f` with each customer whose id is above `after`, in id order,
     /// until it returns `false` or `limit` customers were seen; returns the
-    /// last id seen. INVARIANT: `f` does not read the customers table
-    /// through the same transaction (a write transaction refuses a table
-    /// opened twice).
+    /// last id seen. `f` may read through the same snapshot or
+    /// transaction; it cannot write.
     fn scan_customers(
         &self,
         after: u64,

@@ -110,7 +110,7 @@ impl KeyStore {
     /// Durably stores wrapped keys, marked pending, in the primary and
     /// every mirror.
     pub(crate) fn put(&self, keys: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
-        self.each(|db| {
+        self.each(keys.len(), |db| {
             apply(db, Durability::Immediate, |table, pending| {
                 for (id, wrapped) in keys {
                     table.insert(*id, wrapped.as_slice())?;
@@ -123,7 +123,7 @@ impl KeyStore {
 
     /// Durably marks keys as about to be destroyed.
     pub(crate) fn mark_pending(&self, ids: &[u64]) -> Result<(), StoreError> {
-        self.each(|db| {
+        self.each(ids.len(), |db| {
             apply(db, Durability::Immediate, |_, pending| {
                 for id in ids {
                     pending.insert(*id, ())?;
@@ -136,7 +136,7 @@ impl KeyStore {
     /// Clears the pending mark once the data write is known to be done. Not
     /// synced: a lost mark is settled again, harmlessly, at the next open.
     pub(crate) fn settle(&self, ids: &[u64]) -> Result<(), StoreError> {
-        self.each(|db| {
+        self.each(ids.len(), |db| {
             apply(db, Durability::None, |_, pending| {
                 for id in ids {
                     pending.remove(*id)?;
@@ -148,7 +148,7 @@ impl KeyStore {
 
     /// Durably destroys keys in the primary and every mirror.
     pub(crate) fn remove(&self, ids: &[u64]) -> Result<(), StoreError> {
-        self.each(|db| {
+        self.each(ids.len(), |db| {
             apply(db, Durability::Immediate, |table, pending| {
                 for id in ids {
                     table.remove(*id)?;
@@ -203,7 +203,16 @@ impl KeyStore {
         table.iter()?.map(|r| Ok(r?.0.value())).collect()
     }
 
-    fn each(&self, f: impl Fn(&Database) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    /// Applies a write of `changes` ids to the primary and every mirror. A
+    /// write of none writes nothing: no commit, so no sync.
+    fn each(
+        &self,
+        changes: usize,
+        f: impl Fn(&Database) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if changes == 0 {
+            return Ok(());
+        }
         f(&self.primary)?;
         for mirror in &self.mirrors {
             f(mirror)?;
@@ -317,4 +326,44 @@ fn copy_all(from: &Database, to: &Database) -> Result<(), StoreError> {
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn generation(store: &KeyStore) -> Option<Vec<u8>> {
+        read_meta(&store.primary, GENERATION).unwrap()
+    }
+
+    /// Every write with a key claim settles it; most settle no removal, and
+    /// a durable commit of nothing cost a sync of the key store and of
+    /// every mirror.
+    #[test]
+    fn a_write_of_no_ids_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = dir.path().join("mirror.redb");
+        let store = KeyStore::open(
+            &dir.path().join("keys.redb"),
+            std::slice::from_ref(&mirror),
+            [1; 32],
+            Some([2; 16]),
+        )
+        .unwrap();
+        let before = generation(&store);
+        store.put(&[]).unwrap();
+        store.mark_pending(&[]).unwrap();
+        store.settle(&[]).unwrap();
+        store.remove(&[]).unwrap();
+        assert_eq!(generation(&store), before);
+        store.put(&[(7, vec![0; 8])]).unwrap();
+        store.remove(&[7]).unwrap();
+        assert_ne!(generation(&store), before);
+        assert_eq!(
+            read_meta(&store.mirrors[0], GENERATION).unwrap(),
+            generation(&store)
+        );
+    }
 }

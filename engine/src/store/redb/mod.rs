@@ -10,6 +10,8 @@
 //! from later writes, and a commit that is durable when it returns.
 
 mod reads;
+#[cfg(test)]
+mod tests;
 mod tables;
 mod writes;
 
