@@ -140,6 +140,17 @@ fn withdrawal_erases_what_lost_its_basis_and_stops_marketing() {
         .record_consent(&ctx, id, &ConsentChange::withdraw("marketing", "app"))
         .unwrap();
     assert_eq!(erased, vec!["birthday".to_string()]);
+    // The audit chain has the cause, then its consequence.
+    // (The plugin's reads of the update event come after both.)
+    let tail = engine.audit_tail(&ctx, 10).unwrap();
+    let ours: Vec<_> = tail.iter().filter(|e| e.actor == "admin").collect();
+    let actions: Vec<&str> = ours.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions[actions.len() - 2..],
+        ["consent.record", "customer.update"],
+        "{tail:?}"
+    );
+    assert_eq!(ours[ours.len() - 1].fields, ["birthday"], "{tail:?}");
     // Not shown to anyone any more, nor to plugins: it is gone.
     let view = engine.customer(&ctx, id).unwrap();
     assert_eq!(view.get("birthday"), None);

@@ -4,7 +4,7 @@
 
 use super::access::{Decider, Filed, Prepared, prepare};
 use super::{Caller, Core, Emitted, Entry, Keep};
-use crate::audit::{self, Outcome};
+use crate::audit::{self, Outcome, Record};
 use crate::identity::Actor;
 use crate::model::{Customer, CustomerId};
 use crate::policy::{Action, Decision};
@@ -72,6 +72,10 @@ pub(crate) struct Write<'a> {
     pub(super) emitted: &'a mut Vec<Emitted>,
     pub(super) keep: &'a mut Vec<Keep>,
     pub(super) refused_as: &'a mut Option<Entry>,
+    /// Entries of consequences, appended after the operation's own entry
+    /// (the cause comes first in the chain); `None` in an itemized
+    /// operation, whose items are appended as they end.
+    pub(super) consequences: Option<&'a mut Vec<Record>>,
 }
 
 impl<'a> Write<'a> {
@@ -106,11 +110,17 @@ impl<'a> Write<'a> {
         }
     }
 
-    /// Appends an audit entry of this transaction (an item of an
-    /// itemized operation, or a consequence such as an alert).
+    /// Appends an audit entry of this transaction: an item of an itemized
+    /// operation now, or a consequence (fields erased by a withdrawal, a
+    /// message dropped) after the operation's own entry.
     pub(crate) fn audit(&mut self, entry: Entry, outcome: Outcome) -> Result<()> {
         let record = entry.into_record(self.caller, outcome);
-        audit::append(self.txn, self.core.records.ring.audit_key(), &record)?;
+        match &mut self.consequences {
+            Some(after) => after.push(record),
+            None => {
+                audit::append(self.txn, self.core.records.ring.audit_key(), &record)?;
+            }
+        }
         Ok(())
     }
 

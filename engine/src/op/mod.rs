@@ -453,6 +453,7 @@ impl Core {
         let mut emitted = Vec::new();
         let mut keep = Vec::new();
         let mut refused_as = None;
+        let mut consequences = Vec::new();
         let mut source = None;
         let committed = self.store.write(|txn| {
             let actor = (self.admit(&*txn, caller, &rule, &entry)).map_err(Stop::Refused)?;
@@ -466,12 +467,17 @@ impl Core {
                 emitted: &mut emitted,
                 keep: &mut keep,
                 refused_as: &mut refused_as,
+                consequences: (!itemized).then_some(&mut consequences),
             };
             let value = body(&mut write).map_err(Stop::Refused)?;
             if !itemized {
                 let record =
                     std::mem::replace(write.entry, Entry::new("")).into_record(caller, Outcome::Ok);
-                audit::append(write.txn, self.records.ring.audit_key(), &record)?;
+                let key = self.records.ring.audit_key();
+                audit::append(write.txn, key, &record)?;
+                for record in write.consequences.take().into_iter().flatten() {
+                    audit::append(write.txn, key, record)?;
+                }
             }
             Ok::<_, Stop>(value)
         });
