@@ -5,10 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Engine;
-use crate::audit::Outcome;
 use crate::identity::ADMIN_ROLE;
 use crate::model::{Schema, from_micros};
-use crate::op::{Caller, Core, Entry, Op};
+use crate::op::{Core, Entry, Op};
 use crate::policy::{CaseReport, Policy, PolicyError, PolicyPack};
 use crate::store::StoredPolicy;
 use crate::{Context, Error, Result};
@@ -97,12 +96,11 @@ pub(super) fn load(core: &Core) -> Result<()> {
     }
     let pack = PolicyPack::default_pack();
     let policy = Policy::compile(&pack)?;
-    let caller = Caller::internal("setup", "setup");
-    let key = core.records.ring.audit_key();
     let installed_at = core.records.now();
-    core.store.write(|w| {
+    let entry = Entry::new("policy.install").target("policy version 1 (default pack)");
+    core.setup("setup", entry, |w| {
         if w.latest_policy()?.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let stored = StoredPolicy {
             pack: pack.to_bytes(),
@@ -110,9 +108,7 @@ pub(super) fn load(core: &Core) -> Result<()> {
             installed_by: "setup".into(),
         };
         w.put_policy(1, &stored)?;
-        let entry = Entry::new("policy.install").target("policy version 1 (default pack)");
-        crate::audit::append(w, key, &entry.record(&caller, Outcome::Ok))?;
-        Ok::<_, Error>(())
+        Ok(true)
     })?;
     core.set_policy(policy);
     Ok(())

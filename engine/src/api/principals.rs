@@ -1,11 +1,10 @@
 //! Principals, for administrators: who may act, with which roles.
 
 use super::Engine;
-use crate::audit::Outcome;
 use crate::identity::{
     self, ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalRecord, PrincipalUpdate,
 };
-use crate::op::{Caller, Core, Entry, Op};
+use crate::op::{Core, Entry, Op};
 use crate::store::{Snapshot, Txn};
 use crate::{Context, Denied, Error, Result};
 
@@ -16,12 +15,11 @@ pub(super) fn bootstrap_admin(core: &Core, name: &str) -> Result<()> {
     if core.store.read(|r| r.principal_count())? > 0 {
         return Ok(());
     }
-    let caller = Caller::internal(name, "setup");
     let now = core.records.now();
-    let key = core.records.ring.audit_key();
-    core.store.write(|w| {
+    let entry = Entry::new("principal.create").target(format!("principal {name}"));
+    core.setup(name, entry, |w| {
         if w.principal_count()? > 0 {
-            return Ok(());
+            return Ok(false);
         }
         w.put_principal(&PrincipalRecord {
             name: name.to_string(),
@@ -31,9 +29,7 @@ pub(super) fn bootstrap_admin(core: &Core, name: &str) -> Result<()> {
             created_at: now,
             attributes: Default::default(),
         })?;
-        let entry = Entry::new("principal.create").target(format!("principal {name}"));
-        crate::audit::append(w, key, &entry.record(&caller, Outcome::Ok))?;
-        Ok::<_, Error>(())
+        Ok(true)
     })
 }
 

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::{Core, Entry, outcome_of};
+use crate::audit::{Outcome, Record};
 use crate::crypto::{Keyring, keyed_hash};
+use crate::model::wall_micros;
 use crate::store::Txn;
 use crate::{Denied, Error, Result};
 
@@ -91,7 +93,7 @@ pub(crate) struct Caller {
 impl Caller {
     /// The engine acting on its own behalf (setup, the first admin) or a
     /// plugin's principal on a call the engine makes: no session to check.
-    pub(crate) fn internal(principal: impl Into<String>, purpose: impl Into<String>) -> Self {
+    pub(super) fn internal(principal: impl Into<String>, purpose: impl Into<String>) -> Self {
         Self {
             principal: principal.into(),
             purpose: purpose.into(),
@@ -105,6 +107,51 @@ impl Caller {
     pub(crate) fn purpose(&self) -> &str {
         &self.purpose
     }
+}
+
+/// The audit record of what a caller did.
+impl Entry {
+    /// The audit record for `who` (principal, purpose) with `outcome`.
+    /// Caller-supplied text is cut to a bounded length: a refused call by
+    /// an unknown principal must not be able to write an entry of any size.
+    pub(crate) fn record(&self, who: &Caller, outcome: Outcome) -> Record {
+        self.clone().into_record(who, outcome)
+    }
+
+    /// [`Entry::record`], consuming the entry.
+    pub(crate) fn into_record(self, who: &Caller, outcome: Outcome) -> Record {
+        // A reason can quote what a caller or a plugin sent: bounded too.
+        let outcome = match outcome {
+            Outcome::Denied(reason) => Outcome::Denied(clip(&reason, MAX_REASON)),
+            Outcome::Failed(reason) => Outcome::Failed(clip(&reason, MAX_REASON)),
+            Outcome::Ok => Outcome::Ok,
+        };
+        Record {
+            at: wall_micros(),
+            actor: clip(who.principal(), 128),
+            action: self.action,
+            target: self.target.as_deref().map(|t| clip(t, 256)),
+            customers: self.customers,
+            fields: self.fields,
+            purpose: clip(who.purpose(), 256),
+            outcome,
+        }
+    }
+}
+
+/// The longest reason an audit entry keeps, in bytes.
+const MAX_REASON: usize = 1024;
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked `…`.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", text.get(..end).unwrap_or_default())
 }
 
 impl Core {

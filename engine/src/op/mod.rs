@@ -25,6 +25,7 @@ mod events;
 mod execute;
 mod handles;
 mod login;
+mod operation;
 mod plugins;
 mod steps;
 
@@ -38,12 +39,13 @@ pub(crate) use context::token_hash;
 pub(crate) use handles::{Read, Write};
 pub use login::{AuthSettings, Session, SessionInfo, TotpEnrollment};
 pub(crate) use login::{name_key, session_id, token_is_id};
+pub(crate) use operation::{Entry, Op, Rule, outcome_of};
 pub use plugins::CallReport;
 pub(crate) use plugins::{Host, NoServices, code_hash};
 
 use crate::audit::{self, Batcher, Outcome, Record};
 use crate::identity::Actor;
-use crate::model::{Channel, CustomerId, wall_micros};
+use crate::model::{Channel, CustomerId};
 use crate::plugin::EventKind;
 use crate::policy::Policy;
 use crate::privacy::RetentionPolicy;
@@ -64,159 +66,6 @@ pub(crate) struct Core {
     policy: RwLock<Arc<Policy>>,
     /// The retention policy in force; replaced whole by an install.
     retention: RwLock<Arc<RetentionPolicy>>,
-}
-
-/// Who may run an operation, by a rule of the engine that no policy
-/// changes. Customer data is decided, on top, by the policy per customer.
-#[derive(Clone, Debug)]
-pub(crate) enum Rule {
-    /// Any active principal.
-    Active,
-    /// Admins only; says what is refused (`install plugins`).
-    Admins(String),
-    /// Admins and data stewards (privacy officers).
-    Officers(String),
-    /// The principal `name` itself, or an admin; `what` is refused, e.g.
-    /// `revoke the sessions of`.
-    SelfOrAdmin { name: String, what: String },
-}
-
-/// What an audit entry says: never a value, only names and ids.
-#[derive(Clone, Debug)]
-pub(crate) struct Entry {
-    pub(crate) action: String,
-    pub(crate) target: Option<String>,
-    pub(crate) customers: Vec<u64>,
-    pub(crate) fields: Vec<String>,
-}
-
-impl Entry {
-    pub(crate) fn new(action: impl Into<String>) -> Self {
-        Self {
-            action: action.into(),
-            target: None,
-            customers: Vec::new(),
-            fields: Vec::new(),
-        }
-    }
-
-    /// About one customer.
-    pub(crate) fn customer(mut self, id: u64) -> Self {
-        self.target = Some(format!("customer {id}"));
-        self.customers = vec![id];
-        self
-    }
-
-    pub(crate) fn target(mut self, target: impl Into<String>) -> Self {
-        self.target = Some(target.into());
-        self
-    }
-
-    pub(crate) fn fields(mut self, fields: Vec<String>) -> Self {
-        self.fields = fields;
-        self
-    }
-
-    /// The audit record for `who` (principal, purpose) with `outcome`.
-    /// Caller-supplied text is cut to a bounded length: a refused call by
-    /// an unknown principal must not be able to write an entry of any size.
-    pub(crate) fn record(&self, who: &Caller, outcome: Outcome) -> Record {
-        self.clone().into_record(who, outcome)
-    }
-
-    /// [`Entry::record`], consuming the entry.
-    pub(crate) fn into_record(self, who: &Caller, outcome: Outcome) -> Record {
-        // A reason can quote what a caller or a plugin sent: bounded too.
-        let outcome = match outcome {
-            Outcome::Denied(reason) => Outcome::Denied(clip(&reason, MAX_REASON)),
-            Outcome::Failed(reason) => Outcome::Failed(clip(&reason, MAX_REASON)),
-            Outcome::Ok => Outcome::Ok,
-        };
-        Record {
-            at: wall_micros(),
-            actor: clip(who.principal(), 128),
-            action: self.action,
-            target: self.target.as_deref().map(|t| clip(t, 256)),
-            customers: self.customers,
-            fields: self.fields,
-            purpose: clip(who.purpose(), 256),
-            outcome,
-        }
-    }
-}
-
-/// An operation: its audit entry, its rule, and the data keys its write
-/// creates or may destroy.
-pub(crate) struct Op<'r> {
-    entry: Entry,
-    rule: Rule,
-    claim: Option<KeyClaim<'r>>,
-    /// On success, the body writes the entries itself (one per item).
-    itemized: bool,
-}
-
-impl<'r> Op<'r> {
-    /// An operation any active principal may attempt.
-    pub(crate) fn new(entry: Entry) -> Self {
-        Self {
-            entry,
-            rule: Rule::Active,
-            claim: None,
-            itemized: false,
-        }
-    }
-
-    pub(crate) fn rule(mut self, rule: Rule) -> Self {
-        self.rule = rule;
-        self
-    }
-
-    /// Admins only.
-    pub(crate) fn admins(self, what: impl Into<String>) -> Self {
-        self.rule(Rule::Admins(what.into()))
-    }
-
-    /// Admins and data stewards only.
-    pub(crate) fn officers(self, what: impl Into<String>) -> Self {
-        self.rule(Rule::Officers(what.into()))
-    }
-
-    /// The keys this write creates or may destroy, settled after it.
-    pub(crate) fn claim(mut self, claim: KeyClaim<'r>) -> Self {
-        self.claim = Some(claim);
-        self
-    }
-
-    /// On success the body writes one entry per item ([`Write::audit`])
-    /// instead of the operation's own; a refusal is still recorded with it.
-    pub(crate) fn itemized(mut self) -> Self {
-        self.itemized = true;
-        self
-    }
-}
-
-/// The longest reason an audit entry keeps, in bytes.
-const MAX_REASON: usize = 1024;
-
-/// `text` cut to at most `max` bytes, on a character boundary, marked `…`.
-fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", text.get(..end).unwrap_or_default())
-}
-
-/// How a failed operation is audited: a refusal as denied with its reason,
-/// anything else as failed.
-pub(crate) fn outcome_of(error: &Error) -> Outcome {
-    match error {
-        Error::Denied(denied) => Outcome::Denied(denied.to_string()),
-        other => Outcome::Failed(other.to_string()),
-    }
 }
 
 /// Something that happened, for subscribed plugins.
@@ -427,6 +276,27 @@ impl Core {
                 Err(e)
             }
         }
+    }
+
+    /// A write the engine makes on its own while a database is opened (the
+    /// default policy, the first administrator): there is no caller to
+    /// identify or decide for yet. One transaction with its audit entry,
+    /// made by `by`; `body` returns whether it wrote anything (another
+    /// open may have done it), and without a write there is no entry.
+    pub(crate) fn setup(
+        &self,
+        by: &str,
+        entry: Entry,
+        body: impl FnOnce(&mut dyn Txn) -> Result<bool>,
+    ) -> Result<()> {
+        let caller = Caller::internal(by, "setup");
+        self.store.write(|txn| {
+            if body(txn)? {
+                let record = entry.into_record(&caller, Outcome::Ok);
+                audit::append(txn, self.records.ring.audit_key(), &record)?;
+            }
+            Ok(())
+        })
     }
 
     /// Refuses before any transaction (a check on a snapshot, or on input
