@@ -9,7 +9,8 @@ use redb::{ReadableTable, TableDefinition};
 use crate::{Fixture, admin, as_, li_na};
 
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The settings table holds tagged records; read and written here as bytes.
+const SETTINGS: TableDefinition<&str, crate::integrity::Tagged> = TableDefinition::new("settings");
 
 /// A database with a chain of a dozen entries and its checkpoint.
 fn chain() -> (Fixture, Checkpoint) {
@@ -29,13 +30,12 @@ fn chain() -> (Fixture, Checkpoint) {
 }
 
 /// Edits the raw audit table as an attacker with file access would.
-fn tamper(db: &Path, f: impl FnOnce(&mut redb::Table<u64, &[u8]>, &mut redb::Table<&str, &[u8]>)) {
+fn tamper(db: &Path, f: impl FnOnce(&mut redb::Table<u64, &[u8]>)) {
     let db = redb::Database::open(db).unwrap();
     let txn = db.begin_write().unwrap();
     {
         let mut audit = txn.open_table(AUDIT).unwrap();
-        let mut meta = txn.open_table(META).unwrap();
-        f(&mut audit, &mut meta);
+        f(&mut audit);
     }
     txn.commit().unwrap();
 }
@@ -101,7 +101,7 @@ fn every_operation_is_audited_without_values() {
 #[test]
 fn modification_is_detected() {
     let (fx, _) = chain();
-    tamper(&fx.db(), |audit, _| {
+    tamper(&fx.db(), |audit| {
         let mut bytes = entry(audit, 5);
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
@@ -113,7 +113,7 @@ fn modification_is_detected() {
 #[test]
 fn deletion_is_detected() {
     let (fx, _) = chain();
-    tamper(&fx.db(), |audit, _| {
+    tamper(&fx.db(), |audit| {
         audit.remove(6).unwrap();
     });
     assert_eq!(broken_at(verify(&fx, None)), 6);
@@ -123,7 +123,7 @@ fn deletion_is_detected() {
 fn insertion_is_detected() {
     let (fx, checkpoint) = chain();
     // Shift entries 4.. up by one and put a forged entry (a copy of 3) at 4.
-    tamper(&fx.db(), |audit, _| {
+    tamper(&fx.db(), |audit| {
         for seq in (4..=checkpoint.seq).rev() {
             let bytes = entry(audit, seq);
             audit.insert(seq + 1, bytes.as_slice()).unwrap();
@@ -138,15 +138,13 @@ fn insertion_is_detected() {
 fn an_entry_appended_without_the_key_is_detected() {
     let (fx, checkpoint) = chain();
     let next = checkpoint.seq + 1;
-    tamper(&fx.db(), |audit, meta| {
+    tamper(&fx.db(), |audit| {
         let mut forged = entry(audit, checkpoint.seq);
-        // Link it to the head correctly; the attacker cannot compute the keyed hash.
+        // Link it to the head correctly; the attacker cannot compute the
+        // keyed hash (nor move the recorded head, which is tagged).
         let head = forged[32..64].to_vec();
         forged[..32].copy_from_slice(&head);
         audit.insert(next, forged.as_slice()).unwrap();
-        let mut new_head = next.to_le_bytes().to_vec();
-        new_head.extend_from_slice(&forged[32..64]);
-        meta.insert("audit_head", new_head.as_slice()).unwrap();
     });
     assert_eq!(broken_at(verify(&fx, None)), next);
 }
@@ -154,7 +152,7 @@ fn an_entry_appended_without_the_key_is_detected() {
 #[test]
 fn reordering_is_detected() {
     let (fx, _) = chain();
-    tamper(&fx.db(), |audit, _| {
+    tamper(&fx.db(), |audit| {
         let four = entry(audit, 4);
         let five = entry(audit, 5);
         audit.insert(4, five.as_slice()).unwrap();
@@ -165,22 +163,29 @@ fn reordering_is_detected() {
 
 #[test]
 fn truncation_is_detected() {
-    let (fx, checkpoint) = chain();
-    let keep = checkpoint.seq - 3;
-    // Cutting the tail without fixing the recorded head is found by itself.
-    tamper(&fx.db(), |audit, _| {
+    let (fx, _) = chain();
+    // The recorded head, as it was when the chain was shorter: a record
+    // an attacker can keep from an older copy of the file and put back
+    // (it is authenticated, and stays valid under its own key).
+    let keep = fx.open().audit_checkpoint().unwrap().seq;
+    let old_head = head_record(&fx.db());
+    let engine = fx.open();
+    for _ in 0..3 {
+        engine.count_customers(&admin()).unwrap();
+    }
+    drop(engine);
+    let checkpoint = fx.open().audit_checkpoint().unwrap();
+    assert!(checkpoint.seq > keep);
+    // Cutting the tail without the old head is found by itself.
+    tamper(&fx.db(), |audit| {
         for seq in keep + 1..=checkpoint.seq {
             audit.remove(seq).unwrap();
         }
     });
     assert_eq!(broken_at(verify(&fx, None)), keep + 1);
-    // An attacker who also rewrites the head is found by the checkpoint.
-    tamper(&fx.db(), |audit, meta| {
-        let last = entry(audit, keep);
-        let mut head = keep.to_le_bytes().to_vec();
-        head.extend_from_slice(&last[32..64]);
-        meta.insert("audit_head", head.as_slice()).unwrap();
-    });
+    // An attacker who also puts the old head back is found by the
+    // checkpoint only.
+    set_head_record(&fx.db(), &old_head);
     assert!(
         verify(&fx, None).is_ok(),
         "without a checkpoint a clean cut is invisible"
@@ -195,6 +200,29 @@ fn truncation_is_detected() {
         }
         other => panic!("expected truncation, got {other:?}"),
     }
+}
+
+/// The stored `audit_head` setting, tag included.
+fn head_record(db: &Path) -> Vec<u8> {
+    let db = redb::Database::open(db).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let settings = txn.open_table(SETTINGS).unwrap();
+    settings
+        .get("audit_head")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec()
+}
+
+fn set_head_record(db: &Path, head: &[u8]) {
+    let db = redb::Database::open(db).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(SETTINGS)
+        .unwrap()
+        .insert("audit_head", head)
+        .unwrap();
+    txn.commit().unwrap();
 }
 
 #[test]

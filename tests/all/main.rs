@@ -16,6 +16,7 @@ mod encryption;
 mod faults;
 mod fuzz;
 mod input;
+mod integrity;
 mod login;
 mod model;
 mod path;

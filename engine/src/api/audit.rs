@@ -1,9 +1,29 @@
 //! The audit chain, for operators: verification, checkpoints, the log.
 
 use super::Engine;
-use crate::audit::{self, AuditEntry, Checkpoint, VerifyReport};
+use crate::audit::{self, AuditEntry, AuditError, Checkpoint, VerifyReport};
+use crate::crypto::Keyring;
 use crate::op::{Entry, Op};
+use crate::store::Store;
 use crate::{Context, Result};
+
+/// Verifies the audit chain, then every authenticated record.
+pub(super) fn verify_store(
+    store: &Store,
+    ring: &Keyring,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<VerifyReport> {
+    let mut failures = Vec::new();
+    let records = store.verify_records(&mut |f| failures.push(f))?;
+    // A tampered record comes first: the recorded head of the chain may
+    // be one of them.
+    if !failures.is_empty() {
+        return Err(AuditError::Tampered(failures).into());
+    }
+    let mut report = store.read(|r| audit::verify(r, ring.audit_key(), checkpoint))?;
+    report.records = records;
+    Ok(report)
+}
 
 impl Engine {
     /// Verifies the whole audit chain (and, given one, against an exported
@@ -11,11 +31,7 @@ impl Engine {
     /// operation: it reads no customer data and needs no principal.
     pub fn verify_audit(&self, checkpoint: Option<&Checkpoint>) -> Result<VerifyReport> {
         self.flush_audit()?;
-        let key = self.core.records.ring.audit_key();
-        Ok(self
-            .core
-            .store
-            .read(|r| audit::verify(r, key, checkpoint))?)
+        verify_store(&self.core.store, &self.core.records.ring, checkpoint)
     }
 
     /// The chain's head, to export and keep elsewhere: a later
@@ -29,10 +45,11 @@ impl Engine {
     pub fn audit_tail(&self, ctx: &Context, n: usize) -> Result<Vec<AuditEntry>> {
         self.flush_audit()?;
         let op = Op::new(Entry::new("audit.read")).admins("read the audit log");
+        let key = self.core.records.ring.audit_key();
         self.core.read(ctx, op, |read| {
             let raw = read.snapshot().audit_tail(n)?;
             (raw.iter())
-                .map(|(seq, bytes)| Ok(audit::decode_entry(*seq, bytes)?))
+                .map(|(seq, bytes)| Ok(audit::decode_entry(key, *seq, bytes)?))
                 .collect()
         })
     }

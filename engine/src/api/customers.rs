@@ -112,39 +112,22 @@ impl Engine {
             // (nothing is decrypted); then reveal those to the guard, as
             // one request.
             let mut shown = Vec::with_capacity(limit.min(1024));
-            let mut failed = None;
             let scanned = match limit {
                 0 => Ok(()),
-                _ => snapshot.scan_index(index.as_index(), &mut |id| {
-                    let seen = snapshot.with_customer(id, |record| {
-                        let Some(record) = record else {
-                            return Ok(None);
-                        };
-                        let decision = read.decider().decide(snapshot, Action::Search, &record)?;
-                        // A hit on a sensitive field the principal may not
-                        // see in full would confirm the searched value.
-                        let confirms = (sensitive.as_ref()).is_some_and(|f| {
-                            decision.treatment(f, Sensitivity::Sensitive) != Treatment::Full
-                        });
-                        match decision.allowed() && !confirms {
-                            true => read.prepare(&record, &decision).map(Some),
-                            false => Ok::<_, Error>(None),
-                        }
+                _ => snapshot.scan_filed(index.as_index(), &mut |record| {
+                    let decision = read.decider().decide(snapshot, Action::Search, &record)?;
+                    // A hit on a sensitive field the principal may not see
+                    // in full would confirm the searched value.
+                    let confirms = (sensitive.as_ref()).is_some_and(|f| {
+                        decision.treatment(f, Sensitivity::Sensitive) != Treatment::Full
                     });
-                    match seen {
-                        Ok(prepared) => shown.extend(prepared),
-                        Err(e) => {
-                            failed = Some(e);
-                            return Ok(false);
-                        }
+                    if decision.allowed() && !confirms {
+                        shown.push(read.prepare(&record, &decision)?);
                     }
-                    Ok(shown.len() < limit)
+                    Ok::<_, Error>(shown.len() < limit)
                 }),
             };
             scanned?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
             // The guard sees every customer the search shows, as one
             // request, before anything is decrypted.
             let ids: Vec<u64> = shown.iter().map(Prepared::id).collect();

@@ -34,7 +34,7 @@ pub use retention::{
 };
 pub use subject::{Aggregate, DeletionRecord, QueuedMessage, SubjectExport};
 
-use crate::audit::{AuditDurability, Batcher};
+use crate::audit::{AuditDurability, Batcher, Checkpoint, VerifyReport};
 use crate::crypto::{CryptoError, Keyring, MasterKey};
 use crate::model::{Clock, Schema};
 use crate::op::{AuthSettings, Core, Host};
@@ -139,10 +139,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Opens the engine: checks the key before writing anything, repairs
-    /// after a crash, collects orphan keys.
-    pub fn open(self) -> Result<Engine> {
-        let key = (self.key).ok_or_else(|| Error::Config("no master key given".into()))?;
+    /// Opens the engine's two files, checking the key first.
+    fn open_files(&mut self, to_verify: bool) -> Result<(Keyring, PathBuf, store::open::Opened)> {
+        let key = (self.key.take()).ok_or_else(|| Error::Config("no master key given".into()))?;
         let ring = Keyring::new(&key);
         drop(key);
         let key_store_path = match (&self.key_store, &self.path) {
@@ -152,29 +151,48 @@ impl EngineBuilder {
                 return Err(Error::Config("give a data path or a key store path".into()));
             }
         };
-        let location = match self.backend {
+        let location = match self.backend.take() {
             Some(b) => Location::Backend(b),
             None => match &self.path {
                 Some(p) => Location::Path(p),
                 None => return Err(Error::Config("give a data path".into())),
             },
         };
-        let schema = self.schema.unwrap_or_default();
+        let schema = self.schema.clone().unwrap_or_default();
         let opened = store::open::open(store::open::Request {
             data: location,
             key_store: &key_store_path,
             mirrors: &self.mirrors,
             key_check: ring.check_value(),
-            create: self.create,
+            integrity: store::Integrity::new(ring.integrity_key()),
+            create: self.create && !to_verify,
+            to_verify,
             schema: schema.source(),
         });
-        let store::open::Opened { store, keys, meta } = match opened {
-            Err(StoreError::KeyCheckMismatch) => return Err(CryptoError::WrongKey.into()),
-            other => other?,
-        };
+        match opened {
+            Err(StoreError::KeyCheckMismatch) => Err(CryptoError::WrongKey.into()),
+            other => Ok((ring, key_store_path, other?)),
+        }
+    }
+
+    /// Verifies a database without serving it: the audit chain (and,
+    /// given one, against an exported checkpoint) and every authenticated
+    /// record. Unlike [`Engine::verify_audit`], it needs none of the
+    /// records an engine loads to serve (policy, plugins, settings), so it
+    /// reports a tampered one instead of failing to open.
+    pub fn verify(mut self, checkpoint: Option<&Checkpoint>) -> Result<VerifyReport> {
+        let (ring, _, opened) = self.open_files(true)?;
+        audit::verify_store(&opened.store, &ring, checkpoint)
+    }
+
+    /// Opens the engine: checks the key before writing anything, repairs
+    /// after a crash, collects orphan keys.
+    pub fn open(mut self) -> Result<Engine> {
+        let (ring, key_store_path, opened) = self.open_files(false)?;
+        let store::open::Opened { store, keys, meta } = opened;
         let schema = match meta.schema {
             Some(text) => Schema::from_toml(&text)?,
-            None => schema,
+            None => self.schema.take().unwrap_or_default(),
         };
         let records = Records::new(schema, ring, self.clock, keys, meta.next_id);
         let core = Arc::new(Core::new(

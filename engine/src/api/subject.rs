@@ -180,7 +180,7 @@ impl Engine {
             read.touched([], fields.keys().cloned());
             let mut accesses = Vec::new();
             r.scan_audit(1, &mut |seq, bytes| {
-                let mut entry = audit::decode_entry(seq, bytes)?;
+                let mut entry = audit::decode_entry(records.ring.audit_key(), seq, bytes)?;
                 if entry.customers.contains(&id) {
                     // Other people in the same entry are not the subject's business.
                     entry.customers = vec![id];

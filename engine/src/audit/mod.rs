@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use batch::Batcher;
 
 use crate::crypto::{hex, keyed_hash};
-use crate::store::{AuditHead, Snapshot, StoreError, Txn};
+use crate::store::{AuditHead, IntegrityFailure, Snapshot, StoreError, Txn};
 
 /// Errors of the audit chain.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +47,21 @@ pub enum AuditError {
     /// A checkpoint file is malformed.
     #[error("invalid checkpoint: {0}")]
     Checkpoint(String),
+    /// The chain verifies, but records failed their integrity check.
+    #[error("{} record(s) failed their integrity check (altered or moved outside the engine, and not used): {}", .0.len(), list(.0))]
+    Tampered(Vec<IntegrityFailure>),
+}
+
+fn list(failures: &[IntegrityFailure]) -> String {
+    let shown: Vec<String> = failures.iter().take(20).map(ToString::to_string).collect();
+    match failures.len() > shown.len() {
+        true => format!(
+            "{}; and {} more",
+            shown.join("; "),
+            failures.len() - shown.len()
+        ),
+        false => shown.join("; "),
+    }
 }
 
 /// What an operation came to.
@@ -133,6 +148,8 @@ pub struct VerifyReport {
     pub head_hash: String,
     /// Whether a checkpoint was checked.
     pub checkpoint_checked: bool,
+    /// Authenticated records checked (every record of the data file).
+    pub records: u64,
 }
 
 const LINK: usize = 64;
@@ -271,15 +288,28 @@ pub(crate) fn verify(
         entries: last,
         head_hash: hex(&prev),
         checkpoint_checked: checkpoint.is_some(),
+        records: 0,
     })
 }
 
-/// Decodes a stored entry for display.
-pub(crate) fn decode_entry(seq: u64, bytes: &[u8]) -> Result<AuditEntry, StoreError> {
+/// Decodes a stored entry for display, if its own keyed hash holds (an
+/// entry is authenticated by itself too, not only by the chain).
+pub(crate) fn decode_entry(
+    key: &[u8; 32],
+    seq: u64,
+    bytes: &[u8],
+) -> Result<AuditEntry, StoreError> {
+    let forged = || StoreError::Integrity {
+        table: "audit".into(),
+        key: seq.to_string(),
+    };
+    let (prev, rest) = bytes.split_first_chunk::<32>().ok_or_else(forged)?;
+    let (hash, payload) = rest.split_first_chunk::<32>().ok_or_else(forged)?;
+    if keyed_hash(key, &[&seq.to_le_bytes(), prev, payload]) != *hash {
+        return Err(forged());
+    }
     let corrupt = || StoreError::Corrupt(format!("audit entry {seq}"));
-    let hash = bytes.get(32..LINK).ok_or_else(corrupt)?;
-    let record: Record =
-        postcard::from_bytes(bytes.get(LINK..).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    let record: Record = postcard::from_bytes(payload).map_err(|_| corrupt())?;
     Ok(AuditEntry {
         seq,
         at: DateTime::from_timestamp_micros(record.at).unwrap_or_default(),

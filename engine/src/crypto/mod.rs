@@ -152,6 +152,8 @@ pub(crate) struct Keyring {
     wrap: XChaCha20Poly1305,
     blind: Zeroizing<[u8; 32]>,
     audit: Zeroizing<[u8; 32]>,
+    /// Keys the tags of records at rest.
+    integrity: Zeroizing<[u8; 32]>,
     check: [u8; 32],
     /// Seals principals' second-factor secrets.
     secrets: XChaCha20Poly1305,
@@ -172,6 +174,7 @@ impl Keyring {
             wrap: XChaCha20Poly1305::new(wrap_key.as_slice().into()),
             blind: master.derive("custodian 2026 blind index"),
             audit: master.derive("custodian 2026 audit chain"),
+            integrity: master.derive("custodian 2026 record integrity"),
             check: *master.derive("custodian 2026 key check"),
             secrets: XChaCha20Poly1305::new(
                 master
@@ -191,6 +194,11 @@ impl Keyring {
 
     pub(crate) fn audit_key(&self) -> &[u8; 32] {
         &self.audit
+    }
+
+    /// The key of the tags that authenticate records at rest.
+    pub(crate) fn integrity_key(&self) -> &[u8; 32] {
+        &self.integrity
     }
 
     /// The key of session-token and recovery-code hashes.

@@ -25,6 +25,23 @@ pub(crate) enum Index<'a> {
     Status(&'a str),
 }
 
+impl Index<'_> {
+    /// Whether `record` is filed under this entry. Index tables are not
+    /// authenticated (an entry holds only an id), so every hit is
+    /// confirmed by the record it names, which is.
+    pub(crate) fn matches(&self, record: &CustomerRef<'_>) -> bool {
+        match *self {
+            Index::Blind(key) => record.blind.iter().any(|(_, b)| b == key),
+            Index::Owner(owner) => record.owner == owner,
+            Index::Status(status) => record.status == status,
+            Index::Tag(tag) => tag.split_once(':').is_some_and(|(field, item)| {
+                (record.public.iter())
+                    .any(|(name, list)| *name == field && list.split(',').any(|i| i == item))
+            }),
+        }
+    }
+}
+
 /// The head of the audit chain: last sequence number and its hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct AuditHead {
@@ -76,8 +93,10 @@ pub(crate) trait Snapshot {
     ) -> Res<Option<u64>>;
     /// Number of customers.
     fn customer_count(&self) -> Res<u64>;
-    /// Calls `f` with each customer indexed under `index`, in id order,
-    /// until it returns `false`. INVARIANT: `f` does not write the index
+    /// Calls `f` with each id the index table files under `index`, in id
+    /// order, until it returns `false`: candidates only, since an index
+    /// entry is not authenticated; [`SnapshotExt::scan_filed`] confirms
+    /// each against its record. INVARIANT: `f` does not write the index
     /// through the same transaction.
     fn scan_index(&self, index: Index<'_>, f: &mut dyn FnMut(u64) -> Res<bool>) -> Res<()>;
 
@@ -175,16 +194,43 @@ pub(crate) trait Snapshot {
 
 /// What every snapshot offers beyond the trait's object-safe reads.
 pub(crate) trait SnapshotExt: Snapshot {
-    /// The first `limit` customers indexed under `index`.
+    /// The first `limit` customers filed under `index`.
     fn lookup(&self, index: Index<'_>, limit: usize) -> Res<Vec<u64>> {
         let mut ids = Vec::new();
         if limit > 0 {
-            self.scan_index(index, &mut |id| {
-                ids.push(id);
-                Ok(ids.len() < limit)
+            self.scan_filed(index, &mut |record| {
+                ids.push(record.id);
+                Ok::<_, StoreError>(ids.len() < limit)
             })?;
         }
         Ok(ids)
+    }
+
+    /// Calls `f` with each customer filed under `index` whose record
+    /// confirms it, in id order, while `f` returns `true`.
+    fn scan_filed<E: From<StoreError>>(
+        &self,
+        index: Index<'_>,
+        f: &mut dyn FnMut(CustomerRef<'_>) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let mut failed = None;
+        self.scan_index(index, &mut |id| {
+            let mut more = true;
+            self.visit_customer(id, &mut |record| {
+                if !index.matches(&record) {
+                    return;
+                }
+                match f(record) {
+                    Ok(go_on) => more = go_on,
+                    Err(e) => {
+                        failed = Some(e);
+                        more = false;
+                    }
+                }
+            })?;
+            Ok(more)
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Calls `f` with a borrowed view of customer `id` (`None` if absent).

@@ -24,6 +24,8 @@ const PENDING: TableDefinition<u64, ()> = TableDefinition::new("pending");
 const GENERATION: &str = "generation";
 const CHECK: &str = "key_check";
 const STORE_ID: &str = "store_id";
+/// The newest storage format the data file was brought to.
+const DATA_FORMAT: &str = "data_format";
 
 /// What [`KeyStore::peek`] read.
 pub(crate) struct KeyStorePeek {
@@ -107,11 +109,31 @@ impl KeyStore {
         Ok(read_meta(&self.primary, STORE_ID)?.and_then(|v| v.try_into().ok()))
     }
 
+    /// The newest storage format the data file was brought to, if
+    /// recorded.
+    pub(crate) fn data_format(&self) -> Result<Option<u32>, StoreError> {
+        let stored = read_meta(&self.primary, DATA_FORMAT)?;
+        Ok(stored
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(u32::from_le_bytes))
+    }
+
+    /// Durably records that the data file reached `format`, in the
+    /// primary and every mirror.
+    pub(crate) fn set_data_format(&self, format: u32) -> Result<(), StoreError> {
+        self.each(1, |db| {
+            apply(db, Durability::Immediate, |_, _, meta| {
+                meta.insert(DATA_FORMAT, format.to_le_bytes().as_slice())?;
+                Ok(())
+            })
+        })
+    }
+
     /// Durably stores wrapped keys, marked pending, in the primary and
     /// every mirror.
     pub(crate) fn put(&self, keys: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
         self.each(keys.len(), |db| {
-            apply(db, Durability::Immediate, |table, pending| {
+            apply(db, Durability::Immediate, |table, pending, _| {
                 for (id, wrapped) in keys {
                     table.insert(*id, wrapped.as_slice())?;
                     pending.insert(*id, ())?;
@@ -124,7 +146,7 @@ impl KeyStore {
     /// Durably marks keys as about to be destroyed.
     pub(crate) fn mark_pending(&self, ids: &[u64]) -> Result<(), StoreError> {
         self.each(ids.len(), |db| {
-            apply(db, Durability::Immediate, |_, pending| {
+            apply(db, Durability::Immediate, |_, pending, _| {
                 for id in ids {
                     pending.insert(*id, ())?;
                 }
@@ -137,7 +159,7 @@ impl KeyStore {
     /// synced: a lost mark is settled again, harmlessly, at the next open.
     pub(crate) fn settle(&self, ids: &[u64]) -> Result<(), StoreError> {
         self.each(ids.len(), |db| {
-            apply(db, Durability::None, |_, pending| {
+            apply(db, Durability::None, |_, pending, _| {
                 for id in ids {
                     pending.remove(*id)?;
                 }
@@ -149,7 +171,7 @@ impl KeyStore {
     /// Durably destroys keys in the primary and every mirror.
     pub(crate) fn remove(&self, ids: &[u64]) -> Result<(), StoreError> {
         self.each(ids.len(), |db| {
-            apply(db, Durability::Immediate, |table, pending| {
+            apply(db, Durability::Immediate, |table, pending, _| {
                 for id in ids {
                     table.remove(*id)?;
                     pending.remove(*id)?;
@@ -265,13 +287,18 @@ fn read_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
 
 type KeyTable<'t> = redb::Table<'t, u64, &'static [u8]>;
 type PendingTable<'t> = redb::Table<'t, u64, ()>;
+type MetaTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
 
 /// One write transaction that also bumps the generation counter, so a
 /// mirror that missed a write is recognised and re-copied at next open.
 fn apply(
     db: &Database,
     durability: Durability,
-    f: impl FnOnce(&mut KeyTable<'_>, &mut PendingTable<'_>) -> Result<(), StoreError>,
+    f: impl FnOnce(
+        &mut KeyTable<'_>,
+        &mut PendingTable<'_>,
+        &mut MetaTable<'_>,
+    ) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)
@@ -279,8 +306,8 @@ fn apply(
     {
         let mut table = txn.open_table(KEYS)?;
         let mut pending = txn.open_table(PENDING)?;
-        f(&mut table, &mut pending)?;
         let mut meta = txn.open_table(KMETA)?;
+        f(&mut table, &mut pending, &mut meta)?;
         let generation = meta
             .get(GENERATION)?
             .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())

@@ -8,6 +8,7 @@
 //! personal field, and never decides anything about access.
 
 mod backend;
+mod integrity;
 mod interface;
 mod keys;
 pub(crate) mod open;
@@ -18,6 +19,8 @@ use std::path::Path;
 
 pub(crate) use self::redb::Store;
 pub use backend::{FileStorage, StorageBackend};
+pub(crate) use integrity::Integrity;
+pub use integrity::IntegrityFailure;
 pub(crate) use interface::{AuditHead, Index, Snapshot, SnapshotExt, Txn};
 pub(crate) use keys::KeyStore;
 pub(crate) use types::{
@@ -45,6 +48,28 @@ pub enum StoreError {
         "the key store `{0}` of this database is missing: its keys are never made anew; restore the key store or one of its mirrors"
     )]
     KeyStoreMissing(String),
+    /// A stored record failed its integrity check: it was edited, or
+    /// copied from another key or table, by someone without the key.
+    #[error(
+        "integrity check failed for the record in table `{table}` under key {key}: it was altered or moved outside the engine, and is not used"
+    )]
+    Integrity {
+        /// The table it was found in.
+        table: String,
+        /// Its key.
+        key: String,
+    },
+    /// The data file claims an older storage format than its key store
+    /// has seen: it was rolled back or tampered with.
+    #[error(
+        "the data file claims storage format {found}, but its key store has seen format {seen}: the file was rolled back or altered outside the engine, and is not opened"
+    )]
+    Downgraded {
+        /// The format the data file claims.
+        found: u32,
+        /// The format the key store recorded.
+        seen: u32,
+    },
     /// A stored record cannot be decoded.
     #[error("stored record {0} is corrupt")]
     Corrupt(String),
@@ -99,8 +124,9 @@ impl From<::redb::DatabaseError> for StoreError {
     }
 }
 
-/// The storage format this build writes; older formats are migrated on open.
-pub(crate) const FORMAT: u32 = 1;
+/// The storage format this build writes; older formats are migrated on
+/// open. 1: records untagged. 2: every record tagged (`integrity`).
+pub(crate) const FORMAT: u32 = 2;
 
 /// How the data file is reached.
 pub(crate) enum Location<'a> {
@@ -119,20 +145,26 @@ pub(crate) struct Identity<'a> {
 
 /// Values fixed when the database was created.
 pub(crate) struct Meta {
+    /// The storage format the file records (`None`: a new file).
+    pub(crate) format: Option<u32>,
     pub(crate) key_check: Option<[u8; 32]>,
     pub(crate) store_id: Option<[u8; 16]>,
     pub(crate) schema: Option<String>,
     /// The smallest id never handed out.
     pub(crate) next_id: u64,
+    /// A setting that failed its integrity check (and reads as unset).
+    pub(crate) tampered: Option<StoreError>,
 }
 
 impl Default for Meta {
     fn default() -> Self {
         Self {
+            format: None,
             key_check: None,
             store_id: None,
             schema: None,
             next_id: 1,
+            tampered: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Identity, KeyStore, Location, Meta, Store, StoreError};
+use super::{FORMAT, Identity, Integrity, KeyStore, Location, Meta, Store, StoreError};
 
 /// The data file, as found before anything is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +98,12 @@ pub(crate) struct Request<'a> {
     pub(crate) mirrors: &'a [PathBuf],
     /// The key-check value of the master key given.
     pub(crate) key_check: [u8; 32],
+    /// The key records are authenticated under.
+    pub(crate) integrity: Integrity,
     pub(crate) create: bool,
+    /// Open a file whose settings failed their integrity check, to verify
+    /// it (the failure is reported by the verification).
+    pub(crate) to_verify: bool,
     /// The schema a new database records.
     pub(crate) schema: &'a str,
 }
@@ -138,7 +143,13 @@ pub(crate) fn open(request: Request<'_>) -> Result<Opened, StoreError> {
     let store_id = keys
         .store_id()?
         .ok_or_else(|| StoreError::Corrupt("key store without an id".into()))?;
-    let (store, meta) = Store::open(request.data, creating)?;
+    let (store, mut meta) =
+        Store::open(request.data, creating, request.integrity, request.key_check)?;
+    if let Some(tampered) = meta.tampered.take()
+        && !request.to_verify
+    {
+        return Err(tampered);
+    }
     // Checked again after a repairing open, before any write.
     let initialized = meta.key_check.is_some();
     if initialized && meta.key_check != Some(request.key_check) {
@@ -156,7 +167,16 @@ pub(crate) fn open(request: Request<'_>) -> Result<Opened, StoreError> {
         store_id,
         schema: request.schema,
     });
+    // Migrating tags what the file holds, so it happens once: a data file
+    // older than its key store has seen is a rollback, or a forgery.
+    let seen = keys.data_format()?;
+    if let Some((found, seen)) = meta.format.zip(seen).filter(|(f, s)| f < s) {
+        return Err(StoreError::Downgraded { found, seen });
+    }
     store.prepare(identity)?;
+    if seen.is_none_or(|seen| seen < FORMAT) {
+        keys.set_data_format(FORMAT)?;
+    }
     Ok(Opened { store, keys, meta })
 }
 

@@ -61,7 +61,7 @@ pub(crate) struct StoredCustomer {
 /// A borrowed view of a stored [`StoredCustomer`] for the read path: it
 /// decodes the same bytes without copying a string. INVARIANT: its fields
 /// mirror `StoredCustomer` field for field, in order (postcard encodes a map
-/// and a sequence of pairs alike); `blind` is not needed and not read.
+/// and a sequence of pairs alike).
 #[derive(Debug, Deserialize)]
 pub(crate) struct CustomerRef<'a> {
     pub(crate) id: u64,
@@ -79,6 +79,9 @@ pub(crate) struct CustomerRef<'a> {
     pub(crate) public: Vec<(&'a str, &'a str)>,
     #[serde(borrow)]
     pub(crate) sealed: Vec<(&'a str, SealedFieldRef<'a>)>,
+    /// Field → blind index entry, to confirm an index hit.
+    #[serde(borrow)]
+    pub(crate) blind: Vec<(&'a str, [u8; 16])>,
 }
 
 /// Borrowed [`SealedField`].

@@ -12,30 +12,35 @@
 mod reads;
 #[cfg(test)]
 mod tests;
+mod migrate;
 mod tables;
+mod tagged;
 mod writes;
 
-use std::path::Path;
-
+use std::borrow::Borrow;
 use std::cell::{OnceCell, Ref, RefCell, RefMut};
 use std::ops::Deref;
+use std::path::Path;
 
 use redb::{
     Database, MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableMultimapTable,
-    ReadableTable, TableHandle, WriteTransaction,
+    ReadableTable, TableHandle, Value, WriteTransaction,
 };
 
 use super::backend::BackendAdapter;
+use super::integrity::{Integrity, IntegrityFailure};
 use super::interface::{AuditHead, Snapshot, Txn};
 use super::{FORMAT, Identity, Location, Meta, StoreError};
 use tables::{
-    META, META_AUDIT_HEAD, META_CHECK, META_FORMAT, META_NEXT_ID, META_SCHEMA, META_STORE_ID,
-    MultimapOf, NEWEST, Named, NamedMultimap, Opened, Seen, TableOf,
+    META, META_CHECK, META_FORMAT, MultimapOf, NEWEST, Named, NamedMultimap, Opened,
+    SETTING_AUDIT_HEAD, SETTING_NEXT_ID, SETTING_SCHEMA, SETTING_STORE_ID, SETTINGS, Seen, TableOf,
 };
+use tagged::{Tagged, TaggedRef};
 
-/// The data file.
+/// The data file, and the key its records are authenticated under.
 pub(crate) struct Store {
     db: Database,
+    integrity: Integrity,
 }
 
 /// How a read reaches a table: a snapshot opens it read-only, a write
@@ -62,12 +67,43 @@ pub(super) trait Open {
     fn pending_audit(&self) -> &[(u64, Vec<u8>)] {
         &[]
     }
+
+    /// The key records are authenticated under.
+    fn integrity(&self) -> &Integrity;
+
+    /// The body of `value`, found under `key` in `table`, if its tag holds.
+    fn body<'a, T: Named<V = Tagged>>(
+        &self,
+        table: T,
+        key: &<T::K as Value>::SelfType<'_>,
+        value: TaggedRef<'a>,
+    ) -> Result<&'a [u8], StoreError> {
+        tagged::open::<T::K>(self.integrity(), table.name(), key, value)
+    }
+
+    /// `f` of the checked body of the record under `key` in `table`.
+    fn record<'k, T: Named<V = Tagged>, R>(
+        &self,
+        table: T,
+        key: impl Borrow<<T::K as Value>::SelfType<'k>>,
+        f: impl FnOnce(&[u8]) -> Result<R, StoreError>,
+    ) -> Result<Option<R>, StoreError> {
+        let Some(open) = self.table(table)? else {
+            return Ok(None);
+        };
+        let key = key.borrow();
+        let Some(value) = open.get(key)? else {
+            return Ok(None);
+        };
+        f(self.body(table, key, value.value())?).map(Some)
+    }
 }
 
 /// One read snapshot.
-pub(crate) struct Reader {
+pub(crate) struct Reader<'s> {
     txn: ReadTransaction,
     seen: Seen,
+    integrity: &'s Integrity,
 }
 
 /// What a snapshot's slot holds once opened: the table, or `None` if the
@@ -88,7 +124,11 @@ fn seen<T>(
     Ok(slot.get().and_then(Option::as_ref))
 }
 
-impl Open for Reader {
+impl Open for Reader<'_> {
+    fn integrity(&self) -> &Integrity {
+        self.integrity
+    }
+
     fn table<T: Named>(
         &self,
         table: T,
@@ -110,6 +150,7 @@ impl Open for Reader {
 /// One write transaction.
 pub(crate) struct Writer<'t> {
     txn: &'t WriteTransaction,
+    integrity: &'t Integrity,
     /// The tables opened so far, each once.
     opened: Opened<'t>,
     /// The audit head as this transaction moved it.
@@ -155,9 +196,10 @@ fn busy(name: &str) -> StoreError {
 }
 
 impl<'t> Writer<'t> {
-    fn new(txn: &'t WriteTransaction) -> Self {
+    fn new(txn: &'t WriteTransaction, integrity: &'t Integrity) -> Self {
         Self {
             txn,
+            integrity,
             opened: Opened::default(),
             head: None,
             audit: Vec::new(),
@@ -183,9 +225,26 @@ impl<'t> Writer<'t> {
             self.txn.open_multimap_table(def)
         })
     }
+
+    /// Stores `body` under `key` in `table`, tagged.
+    fn put<'k, T: Named<V = Tagged>>(
+        &self,
+        table: T,
+        key: impl Borrow<<T::K as Value>::SelfType<'k>>,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = key.borrow();
+        let sealed = tagged::seal::<T::K>(self.integrity, table.name(), key, body);
+        self.table_mut(table)?.insert(key, sealed.as_ref())?;
+        Ok(())
+    }
 }
 
 impl Open for Writer<'_> {
+    fn integrity(&self) -> &Integrity {
+        self.integrity
+    }
+
     fn table<T: Named>(
         &self,
         table: T,
@@ -228,14 +287,13 @@ impl Writer<'_> {
                 audit.insert(*seq, bytes.as_slice())?;
             }
         }
-        let mut meta = self.table_mut(META)?;
         if let Some(head) = self.head {
-            meta.insert(META_AUDIT_HEAD, head.encode().as_slice())?;
+            self.put(SETTINGS, SETTING_AUDIT_HEAD, &head.encode())?;
         }
         if let Some(next) = self.next_id {
-            let stored = read_u64(&*meta, META_NEXT_ID)?.unwrap_or(1);
-            if next > stored {
-                meta.insert(META_NEXT_ID, next.to_le_bytes().as_slice())?;
+            let stored = self.record(SETTINGS, SETTING_NEXT_ID, read_u64)?;
+            if next > stored.unwrap_or(1) {
+                self.put(SETTINGS, SETTING_NEXT_ID, &next.to_le_bytes())?;
             }
         }
         Ok(())
@@ -259,9 +317,17 @@ impl Store {
         Ok(check)
     }
 
-    /// Opens (or, with `create`, creates) the data file and reads its meta
-    /// table without writing anything.
-    pub(crate) fn open(location: Location<'_>, create: bool) -> Result<(Self, Meta), StoreError> {
+    /// Opens (or, with `create`, creates) the data file and reads its
+    /// settings without writing anything. Records are authenticated under
+    /// `integrity`.
+    /// A file made under another key is [`StoreError::KeyCheckMismatch`]
+    /// before any record is read.
+    pub(crate) fn open(
+        location: Location<'_>,
+        create: bool,
+        integrity: Integrity,
+        key_check: [u8; 32],
+    ) -> Result<(Self, Meta), StoreError> {
         let builder = Database::builder();
         let db = match location {
             Location::Path(path) if create => builder.create(path)?,
@@ -273,18 +339,15 @@ impl Store {
             }
             Location::Backend(backend) => builder.create_with_backend(BackendAdapter(backend))?,
         };
-        let store = Self { db };
-        let txn = store.db.begin_read()?;
-        let meta = match txn.open_table(META.def()) {
-            Ok(table) => read_meta(&table)?,
-            Err(redb::TableError::TableDoesNotExist(_)) => Meta::default(),
-            Err(e) => return Err(e.into()),
-        };
+        let store = Self { db, integrity };
+        let meta = store.reader()?.meta(key_check)?;
         Ok((store, meta))
     }
 
-    /// Creates any missing table and, for a new database, records its
-    /// identity. Writes only when something is missing.
+    /// Brings the file to this build's format (creating any missing table
+    /// and tagging the records of a format-1 file) and, for a new
+    /// database, records its identity. Writes only when something is
+    /// missing.
     pub(crate) fn prepare(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
         let complete = {
             let txn = self.db.begin_read()?;
@@ -293,20 +356,32 @@ impl Store {
                 Err(redb::TableError::TableDoesNotExist(_)) => false,
                 Err(e) => return Err(e.into()),
             };
-            newest && identity.is_none()
+            let format = match txn.open_table(META.def()) {
+                Ok(meta) => read_format(&meta)?,
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            newest && format == Some(FORMAT) && identity.is_none()
         };
         if complete {
             return Ok(());
         }
         let txn = self.db.begin_write()?;
-        tables::create_all(&txn)?;
+        let format = read_format(&txn.open_table(META.def())?)?;
+        if format.is_some_and(|f| f < FORMAT) {
+            migrate::from_format_1(&txn, &self.integrity)?;
+        }
+        tables::create_all(&txn, &self.integrity)?;
         if let Some(identity) = &identity {
-            let mut meta = txn.open_table(META.def())?;
-            if meta.get(META_FORMAT)?.is_none() {
+            let unset = txn.open_table(META.def())?.get(META_FORMAT)?.is_none();
+            if unset {
+                let writer = Writer::new(&txn, &self.integrity);
+                writer.put(SETTINGS, SETTING_STORE_ID, identity.store_id.as_slice())?;
+                writer.put(SETTINGS, SETTING_SCHEMA, identity.schema.as_bytes())?;
+                drop(writer);
+                let mut meta = txn.open_table(META.def())?;
                 meta.insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
                 meta.insert(META_CHECK, identity.key_check.as_slice())?;
-                meta.insert(META_STORE_ID, identity.store_id.as_slice())?;
-                meta.insert(META_SCHEMA, identity.schema.as_bytes())?;
             }
         }
         txn.commit()?;
@@ -321,7 +396,7 @@ impl Store {
     ) -> Result<T, E> {
         let txn = self.db.begin_write().map_err(StoreError::from)?;
         let value = {
-            let mut writer = Writer::new(&txn);
+            let mut writer = Writer::new(&txn, &self.integrity);
             let value = f(&mut writer)?;
             writer.finish().map_err(E::from)?;
             value
@@ -335,48 +410,110 @@ impl Store {
         &self,
         f: impl FnOnce(&dyn Snapshot) -> Result<T, E>,
     ) -> Result<T, E> {
-        let txn = self.db.begin_read().map_err(StoreError::from)?;
-        f(&Reader {
-            txn,
+        f(&self.reader()?)
+    }
+
+    fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        Ok(Reader {
+            txn: self.db.begin_read()?,
             seen: Seen::default(),
+            integrity: &self.integrity,
+        })
+    }
+
+    /// Checks every authenticated record; each that fails is reported.
+    /// Returns how many were checked.
+    pub(crate) fn verify_records(
+        &self,
+        report: &mut dyn FnMut(IntegrityFailure),
+    ) -> Result<u64, StoreError> {
+        tables::verify_records(&self.reader()?, report)
+    }
+}
+
+impl Reader<'_> {
+    /// The settings of the file: format-1 files kept them untagged in the
+    /// meta table, where they are read until the file is migrated.
+    fn meta(&self, expected: [u8; 32]) -> Result<Meta, StoreError> {
+        let Some(meta) = self.table(META)? else {
+            return Ok(Meta::default());
+        };
+        let format = read_format(&*meta)?;
+        let key_check = (meta.get(META_CHECK)?).and_then(|v| <[u8; 32]>::try_from(v.value()).ok());
+        if key_check.is_some_and(|check| check != expected) {
+            return Err(StoreError::KeyCheckMismatch);
+        }
+        if format.is_some_and(|f| f < FORMAT) {
+            return migrate::format_1_meta(&*meta, format, key_check);
+        }
+        // A tampered setting is kept for the caller to refuse, so that a
+        // verification can still open the file and report it.
+        let mut tampered = None;
+        let store_id = setting(
+            &mut tampered,
+            self.record(SETTINGS, SETTING_STORE_ID, |v| {
+                Ok(<[u8; 16]>::try_from(v).ok())
+            }),
+        )?;
+        let schema = setting(
+            &mut tampered,
+            self.record(SETTINGS, SETTING_SCHEMA, |v| {
+                Ok(Some(String::from_utf8_lossy(v).into_owned()))
+            }),
+        )?;
+        let next_id = setting(
+            &mut tampered,
+            self.record(SETTINGS, SETTING_NEXT_ID, |v| read_u64(v).map(Some)),
+        )?;
+        Ok(Meta {
+            format,
+            key_check,
+            store_id,
+            schema,
+            next_id: next_id.unwrap_or(1),
+            tampered,
         })
     }
 }
 
-fn read_u64(
-    meta: &impl ReadableTable<&'static str, &'static [u8]>,
-    key: &str,
-) -> Result<Option<u64>, StoreError> {
-    match meta.get(key)? {
-        Some(v) => <[u8; 8]>::try_from(v.value())
-            .map(|b| Some(u64::from_le_bytes(b)))
-            .map_err(|_| StoreError::Corrupt(format!("meta {key}"))),
-        None => Ok(None),
+/// A setting as read: one that failed its integrity check reads as unset
+/// and is kept in `tampered`.
+fn setting<T>(
+    tampered: &mut Option<StoreError>,
+    read: Result<Option<Option<T>>, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    match read {
+        Ok(value) => Ok(value.flatten()),
+        Err(e @ StoreError::Integrity { .. }) => {
+            tampered.get_or_insert(e);
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
-fn read_meta(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Meta, StoreError> {
-    if let Some(format) = meta.get(META_FORMAT)? {
-        let found = <[u8; 4]>::try_from(format.value())
-            .map(u32::from_le_bytes)
-            .map_err(|_| StoreError::Corrupt("meta format".into()))?;
-        if found > FORMAT {
-            return Err(StoreError::Version {
-                found,
-                supported: FORMAT,
-            });
-        }
+/// A u64 stored as a record's body.
+fn read_u64(body: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(body)
+        .map(u64::from_le_bytes)
+        .map_err(|_| StoreError::Corrupt("a stored counter".into()))
+}
+
+/// The storage format a file records, refusing a newer one.
+fn read_format(
+    meta: &(impl ReadableTable<&'static str, &'static [u8]> + ?Sized),
+) -> Result<Option<u32>, StoreError> {
+    let Some(format) = meta.get(META_FORMAT)? else {
+        return Ok(None);
+    };
+    let found = <[u8; 4]>::try_from(format.value())
+        .map(u32::from_le_bytes)
+        .map_err(|_| StoreError::Corrupt("meta format".into()))?;
+    if found > FORMAT {
+        return Err(StoreError::Version {
+            found,
+            supported: FORMAT,
+        });
     }
-    Ok(Meta {
-        key_check: meta
-            .get(META_CHECK)?
-            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok()),
-        store_id: meta
-            .get(META_STORE_ID)?
-            .and_then(|v| <[u8; 16]>::try_from(v.value()).ok()),
-        schema: meta
-            .get(META_SCHEMA)?
-            .map(|v| String::from_utf8_lossy(v.value()).into_owned()),
-        next_id: read_u64(meta, META_NEXT_ID)?.unwrap_or(1),
-    })
+    Ok(Some(found))
 }

@@ -14,22 +14,19 @@ use super::super::types::{
 };
 use super::Open;
 use super::tables::*;
+use super::tagged::Tagged;
 use crate::plugin::PluginInfo;
 
 type Res<T> = Result<T, StoreError>;
 
-/// The value under `key` in a table of encoded records, decoded.
-fn get<'k, T: Named<V = &'static [u8]>, D: DeserializeOwned>(
+/// The record under `key` in `table`, checked and decoded.
+fn get<'k, T: Named<V = Tagged>, D: DeserializeOwned>(
     source: &impl Open,
     table: T,
     key: impl std::borrow::Borrow<<T::K as Value>::SelfType<'k>>,
     what: &str,
 ) -> Res<Option<D>> {
-    let Some(table) = source.table(table)? else {
-        return Ok(None);
-    };
-    let value = table.get(key)?;
-    value.map(|v| decode(v.value(), what)).transpose()
+    source.record(table, key, |body| decode(body, what))
 }
 
 /// How many entries a table holds.
@@ -48,7 +45,10 @@ fn followups_by_id(source: &impl Open, ids: impl Iterator<Item = u64>) -> Res<Ve
     let mut out = Vec::new();
     for id in ids {
         if let Some(v) = all.get(id)? {
-            out.push(decode(v.value(), "follow-up")?);
+            out.push(decode(
+                source.body(FOLLOWUPS, &id, v.value())?,
+                "follow-up",
+            )?);
         }
     }
     Ok(out)
@@ -72,7 +72,10 @@ impl<S: Open> Snapshot for S {
         };
         match table.get(id)? {
             Some(guard) => {
-                f(decode_ref(guard.value(), "customer")?);
+                f(decode_ref(
+                    self.body(CUSTOMERS, &id, guard.value())?,
+                    "customer",
+                )?);
                 Ok(true)
             }
             None => Ok(false),
@@ -91,8 +94,12 @@ impl<S: Open> Snapshot for S {
         let mut last = None;
         for entry in table.range(after.saturating_add(1)..)?.take(limit) {
             let (id, bytes) = entry?;
-            last = Some(id.value());
-            if !f(decode_ref(bytes.value(), "customer")?)? {
+            let id = id.value();
+            last = Some(id);
+            if !f(decode_ref(
+                self.body(CUSTOMERS, &id, bytes.value())?,
+                "customer",
+            )?)? {
                 break;
             }
         }
@@ -138,7 +145,13 @@ impl<S: Open> Snapshot for S {
         };
         table
             .range((customer, 0)..=(customer, u64::MAX))?
-            .map(|r| decode(r?.1.value(), "interaction"))
+            .map(|r| {
+                let (k, v) = r?;
+                decode(
+                    self.body(INTERACTIONS, &k.value(), v.value())?,
+                    "interaction",
+                )
+            })
             .collect()
     }
 
@@ -154,7 +167,10 @@ impl<S: Open> Snapshot for S {
             .get(customer)?
             .map(|id| Ok::<_, StoreError>(id?.value()))
             .collect::<Res<_>>()?;
-        followups_by_id(self, ids.into_iter())
+        // The index is not authenticated: keep what the records confirm.
+        let mut found = followups_by_id(self, ids.into_iter())?;
+        found.retain(|f| f.customer == customer);
+        Ok(found)
     }
 
     fn followups_due(&self, before: i64, assignee: Option<&str>) -> Res<Vec<StoredFollowUp>> {
@@ -168,22 +184,18 @@ impl<S: Open> Snapshot for S {
                 ids.push(key.value().1);
             }
         }
-        followups_by_id(self, ids.into_iter())
+        // The index is not authenticated: keep what the records confirm.
+        let mut found = followups_by_id(self, ids.into_iter())?;
+        found.retain(|f| !f.done && f.due <= before && assignee.is_none_or(|a| a == f.assignee));
+        Ok(found)
     }
 
     fn notified(&self, followup: u64) -> Res<bool> {
-        Ok(match self.table(NOTIFIED)? {
-            Some(t) => t.get(followup)?.is_some(),
-            None => false,
-        })
+        Ok(self.record(NOTIFIED, followup, |_| Ok(()))?.is_some())
     }
 
     fn principal(&self, name: &str) -> Res<Option<StoredPrincipal>> {
-        let Some(table) = self.table(PRINCIPALS)? else {
-            return Ok(None);
-        };
-        let value = table.get(name)?;
-        value.map(|v| decode_principal(v.value())).transpose()
+        self.record(PRINCIPALS, name, decode_principal)
     }
 
     fn principals(&self) -> Res<Vec<StoredPrincipal>> {
@@ -192,7 +204,10 @@ impl<S: Open> Snapshot for S {
         };
         table
             .iter()?
-            .map(|r| decode_principal(r?.1.value()))
+            .map(|r| {
+                let (k, v) = r?;
+                decode_principal(self.body(PRINCIPALS, &k.value(), v.value())?)
+            })
             .collect()
     }
 
@@ -215,9 +230,11 @@ impl<S: Open> Snapshot for S {
         let mut out = Vec::new();
         for row in table.iter()? {
             let (k, v) = row?;
-            let hash = <[u8; 32]>::try_from(k.value())
-                .map_err(|_| StoreError::Corrupt("session key".into()))?;
-            out.push((hash, decode(v.value(), "session")?));
+            let key = k.value();
+            let session = decode(self.body(SESSIONS, &key, v.value())?, "session")?;
+            let hash =
+                <[u8; 32]>::try_from(key).map_err(|_| StoreError::Corrupt("session key".into()))?;
+            out.push((hash, session));
         }
         Ok(out)
     }
@@ -231,7 +248,11 @@ impl<S: Open> Snapshot for S {
             return Ok(None);
         };
         match table.last()? {
-            Some((k, v)) => Ok(Some((k.value(), decode(v.value(), "policy")?))),
+            Some((k, v)) => {
+                let version = k.value();
+                let body = self.body(POLICIES, &version, v.value())?;
+                Ok(Some((version, decode(body, "policy")?)))
+            }
             None => Ok(None),
         }
     }
@@ -240,15 +261,10 @@ impl<S: Open> Snapshot for S {
         if let Some(head) = self.pending_head() {
             return Ok(head);
         }
-        let Some(meta) = self.table(META)? else {
-            return Ok(AuditHead::default());
-        };
-        match meta.get(META_AUDIT_HEAD)? {
-            Some(v) => {
-                AuditHead::decode(v.value()).ok_or_else(|| StoreError::Corrupt("audit head".into()))
-            }
-            None => Ok(AuditHead::default()),
-        }
+        let head = self.record(SETTINGS, SETTING_AUDIT_HEAD, |body| {
+            AuditHead::decode(body).ok_or_else(|| StoreError::Corrupt("audit head".into()))
+        })?;
+        Ok(head.unwrap_or_default())
     }
 
     fn scan_audit(&self, first: u64, f: &mut dyn FnMut(u64, &[u8]) -> Res<bool>) -> Res<()> {
@@ -299,22 +315,19 @@ impl<S: Open> Snapshot for S {
         };
         table
             .iter()?
-            .map(|e| decode(e?.1.value(), "plugin"))
+            .map(|e| {
+                let (k, v) = e?;
+                decode(self.body(PLUGINS, &k.value(), v.value())?, "plugin")
+            })
             .collect()
     }
 
     fn plugin_code(&self, name: &str) -> Res<Option<Vec<u8>>> {
-        let Some(table) = self.table(PLUGIN_CODE)? else {
-            return Ok(None);
-        };
-        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+        self.record(PLUGIN_CODE, name, |code| Ok(code.to_vec()))
     }
 
     fn plugin_state(&self, plugin: &str, key: &str) -> Res<Option<Vec<u8>>> {
-        let Some(table) = self.table(PLUGIN_STATE)? else {
-            return Ok(None);
-        };
-        Ok(table.get((plugin, key))?.map(|v| v.value().to_vec()))
+        self.record(PLUGIN_STATE, (plugin, key), |value| Ok(value.to_vec()))
     }
 
     fn plugin_log(&self, plugin: &str, limit: usize) -> Res<Vec<StoredLogLine>> {
@@ -325,17 +338,17 @@ impl<S: Open> Snapshot for S {
             .range((plugin, 0)..=(plugin, u64::MAX))?
             .rev()
             .take(limit)
-            .map(|e| decode(e?.1.value(), "log line"))
+            .map(|e| {
+                let (k, v) = e?;
+                decode(self.body(PLUGIN_LOG, &k.value(), v.value())?, "log line")
+            })
             .collect::<Res<Vec<StoredLogLine>>>()?;
         lines.reverse();
         Ok(lines)
     }
 
     fn link(&self, hash: &[u8; 16]) -> Res<Option<u64>> {
-        let Some(table) = self.table(LINKS)? else {
-            return Ok(None);
-        };
-        Ok(table.get(hash.as_slice())?.map(|v| v.value()))
+        self.record(LINKS, hash.as_slice(), read_id)
     }
 
     fn messages(&self, limit: usize) -> Res<Vec<(u64, StoredMessage)>> {
@@ -347,7 +360,8 @@ impl<S: Open> Snapshot for S {
             .take(limit)
             .map(|e| {
                 let (k, v) = e?;
-                Ok((k.value(), decode(v.value(), "message")?))
+                let id = k.value();
+                Ok((id, decode(self.body(OUTBOX, &id, v.value())?, "message")?))
             })
             .collect()
     }
@@ -359,8 +373,13 @@ impl<S: Open> Snapshot for S {
         };
         let mut out = Vec::new();
         for id in ids.get(customer)? {
-            if let Some(v) = table.get(id?.value())? {
-                out.push(decode(v.value(), "message")?);
+            let id = id?.value();
+            if let Some(v) = table.get(id)? {
+                let m: StoredMessage = decode(self.body(OUTBOX, &id, v.value())?, "message")?;
+                // The index is not authenticated: keep what the record confirms.
+                if m.customer == customer {
+                    out.push(m);
+                }
             }
         }
         Ok(out)
@@ -376,7 +395,8 @@ impl<S: Open> Snapshot for S {
             .take(limit)
             .map(|e| {
                 let (k, v) = e?;
-                Ok((k.value(), decode(v.value(), "alert")?))
+                let id = k.value();
+                Ok((id, decode(self.body(ALERTS, &id, v.value())?, "alert")?))
             })
             .collect()
     }
@@ -393,7 +413,9 @@ impl<S: Open> Snapshot for S {
             .range((customer, "")..(customer, "\u{10FFFF}"))?
             .map(|e| {
                 let (k, v) = e?;
-                Ok((k.value().1.to_string(), decode(v.value(), "consent")?))
+                let key = k.value();
+                let consent = decode(self.body(CONSENTS, &key, v.value())?, "consent")?;
+                Ok((key.1.to_string(), consent))
             })
             .collect()
     }
@@ -404,7 +426,10 @@ impl<S: Open> Snapshot for S {
         };
         table
             .range((customer, 0)..=(customer, u64::MAX))?
-            .map(|e| decode(e?.1.value(), "consent entry"))
+            .map(|e| {
+                let (k, v) = e?;
+                decode(self.body(LEDGER, &k.value(), v.value())?, "consent entry")
+            })
             .collect()
     }
 
@@ -439,7 +464,11 @@ impl<S: Open> Snapshot for S {
         let mut out = Vec::new();
         for entry in table.range(after.saturating_add(1)..)?.take(limit) {
             let (id, v) = entry?;
-            out.push((id.value(), decode(v.value(), "deletion")?));
+            let id = id.value();
+            out.push((
+                id,
+                decode(self.body(DELETIONS, &id, v.value())?, "deletion")?,
+            ));
         }
         drop(table);
         out.into_iter()
@@ -452,14 +481,19 @@ impl<S: Open> Snapshot for S {
     }
 
     fn retention_script(&self) -> Res<Option<String>> {
-        let Some(table) = self.table(RETENTION)? else {
-            return Ok(None);
-        };
-        let value = table.get(RETENTION_SCRIPT)?;
-        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        self.record(RETENTION, RETENTION_SCRIPT, |source| {
+            Ok(String::from_utf8_lossy(source).into_owned())
+        })
     }
 
     fn retention_run(&self) -> Res<Option<StoredRun>> {
         get(self, RETENTION, RUN, "retention run")
     }
+}
+
+/// A customer id stored as a record's body.
+fn read_id(body: &[u8]) -> Res<u64> {
+    <[u8; 8]>::try_from(body)
+        .map(u64::from_le_bytes)
+        .map_err(|_| StoreError::Corrupt("plugin link".into()))
 }

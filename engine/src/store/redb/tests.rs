@@ -6,13 +6,20 @@
 
 use std::collections::BTreeMap;
 
-use super::super::{Location, StoreError, StoredCustomer};
+use super::super::{Integrity, Location, StoreError, StoredCustomer};
 use super::tables::{CUSTOMERS, HOLDS};
 use super::{Open, Store};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(Location::Path(&dir.path().join("data.redb")), true).unwrap();
+    let path = dir.path().join("data.redb");
+    let (store, _) = Store::open(
+        Location::Path(&path),
+        true,
+        Integrity::new(&[3; 32]),
+        [4; 32],
+    )
+    .unwrap();
     store.prepare(None).unwrap();
     (dir, store)
 }
@@ -67,7 +74,7 @@ fn a_write_transaction_reads_its_own_writes_through_tables_it_keeps_open() {
 fn a_table_lent_to_a_write_is_refused_to_anything_else_with_an_error() {
     let (_dir, store) = store();
     let txn = store.db.begin_write().unwrap();
-    let writer = super::Writer::new(&txn);
+    let writer = super::Writer::new(&txn, &store.integrity);
     let reading = writer.table(CUSTOMERS).unwrap();
     let refused = writer.table_mut(CUSTOMERS).err().unwrap();
     assert!(refused.to_string().contains("customers"), "{refused}");

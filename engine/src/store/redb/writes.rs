@@ -3,15 +3,15 @@
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::super::StoreError;
-use super::super::interface::{AuditHead, Index, Txn};
+use super::super::interface::{AuditHead, Index, Snapshot, Txn};
 use super::super::types::{
     StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry, StoredCredentials,
     StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold, StoredInteraction, StoredLogLine,
     StoredMessage, StoredNotice, StoredPolicy, StoredPrincipal, StoredRun, StoredSession,
     StoredThrottle, decode, encode, encode_principal,
 };
-use super::Writer;
 use super::tables::*;
+use super::{Open, Writer};
 use crate::plugin::PluginInfo;
 
 type Res<T> = Result<T, StoreError>;
@@ -35,9 +35,8 @@ impl Txn for Writer<'_> {
     }
 
     fn put_customers(&mut self, customers: &[&StoredCustomer]) -> Res<()> {
-        let mut table = self.table_mut(CUSTOMERS)?;
         for customer in customers {
-            table.insert(customer.id, encode(customer)?.as_slice())?;
+            self.put(CUSTOMERS, customer.id, &encode(customer)?)?;
         }
         Ok(())
     }
@@ -74,8 +73,7 @@ impl Txn for Writer<'_> {
     }
 
     fn put_interaction(&mut self, record: &StoredInteraction) -> Res<()> {
-        self.table_mut(INTERACTIONS)?
-            .insert((record.customer, record.id), encode(record)?.as_slice())?;
+        self.put(INTERACTIONS, (record.customer, record.id), &encode(record)?)?;
         Ok(())
     }
 
@@ -87,8 +85,7 @@ impl Txn for Writer<'_> {
     }
 
     fn put_followup(&mut self, record: &StoredFollowUp) -> Res<()> {
-        self.table_mut(FOLLOWUPS)?
-            .insert(record.id, encode(record)?.as_slice())?;
+        self.put(FOLLOWUPS, record.id, &encode(record)?)?;
         self.multimap_mut(FOLLOWUPS_BY_CUSTOMER)?
             .insert(record.customer, record.id)?;
         let mut open = self.table_mut(FOLLOWUPS_OPEN)?;
@@ -110,35 +107,40 @@ impl Txn for Writer<'_> {
         let mut open = self.table_mut(FOLLOWUPS_OPEN)?;
         let mut notified = self.table_mut(NOTIFIED)?;
         for id in &ids {
-            if let Some(record) = all.remove(id)? {
-                let f: StoredFollowUp = decode(record.value(), "follow-up")?;
-                open.remove((f.due, f.id))?;
+            // The index is not authenticated: remove only what the record
+            // confirms is this customer's.
+            let Some(record) = all.get(id)? else {
+                continue;
+            };
+            let f: StoredFollowUp = decode(self.body(FOLLOWUPS, id, record.value())?, "follow-up")?;
+            drop(record);
+            if f.customer != customer {
+                continue;
             }
+            all.remove(id)?;
+            open.remove((f.due, f.id))?;
             notified.remove(id)?;
         }
         Ok(())
     }
 
     fn mark_notified(&mut self, followup: u64, at: i64) -> Res<()> {
-        self.table_mut(NOTIFIED)?.insert(followup, at)?;
+        self.put(NOTIFIED, followup, &at.to_le_bytes())?;
         Ok(())
     }
 
     fn put_principal(&mut self, p: &StoredPrincipal) -> Res<()> {
-        self.table_mut(PRINCIPALS)?
-            .insert(p.name.as_str(), encode_principal(p)?.as_slice())?;
+        self.put(PRINCIPALS, p.name.as_str(), &encode_principal(p)?)?;
         Ok(())
     }
 
     fn put_credentials(&mut self, name: &str, c: &StoredCredentials) -> Res<()> {
-        self.table_mut(CREDENTIALS)?
-            .insert(name, encode(c)?.as_slice())?;
+        self.put(CREDENTIALS, name, &encode(c)?)?;
         Ok(())
     }
 
     fn put_session(&mut self, hash: &[u8; 32], s: &StoredSession) -> Res<()> {
-        self.table_mut(SESSIONS)?
-            .insert(hash.as_slice(), encode(s)?.as_slice())?;
+        self.put(SESSIONS, hash.as_slice(), &encode(s)?)?;
         Ok(())
     }
 
@@ -150,9 +152,10 @@ impl Txn for Writer<'_> {
         let mut doomed = Vec::new();
         for row in table.iter()? {
             let (k, v) = row?;
-            let session: StoredSession = decode(v.value(), "session")?;
-            if remove(k.value(), &session) {
-                doomed.push(k.value().to_vec());
+            let key = k.value();
+            let session: StoredSession = decode(self.body(SESSIONS, &key, v.value())?, "session")?;
+            if remove(key, &session) {
+                doomed.push(key.to_vec());
             }
         }
         for k in &doomed {
@@ -162,27 +165,24 @@ impl Txn for Writer<'_> {
     }
 
     fn put_throttle(&mut self, key: &str, t: StoredThrottle) -> Res<()> {
-        let mut table = self.table_mut(THROTTLE)?;
         if t.failures == 0 {
-            table.remove(key)?;
+            self.table_mut(THROTTLE)?.remove(key)?;
         } else {
-            table.insert(key, encode(&t)?.as_slice())?;
+            self.put(THROTTLE, key, &encode(&t)?)?;
         }
         Ok(())
     }
 
     fn put_policy(&mut self, version: u64, p: &StoredPolicy) -> Res<()> {
-        self.table_mut(POLICIES)?
-            .insert(version, encode(p)?.as_slice())?;
+        self.put(POLICIES, version, &encode(p)?)?;
         Ok(())
     }
 
     fn put_plugin(&mut self, info: &PluginInfo, code: Option<&[u8]>) -> Res<()> {
         let name = info.manifest.name.as_str();
-        self.table_mut(PLUGINS)?
-            .insert(name, encode(info)?.as_slice())?;
+        self.put(PLUGINS, name, &encode(info)?)?;
         if let Some(code) = code {
-            self.table_mut(PLUGIN_CODE)?.insert(name, code)?;
+            self.put(PLUGIN_CODE, name, code)?;
         }
         Ok(())
     }
@@ -198,7 +198,7 @@ impl Txn for Writer<'_> {
     }
 
     fn put_plugin_state(&mut self, plugin: &str, key: &str, value: &[u8]) -> Res<()> {
-        self.table_mut(PLUGIN_STATE)?.insert((plugin, key), value)?;
+        self.put(PLUGIN_STATE, (plugin, key), value)?;
         Ok(())
     }
 
@@ -206,27 +206,29 @@ impl Txn for Writer<'_> {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut table = self.table_mut(PLUGIN_LOG)?;
-        let mut next = match table.range((plugin, 0)..=(plugin, u64::MAX))?.next_back() {
-            Some(entry) => entry?.0.value().1 + 1,
-            None => 1,
+        let last = match self.table(PLUGIN_LOG)?.as_deref() {
+            Some(table) => match table.range((plugin, 0)..=(plugin, u64::MAX))?.next_back() {
+                Some(entry) => entry?.0.value().1,
+                None => 0,
+            },
+            None => 0,
         };
+        let mut next = last + 1;
         for line in lines {
-            table.insert((plugin, next), encode(line)?.as_slice())?;
+            self.put(PLUGIN_LOG, (plugin, next), &encode(line)?)?;
             next += 1;
         }
         if next > LOG_KEPT + 1 {
             let oldest_kept = next - LOG_KEPT;
+            let mut table = self.table_mut(PLUGIN_LOG)?;
             table.retain_in((plugin, 0)..(plugin, oldest_kept), |_, _| false)?;
         }
         Ok(())
     }
 
     fn put_link(&mut self, hash: &[u8; 16], customer: u64) -> Res<()> {
-        let old = self
-            .table_mut(LINKS)?
-            .insert(hash.as_slice(), customer)?
-            .map(|v| v.value());
+        let old = self.link(hash)?;
+        self.put(LINKS, hash.as_slice(), &customer.to_le_bytes())?;
         let mut by_customer = self.multimap_mut(LINKS_BY_CUSTOMER)?;
         if let Some(old) = old {
             by_customer.remove(old, hash.as_slice())?;
@@ -241,9 +243,15 @@ impl Txn for Writer<'_> {
             .remove_all(customer)?
             .map(|h| h.map(|h| h.value().to_vec()))
             .collect::<Result<_, _>>()?;
-        let mut links = self.table_mut(LINKS)?;
         for hash in &hashes {
-            links.remove(hash.as_slice())?;
+            // The index is not authenticated: remove only the links the
+            // record says are this customer's.
+            let Ok(hash) = <[u8; 16]>::try_from(hash.as_slice()) else {
+                continue;
+            };
+            if self.link(&hash)? == Some(customer) {
+                self.table_mut(LINKS)?.remove(hash.as_slice())?;
+            }
         }
         let mut consents = self.table_mut(CONSENTS)?;
         consents.retain_in((customer, "")..(customer, "\u{10FFFF}"), |_, _| false)?;
@@ -252,54 +260,58 @@ impl Txn for Writer<'_> {
             .remove_all(customer)?
             .map(|id| id.map(|id| id.value()))
             .collect::<Result<_, _>>()?;
-        let mut outbox = self.table_mut(OUTBOX)?;
         for id in ids {
-            outbox.remove(id)?;
+            let mine = self.record(OUTBOX, id, |body| {
+                let m: StoredMessage = decode(body, "message")?;
+                Ok(m.customer == customer)
+            })?;
+            if mine == Some(true) {
+                self.table_mut(OUTBOX)?.remove(id)?;
+            }
         }
         Ok(())
     }
 
     fn put_message(&mut self, id: u64, m: &StoredMessage) -> Res<()> {
-        self.table_mut(OUTBOX)?.insert(id, encode(m)?.as_slice())?;
+        self.put(OUTBOX, id, &encode(m)?)?;
         self.multimap_mut(OUTBOX_BY_CUSTOMER)?
             .insert(m.customer, id)?;
         Ok(())
     }
 
     fn remove_message(&mut self, id: u64) -> Res<bool> {
-        let m: StoredMessage = {
-            let mut outbox = self.table_mut(OUTBOX)?;
-            let Some(bytes) = outbox.remove(id)? else {
-                return Ok(false);
-            };
-            decode(bytes.value(), "message")?
+        let Some(m) = self.record(OUTBOX, id, |body| decode::<StoredMessage>(body, "message"))?
+        else {
+            return Ok(false);
         };
+        self.table_mut(OUTBOX)?.remove(id)?;
         self.multimap_mut(OUTBOX_BY_CUSTOMER)?
             .remove(m.customer, id)?;
         Ok(true)
     }
 
     fn put_consent(&mut self, customer: u64, key: &str, c: &StoredConsent) -> Res<()> {
-        self.table_mut(CONSENTS)?
-            .insert((customer, key), encode(c)?.as_slice())?;
+        self.put(CONSENTS, (customer, key), &encode(c)?)?;
         Ok(())
     }
 
     fn put_alert(&mut self, id: u64, a: &StoredAlert) -> Res<()> {
-        self.table_mut(ALERTS)?.insert(id, encode(a)?.as_slice())?;
+        self.put(ALERTS, id, &encode(a)?)?;
         Ok(())
     }
 
     fn append_consent(&mut self, customer: u64, entry: &StoredConsentEntry) -> Res<()> {
-        let mut table = self.table_mut(LEDGER)?;
-        let next = match table
-            .range((customer, 0)..=(customer, u64::MAX))?
-            .next_back()
-        {
-            Some(last) => last?.0.value().1 + 1,
+        let next = match self.table(LEDGER)?.as_deref() {
+            Some(table) => match table
+                .range((customer, 0)..=(customer, u64::MAX))?
+                .next_back()
+            {
+                Some(last) => last?.0.value().1 + 1,
+                None => 0,
+            },
             None => 0,
         };
-        table.insert((customer, next), encode(entry)?.as_slice())?;
+        self.put(LEDGER, (customer, next), &encode(entry)?)?;
         Ok(())
     }
 
@@ -312,19 +324,17 @@ impl Txn for Writer<'_> {
     }
 
     fn set_hold(&mut self, customer: u64, hold: Option<&StoredHold>) -> Res<()> {
-        let mut table = self.table_mut(HOLDS)?;
         match hold {
-            Some(h) => table.insert(customer, encode(h)?.as_slice())?,
-            None => table.remove(customer)?,
+            Some(h) => self.put(HOLDS, customer, &encode(h)?)?,
+            None => drop(self.table_mut(HOLDS)?.remove(customer)?),
         };
         Ok(())
     }
 
     fn set_notice(&mut self, customer: u64, notice: Option<&StoredNotice>) -> Res<()> {
-        let mut table = self.table_mut(NOTICES)?;
         match notice {
-            Some(n) => table.insert(customer, encode(n)?.as_slice())?,
-            None => table.remove(customer)?,
+            Some(n) => self.put(NOTICES, customer, &encode(n)?)?,
+            None => drop(self.table_mut(NOTICES)?.remove(customer)?),
         };
         Ok(())
     }
@@ -335,32 +345,27 @@ impl Txn for Writer<'_> {
         record: &StoredDeletion,
         aggregate: Option<&StoredAggregate>,
     ) -> Res<()> {
-        self.table_mut(DELETIONS)?
-            .insert(customer, encode(record)?.as_slice())?;
+        self.put(DELETIONS, customer, &encode(record)?)?;
         if let Some(a) = aggregate {
-            self.table_mut(AGGREGATES)?
-                .insert(customer, encode(a)?.as_slice())?;
+            self.put(AGGREGATES, customer, &encode(a)?)?;
         }
         Ok(())
     }
 
     fn put_retired_purposes(&mut self, retired: &[String]) -> Res<()> {
-        self.table_mut(RETENTION)?
-            .insert(RETIRED, encode(&retired)?.as_slice())?;
+        self.put(RETENTION, RETIRED, &encode(&retired)?)?;
         Ok(())
     }
 
     fn put_retention_script(&mut self, source: &str) -> Res<()> {
-        self.table_mut(RETENTION)?
-            .insert(RETENTION_SCRIPT, source.as_bytes())?;
+        self.put(RETENTION, RETENTION_SCRIPT, source.as_bytes())?;
         Ok(())
     }
 
     fn set_retention_run(&mut self, run: Option<&StoredRun>) -> Res<()> {
-        let mut table = self.table_mut(RETENTION)?;
         match run {
-            Some(r) => table.insert(RUN, encode(r)?.as_slice())?,
-            None => table.remove(RUN)?,
+            Some(r) => self.put(RETENTION, RUN, &encode(r)?)?,
+            None => drop(self.table_mut(RETENTION)?.remove(RUN)?),
         };
         Ok(())
     }
