@@ -187,9 +187,10 @@ fn deleting_a_customer_destroys_its_key_in_every_mirror() {
         Some("Li Na")
     );
     // The old data file still holds the deleted customer's record, but its
-    // key is gone everywhere: only ciphertext remains.
+    // key is gone everywhere: only ciphertext remains, and the customer is
+    // not there.
     let err = engine.customer(&admin(), gone).unwrap_err();
-    assert!(matches!(err, Error::Crypto(_)), "{err}");
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
     // A principal entitled to masked values only still sees masked values.
     drop(engine);
 }
@@ -288,4 +289,77 @@ fn refusals_at_open_say_what_is_wrong() {
     }
     let err = fx.try_open(fx.key()).unwrap_err();
     assert!(err.to_string().contains("storage format 99"), "{err}");
+}
+
+/// The wrapped key of customer `id`, as the key store at `path` holds it.
+fn wrapped_key(path: &std::path::Path, id: u64) -> Vec<u8> {
+    let db = redb::ReadOnlyDatabase::open(path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let keys: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("data_keys");
+    let table = txn.open_table(keys).unwrap();
+    redb::ReadableTable::get(&table, id)
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec()
+}
+
+fn contains(path: &std::path::Path, needle: &[u8]) -> bool {
+    let raw = std::fs::read(path).unwrap();
+    raw.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn no_byte_of_a_destroyed_key_is_left_in_the_key_store_or_its_mirrors() {
+    let fx = Fixture::new();
+    let mirror = fx.dir.path().join("mirror.keys");
+    let open = || {
+        Engine::builder()
+            .path(fx.db())
+            .master_key(fx.key())
+            .key_mirror(&mirror)
+            .create(true)
+            .open()
+            .unwrap()
+    };
+    let engine = open();
+    let keep = engine.create_customer(&admin(), li_na()).unwrap();
+    let gone: Vec<u64> = (0..3)
+        .map(|i| {
+            let name = format!("Erased Person {i}");
+            (engine.create_customer(&admin(), NewCustomer::new().field("name", name))).unwrap()
+        })
+        .collect();
+    drop(engine);
+    let wrapped: Vec<Vec<u8>> = gone.iter().map(|id| wrapped_key(&fx.keys(), *id)).collect();
+    let kept = wrapped_key(&fx.keys(), keep);
+    for key in &wrapped {
+        assert!(contains(&fx.keys(), key) && contains(&mirror, key));
+    }
+    let engine = open();
+    engine.delete_customer(&admin(), gone[0]).unwrap();
+    engine
+        .subject_erase(&admin(), gone[1], "erasure request")
+        .unwrap();
+    engine
+        .anonymize_customer(&admin(), gone[2], "erasure request")
+        .unwrap();
+    for (id, key) in gone.iter().zip(&wrapped) {
+        for file in [fx.keys(), mirror.clone()] {
+            assert!(
+                !contains(&file, key),
+                "customer {id}'s key in {}",
+                file.display()
+            );
+        }
+    }
+    // The live key is still there, and still opens its customer.
+    assert!(contains(&fx.keys(), &kept) && contains(&mirror, &kept));
+    assert_eq!(
+        engine.customer(&admin(), keep).unwrap().get("name"),
+        Some("Li Na")
+    );
+    drop(engine);
+    let engine = open();
+    assert!(engine.customer(&admin(), keep).is_ok());
 }

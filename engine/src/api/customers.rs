@@ -115,6 +115,11 @@ impl Engine {
             let scanned = match limit {
                 0 => Ok(()),
                 _ => snapshot.scan_filed(index.as_index(), &mut |record| {
+                    // An erased customer's record (in a data file older
+                    // than its key store) is a miss.
+                    if !records.has_key(record.id)? {
+                        return Ok(true);
+                    }
                     let decision = read.decider().decide(snapshot, Action::Search, &record)?;
                     // A hit on a sensitive field the principal may not see
                     // in full would confirm the searched value.

@@ -149,7 +149,13 @@ impl Engine {
         let entry = Entry::new("subject.find").target(format!("subject lookup by {field}"));
         let op = Op::new(entry).officers("look up data subjects");
         self.core.read(ctx, op, |read| {
-            let ids = read.snapshot().lookup(key.as_index(), 1_000)?;
+            let mut ids = Vec::new();
+            // An erased customer's record is a miss.
+            for id in read.snapshot().lookup(key.as_index(), 1_000)? {
+                if records.has_key(id)? {
+                    ids.push(id);
+                }
+            }
             read.touched(ids.iter().copied(), []);
             Ok(ids)
         })

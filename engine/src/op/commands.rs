@@ -220,7 +220,7 @@ impl Core {
             RefKey::Link(h) => r.link(&h)?,
         };
         match found {
-            Some(id) if r.contains_customer(id)? => Ok(Some(id)),
+            Some(id) if r.contains_customer(id)? && self.records.has_key(id)? => Ok(Some(id)),
             _ => Ok(None),
         }
     }

@@ -162,9 +162,14 @@ impl<'a> Read<'a> {
     ) -> Result<T> {
         let snapshot = self.snapshot;
         snapshot.with_customer(id, |record| {
+            // An erased customer's record (in a data file older than its
+            // key store) is a miss.
             let Some(record) = record else {
                 return Err(Error::NotFound(format!("customer {id}")));
             };
+            if !self.core.records.has_key(id)? {
+                return Err(Error::NotFound(format!("customer {id}")));
+            }
             let decision = self.decider.require(snapshot, action, &record)?;
             self.reveal(&[id])?;
             f(self, &record, decision)
@@ -209,6 +214,9 @@ impl Write<'_> {
         let Some(record) = self.txn.customer(id)? else {
             return Err(Error::NotFound(format!("customer {id}")));
         };
+        if !self.core.records.has_key(id)? {
+            return Err(Error::NotFound(format!("customer {id}")));
+        }
         self.require(action, &record)?;
         Ok(record)
     }

@@ -121,6 +121,13 @@ impl Records {
         self.next_id.fetch_add(n, Ordering::Relaxed)
     }
 
+    /// Whether customer `id` still has its keys. A record without them
+    /// was erased (a data file older than its key store shows one): it is
+    /// treated as absent, so no lookup confirms it.
+    pub(crate) fn has_key(&self, id: CustomerId) -> Result<bool> {
+        Ok(self.cache.get(id).is_some() || self.keys.get(id)?.is_some())
+    }
+
     /// The unwrapped data key of a customer, from the cache or the key store.
     pub(crate) fn data_key(&self, id: CustomerId) -> Result<Arc<DataKey>> {
         if let Some(key) = self.cache.get(id) {

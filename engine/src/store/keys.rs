@@ -11,6 +11,7 @@
 //! at the next open, destroying the keys of customers that are not there.
 
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -35,8 +36,14 @@ pub(crate) struct KeyStorePeek {
 
 /// The primary key store and its mirrors.
 pub(crate) struct KeyStore {
+    /// Replaced whole when a destruction rewrites the files.
+    files: RwLock<Files>,
+}
+
+struct Files {
     primary: Database,
-    mirrors: Vec<Database>,
+    primary_path: PathBuf,
+    mirrors: Vec<(PathBuf, Database)>,
 }
 
 impl KeyStore {
@@ -96,23 +103,32 @@ impl KeyStore {
             if read_meta(&db, GENERATION)? != generation {
                 copy_all(&primary, &db)?;
             }
-            opened.push(db);
+            opened.push((mirror.clone(), db));
         }
         Ok(Self {
-            primary,
-            mirrors: opened,
+            files: RwLock::new(Files {
+                primary,
+                primary_path: path.to_path_buf(),
+                mirrors: opened,
+            }),
         })
+    }
+
+    fn files(&self) -> RwLockReadGuard<'_, Files> {
+        self.files
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The store id recorded at creation.
     pub(crate) fn store_id(&self) -> Result<Option<[u8; 16]>, StoreError> {
-        Ok(read_meta(&self.primary, STORE_ID)?.and_then(|v| v.try_into().ok()))
+        Ok(read_meta(&self.files().primary, STORE_ID)?.and_then(|v| v.try_into().ok()))
     }
 
     /// The newest storage format the data file was brought to, if
     /// recorded.
     pub(crate) fn data_format(&self) -> Result<Option<u32>, StoreError> {
-        let stored = read_meta(&self.primary, DATA_FORMAT)?;
+        let stored = read_meta(&self.files().primary, DATA_FORMAT)?;
         Ok(stored
             .and_then(|v| <[u8; 4]>::try_from(v).ok())
             .map(u32::from_le_bytes))
@@ -168,7 +184,9 @@ impl KeyStore {
         })
     }
 
-    /// Durably destroys keys in the primary and every mirror.
+    /// Durably destroys keys in the primary and every mirror, then
+    /// rewrites each file ([`KeyStore::scrub`]): redb frees the pages that
+    /// held a key without overwriting them.
     pub(crate) fn remove(&self, ids: &[u64]) -> Result<(), StoreError> {
         self.each(ids.len(), |db| {
             apply(db, Durability::Immediate, |table, pending, _| {
@@ -178,13 +196,38 @@ impl KeyStore {
                 }
                 Ok(())
             })
-        })
+        })?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.scrub()
+    }
+
+    /// Rewrites the primary and every mirror into fresh files holding only
+    /// the live keys, each put in place by an atomic rename, so that no
+    /// byte of a destroyed key remains in any of them. A crash leaves
+    /// either the old file or the new one.
+    fn scrub(&self) -> Result<(), StoreError> {
+        let mut files = self
+            .files
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Files {
+            primary,
+            primary_path,
+            mirrors,
+        } = &mut *files;
+        rewrite(primary, primary_path)?;
+        for (path, mirror) in mirrors {
+            rewrite(mirror, path)?;
+        }
+        Ok(())
     }
 
     /// Whether any key, or any pending mark, is held.
     pub(crate) fn holds_keys(&self) -> Result<bool, StoreError> {
         use redb::ReadableTableMetadata;
-        let txn = self.primary.begin_read()?;
+        let txn = self.files().primary.begin_read()?;
         if !txn.open_table(KEYS)?.is_empty()? {
             return Ok(true);
         }
@@ -193,7 +236,7 @@ impl KeyStore {
 
     /// The ids marked pending.
     pub(crate) fn pending(&self) -> Result<Vec<u64>, StoreError> {
-        let txn = self.primary.begin_read()?;
+        let txn = self.files().primary.begin_read()?;
         let table = match txn.open_table(PENDING) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -204,7 +247,7 @@ impl KeyStore {
 
     /// The wrapped key of `id`, if it exists.
     pub(crate) fn get(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.primary.begin_read()?;
+        let txn = self.files().primary.begin_read()?;
         let table = txn.open_table(KEYS)?;
         Ok(table.get(id)?.map(|v| v.value().to_vec()))
     }
@@ -213,14 +256,14 @@ impl KeyStore {
     #[cfg(test)]
     pub(crate) fn len(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        let txn = self.primary.begin_read()?;
+        let txn = self.files().primary.begin_read()?;
         Ok(txn.open_table(KEYS)?.len()?)
     }
 
     /// Every id with a key.
     #[cfg(test)]
     pub(crate) fn ids(&self) -> Result<Vec<u64>, StoreError> {
-        let txn = self.primary.begin_read()?;
+        let txn = self.files().primary.begin_read()?;
         let table = txn.open_table(KEYS)?;
         table.iter()?.map(|r| Ok(r?.0.value())).collect()
     }
@@ -235,12 +278,41 @@ impl KeyStore {
         if changes == 0 {
             return Ok(());
         }
-        f(&self.primary)?;
-        for mirror in &self.mirrors {
+        let files = self.files();
+        f(&files.primary)?;
+        for (_, mirror) in &files.mirrors {
             f(mirror)?;
         }
         Ok(())
     }
+}
+
+/// Replaces the file of `db` at `path` by a fresh copy of its content.
+fn rewrite(db: &mut Database, path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", path.display()));
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(".scrub");
+    let fresh = PathBuf::from(fresh);
+    match std::fs::remove_file(&fresh) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    drop(copy_into_new(db, &fresh)?);
+    std::fs::rename(&fresh, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    *db = open_one(path, false)?;
+    Ok(())
+}
+
+/// A new key store at `path` holding what `from` holds.
+fn copy_into_new(from: &Database, path: &Path) -> Result<Database, StoreError> {
+    let db = open_one(path, true)?;
+    copy_all(from, &db)?;
+    Ok(db)
 }
 
 fn open_one(path: &Path, create: bool) -> Result<Database, StoreError> {
@@ -362,7 +434,7 @@ mod tests {
     use super::*;
 
     fn generation(store: &KeyStore) -> Option<Vec<u8>> {
-        read_meta(&store.primary, GENERATION).unwrap()
+        read_meta(&store.files().primary, GENERATION).unwrap()
     }
 
     /// Every write with a key claim settles it; most settle no removal, and
@@ -389,7 +461,7 @@ mod tests {
         store.remove(&[7]).unwrap();
         assert_ne!(generation(&store), before);
         assert_eq!(
-            read_meta(&store.mirrors[0], GENERATION).unwrap(),
+            read_meta(&store.files().mirrors[0].1, GENERATION).unwrap(),
             generation(&store)
         );
     }
