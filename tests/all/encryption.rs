@@ -72,9 +72,9 @@ fn raw_files_hold_no_personal_value_after_every_kind_of_write() {
         }
         assert!(!file_contains(&file, "+8613800138000"));
     }
-    // The masked rendering of a personal field is stored on purpose (masked
-    // reads need no key); a sensitive field, never shown masked, has none.
-    assert!(file_contains(&fx.db(), "186****8888"));
+    // Masked renderings are sealed too (under the customer's mask key); a
+    // sensitive field, never shown masked from a rendering, keeps none.
+    assert!(!file_contains(&fx.db(), "186****8888"));
     assert!(!file_contains(&fx.db(), "****0217"));
     assert!(!file_contains(&fx.db(), "****0182"));
 }
@@ -362,4 +362,30 @@ fn no_byte_of_a_destroyed_key_is_left_in_the_key_store_or_its_mirrors() {
     drop(engine);
     let engine = open();
     assert!(engine.customer(&admin(), keep).is_ok());
+}
+
+#[test]
+fn masked_renderings_are_sealed_in_every_file() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let id = engine
+        .create_customer(&crate::as_("wang"), li_na())
+        .unwrap();
+    let masked = engine.customer(&crate::as_("zhao"), id).unwrap();
+    assert!(masked.masked.contains("phone") && masked.masked.contains("email"));
+    engine.flush_audit().unwrap();
+    drop(engine);
+    let renderings: Vec<&str> = masked.masked.iter().filter_map(|f| masked.get(f)).collect();
+    assert!(renderings.contains(&"138****8000"), "{renderings:?}");
+    for entry in std::fs::read_dir(fx.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        for rendering in &renderings {
+            // The starless part too: a rendering is never split to hide it.
+            assert!(
+                !crate::file_contains(&path, rendering),
+                "{rendering} in {}",
+                path.display()
+            );
+        }
+    }
 }

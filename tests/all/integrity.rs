@@ -504,6 +504,17 @@ fn a_format_1_database_is_migrated_on_open_and_never_again() {
         .customer(&Context::new("admin", "test"), li[0].id)
         .unwrap();
     assert_eq!(full.get("id_number"), Some("110105198803120217"));
+    // The masked renderings format 1 kept in the clear are sealed: a
+    // masked read opens them under the customer's mask key.
+    let support = engine.customer(&Context::new("zhao", "support"), li[0].id);
+    assert_eq!(support.unwrap().get("phone"), Some("138****8000"));
+    let sealing = |engine: &Engine| {
+        let tail = engine.audit_tail(&Context::new("admin", "test"), 1_000);
+        (tail.unwrap().iter())
+            .filter(|e| e.action == "customer.seal_masks")
+            .count()
+    };
+    assert_eq!(sealing(&engine), 1);
     let report = engine.verify_audit(None).unwrap();
     // The fixture holds 67 records.
     assert!(report.records >= 60, "{report:?}");
@@ -511,6 +522,7 @@ fn a_format_1_database_is_migrated_on_open_and_never_again() {
     // A second open finds nothing to do, and the file verifies.
     let engine = open().unwrap();
     assert_eq!(engine.verify_audit(None).unwrap().records, report.records);
+    assert_eq!(sealing(&engine), 1);
     drop(engine);
     // The format-1 file put back beside the migrated key store (a
     // rollback, or a forgery that strips the tags) is refused.

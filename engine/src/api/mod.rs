@@ -37,10 +37,10 @@ pub use subject::{Aggregate, DeletionRecord, QueuedMessage, SubjectExport};
 use crate::audit::{AuditDurability, Batcher, Checkpoint, VerifyReport};
 use crate::crypto::{CryptoError, Keyring, MasterKey};
 use crate::model::{Clock, Schema};
-use crate::op::{AuthSettings, Core, Host};
+use crate::op::{AuthSettings, Core, Entry, Host};
 use crate::plugin::PluginSettings;
 use crate::policy::{Policy, PolicyPack};
-use crate::records::Records;
+use crate::records::{MASKS_SEALED, Records};
 use crate::store::{self, Location, StorageBackend, StoreError};
 use crate::{Error, Result};
 
@@ -208,6 +208,7 @@ impl EngineBuilder {
         principals::bootstrap_admin(&core, &self.admin)?;
         policies::load(&core)?;
         retention::load(&core)?;
+        seal_clear_masks(&core)?;
         core.records
             .reload_retired(|| core.store.read(|r| r.retired_purposes()))?;
         core.store.read(|r| {
@@ -226,6 +227,37 @@ impl EngineBuilder {
             core,
         })
     }
+}
+
+/// Seals the masked renderings that a database made before they were
+/// sealed keeps in the clear: once, in audited batches.
+fn seal_clear_masks(core: &Core) -> Result<()> {
+    if core.store.read(|r| r.setting(MASKS_SEALED))?.is_some() {
+        return Ok(());
+    }
+    let mut after = 0;
+    loop {
+        let (ids, last) = core
+            .store
+            .read(|r| core.records.clear_masks(r, after, 1_000))?;
+        if !ids.is_empty() {
+            let keys = core.records.add_mask_keys(&ids)?;
+            let target = format!("masked renderings of {} customers", keys.len());
+            let entry = Entry::new("customer.seal_masks").target(target);
+            core.setup("setup", entry, |txn| {
+                for (id, mask) in &keys {
+                    core.records.seal_clear_masks(txn, *id, mask)?;
+                }
+                Ok(!keys.is_empty())
+            })?;
+        }
+        match last {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    core.store
+        .write(|w| Ok::<_, Error>(w.put_setting(MASKS_SEALED, b"done")?))
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -130,7 +130,7 @@ fn orphan_keys_are_collected_at_open() {
     let engine = open();
     customer(&engine, "Li Na", "13800138000", "li.na@example.com");
     // A crash between the key-store write and the data write leaves this.
-    let (_, wrapped) = engine.core.records.ring.new_data_key(999).unwrap();
+    let (_, _, wrapped) = engine.core.records.ring.new_data_key(999).unwrap();
     engine
         .core
         .records
@@ -322,4 +322,26 @@ fn a_creation_claiming_an_id_waits_for_a_settle_deciding_it() {
         "customer {id} was created without a key: a settle destroyed it"
     );
     engine.customer(&admin(), id).unwrap();
+}
+
+#[test]
+fn a_masked_read_opens_the_masked_rendering_and_never_the_data_key() {
+    let (_dir, open) = reopenable();
+    let engine = open();
+    let zhao = crate::PrincipalKind::User;
+    engine
+        .add_principal(&admin(), "zhao", zhao, &["support"])
+        .unwrap();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    drop(engine);
+    let engine = open();
+    let support = Context::new("zhao", "support");
+    let seen = engine.customer(&support, a).unwrap();
+    assert_eq!(seen.get("phone"), Some("138****8000"));
+    assert!(seen.masked.contains("phone"));
+    assert!(engine.core.records.cached_mask_key(a).is_some());
+    assert!(engine.core.records.cached_key(a).is_none());
+    // A read in full needs the data key.
+    assert!(engine.customer(&admin(), a).is_ok());
+    assert!(engine.core.records.cached_key(a).is_some());
 }

@@ -166,6 +166,9 @@ pub(crate) struct Keyring {
 pub(crate) const KEY_VERSION: u32 = 1;
 
 const WRAP_AAD: &[u8] = b"custodian dek v1";
+const MASK_WRAP_AAD: &[u8] = b"custodian mask key v1";
+/// Bytes of one wrapped key as stored: nonce and sealed 32-byte key.
+const WRAPPED_LEN: usize = 24 + 32 + 16;
 
 impl Keyring {
     pub(crate) fn new(master: &MasterKey) -> Self {
@@ -225,8 +228,12 @@ impl Keyring {
             })
     }
 
-    /// A fresh data key for `customer`, returned with its wrapped form.
-    pub(crate) fn new_data_key(&self, customer: u64) -> Result<(DataKey, Vec<u8>), CryptoError> {
+    /// Fresh keys for `customer` (its data key and its mask key),
+    /// returned with their wrapped form, as the key store keeps them.
+    pub(crate) fn new_data_key(
+        &self,
+        customer: u64,
+    ) -> Result<(DataKey, MaskKey, Vec<u8>), CryptoError> {
         let key = random_key();
         let wrapped = seal_raw(&self.wrap, key.as_slice(), &dek_aad(customer, KEY_VERSION))?;
         let data_key = DataKey {
@@ -234,7 +241,77 @@ impl Keyring {
             customer,
             version: KEY_VERSION,
         };
-        Ok((data_key, encode_wrapped(KEY_VERSION, wrapped)))
+        let mut stored = encode_wrapped(KEY_VERSION, wrapped);
+        let (mask, wrapped_mask) = self.new_mask_key(customer, KEY_VERSION)?;
+        stored.extend_from_slice(&wrapped_mask);
+        Ok((data_key, mask, stored))
+    }
+
+    /// A fresh mask key and its wrapped form.
+    fn new_mask_key(&self, customer: u64, version: u32) -> Result<(MaskKey, Vec<u8>), CryptoError> {
+        let key = random_key();
+        let aad = key_aad(MASK_WRAP_AAD, customer, version);
+        let wrapped = seal_raw(&self.wrap, key.as_slice(), &aad)?;
+        let mask = MaskKey(DataKey {
+            aead: XChaCha20Poly1305::new(key.as_slice().into()),
+            customer,
+            version,
+        });
+        let mut out = wrapped.nonce.to_vec();
+        out.extend_from_slice(&wrapped.ciphertext);
+        Ok((mask, out))
+    }
+
+    /// The mask key of `customer` from its stored keys (`None`: stored
+    /// before customers had one).
+    pub(crate) fn open_mask_key(
+        &self,
+        customer: u64,
+        stored: &[u8],
+    ) -> Result<Option<MaskKey>, CryptoError> {
+        let unwrap_err = || CryptoError::Unseal {
+            what: format!("mask key of customer {customer}"),
+        };
+        let (version, _) = decode_wrapped(stored).ok_or_else(unwrap_err)?;
+        let Some(part) = stored.get(4 + WRAPPED_LEN..) else {
+            return Ok(None);
+        };
+        if part.is_empty() {
+            return Ok(None);
+        }
+        let (nonce, ciphertext) = part.split_first_chunk::<24>().ok_or_else(unwrap_err)?;
+        let sealed = Sealed {
+            nonce: *nonce,
+            ciphertext: ciphertext.to_vec(),
+        };
+        let aad = key_aad(MASK_WRAP_AAD, customer, version);
+        let key = Zeroizing::new(open_raw(&self.wrap, &sealed, &aad).map_err(|_| unwrap_err())?);
+        if key.len() != 32 {
+            return Err(unwrap_err());
+        }
+        Ok(Some(MaskKey(DataKey {
+            aead: XChaCha20Poly1305::new(key.as_slice().into()),
+            customer,
+            version,
+        })))
+    }
+
+    /// Stored keys of a customer that has no mask key yet, with one added.
+    pub(crate) fn add_mask_key(
+        &self,
+        customer: u64,
+        stored: &[u8],
+    ) -> Result<(MaskKey, Vec<u8>), CryptoError> {
+        if let Some(mask) = self.open_mask_key(customer, stored)? {
+            return Ok((mask, stored.to_vec()));
+        }
+        let (version, _) = decode_wrapped(stored).ok_or_else(|| CryptoError::Unseal {
+            what: format!("data key of customer {customer}"),
+        })?;
+        let (mask, wrapped) = self.new_mask_key(customer, version)?;
+        let mut out = stored.get(..4 + WRAPPED_LEN).unwrap_or(stored).to_vec();
+        out.extend_from_slice(&wrapped);
+        Ok((mask, out))
     }
 
     /// Unwraps the stored data key of `customer`.
@@ -276,7 +353,11 @@ impl Keyring {
 }
 
 fn dek_aad(customer: u64, version: u32) -> Vec<u8> {
-    let mut aad = WRAP_AAD.to_vec();
+    key_aad(WRAP_AAD, customer, version)
+}
+
+fn key_aad(label: &[u8], customer: u64, version: u32) -> Vec<u8> {
+    let mut aad = label.to_vec();
     aad.extend_from_slice(&customer.to_le_bytes());
     aad.extend_from_slice(&version.to_le_bytes());
     aad
@@ -290,10 +371,11 @@ fn encode_wrapped(version: u32, wrapped: Sealed) -> Vec<u8> {
     out
 }
 
+/// The data key's part of a customer's stored keys.
 fn decode_wrapped(stored: &[u8]) -> Option<(u32, Sealed)> {
     let version = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?);
     let nonce: [u8; 24] = stored.get(4..28)?.try_into().ok()?;
-    let ciphertext = stored.get(28..)?.to_vec();
+    let ciphertext = stored.get(28..4 + WRAPPED_LEN)?.to_vec();
     Some((version, Sealed { nonce, ciphertext }))
 }
 
@@ -324,6 +406,33 @@ fn open_raw(aead: &XChaCha20Poly1305, sealed: &Sealed, aad: &[u8]) -> Result<Vec
         },
     )
     .map_err(|_| ())
+}
+
+/// A customer's unwrapped mask key: it seals and opens the masked
+/// renderings of that customer's fields (`138****8000`), and nothing else,
+/// so a masked read never holds the key to the values. Erasure destroys it
+/// with the data key.
+pub(crate) struct MaskKey(DataKey);
+
+impl MaskKey {
+    fn slot(field: &str) -> String {
+        format!("mask/{field}")
+    }
+
+    /// Seals the masked rendering of `field`.
+    pub(crate) fn seal(&self, field: &str, masked: &str) -> Result<Sealed, CryptoError> {
+        self.0.seal(&Self::slot(field), masked)
+    }
+
+    /// Opens a masked rendering borrowed from storage.
+    pub(crate) fn open_parts(
+        &self,
+        field: &str,
+        nonce: &[u8; 24],
+        ciphertext: &[u8],
+    ) -> Result<String, CryptoError> {
+        self.0.open_parts(&Self::slot(field), nonce, ciphertext)
+    }
 }
 
 /// A customer's unwrapped data key, ready to seal and open that customer's
@@ -427,14 +536,14 @@ mod tests {
     #[test]
     fn sealed_field_opens_only_in_its_slot_and_customer() {
         let ring = Keyring::new(&MasterKey::generate());
-        let (key, wrapped) = ring.new_data_key(7).unwrap();
+        let (key, _, wrapped) = ring.new_data_key(7).unwrap();
         let sealed = key.seal("phone", "+8613800138000").unwrap();
         assert_eq!(key.open("phone", &sealed).unwrap(), "+8613800138000");
         assert!(key.open("email", &sealed).is_err());
         let reopened = ring.open_data_key(7, &wrapped).unwrap();
         assert_eq!(reopened.open("phone", &sealed).unwrap(), "+8613800138000");
         assert!(ring.open_data_key(8, &wrapped).is_err());
-        let (other, _) = ring.new_data_key(8).unwrap();
+        let (other, _, _) = ring.new_data_key(8).unwrap();
         assert!(other.open("phone", &sealed).is_err());
     }
 }

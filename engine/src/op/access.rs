@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::policy::{Action, CustomerFacts, Decision, Policy, Subject, Treatment};
 use crate::records::{Records, Slot};
-use crate::store::{CustomerRef, Snapshot, StoredCustomer};
+use crate::store::{CustomerRef, MaskRef, Snapshot, StoredCustomer};
 use crate::{Denied, Result};
 
 /// What the policy decides on about a stored customer: nothing personal.
@@ -215,12 +215,24 @@ pub(crate) struct Prepared {
     sealed: Vec<ToOpen>,
 }
 
-/// A sealed value a view shows: opened in full, or masked as `mask` says.
+/// A sealed value a view shows.
 struct ToOpen {
     field: String,
     nonce: [u8; 24],
     ciphertext: Vec<u8>,
-    mask: Option<FieldType>,
+    how: Opening,
+}
+
+/// How a sealed value is shown.
+enum Opening {
+    /// The value, in full, under the data key.
+    Full,
+    /// The value, under the data key, then masked (a field that keeps no
+    /// masked rendering).
+    MaskValue(FieldType),
+    /// The stored masked rendering, under the mask key: the value is
+    /// never opened.
+    Rendering,
 }
 
 impl Prepared {
@@ -236,15 +248,30 @@ impl Prepared {
             mut customer,
             sealed,
         } = self;
-        if sealed.is_empty() {
-            return Ok(customer);
-        }
-        let key = records.data_key(customer.id)?;
+        // Each key only if needed: a masked view unwraps no data key.
+        let mut key = None;
+        let mut mask = None;
         for v in sealed {
-            let value = key.open_parts(&Slot::Field(&v.field).name(), &v.nonce, &v.ciphertext)?;
-            let value = match v.mask {
-                Some(kind) => mask_value(kind, &value),
-                None => value,
+            let value = match v.how {
+                Opening::Rendering => {
+                    let mask = match &mask {
+                        Some(mask) => mask,
+                        None => mask.insert(records.mask_key(customer.id)?),
+                    };
+                    mask.open_parts(&v.field, &v.nonce, &v.ciphertext)?
+                }
+                Opening::Full | Opening::MaskValue(_) => {
+                    let key = match &key {
+                        Some(key) => key,
+                        None => key.insert(records.data_key(customer.id)?),
+                    };
+                    let slot = Slot::Field(&v.field).name();
+                    let value = key.open_parts(&slot, &v.nonce, &v.ciphertext)?;
+                    match v.how {
+                        Opening::MaskValue(kind) => mask_value(kind, &value),
+                        _ => value,
+                    }
+                }
             };
             customer.fields.insert(v.field, value);
         }
@@ -282,24 +309,30 @@ pub(crate) fn prepare(
         let def = schema.field(name);
         // A field no longer in the schema is treated as sensitive.
         let sensitivity = def.map_or(Sensitivity::Sensitive, |d| d.sensitivity);
-        let mask = match decision.treatment(name, sensitivity) {
-            Treatment::Hidden => continue,
-            Treatment::Masked if !value.masked.is_empty() => {
-                fields.insert(name.to_string(), value.masked.to_string());
+        let (how, nonce, ciphertext) = match (decision.treatment(name, sensitivity), &value.masked)
+        {
+            (Treatment::Hidden, _) => continue,
+            (Treatment::Masked, MaskRef::Sealed(m)) => {
+                masked.insert(name.to_string());
+                (Opening::Rendering, m.nonce, m.ciphertext)
+            }
+            (Treatment::Masked, MaskRef::Clear(m)) => {
+                fields.insert(name.to_string(), m.to_string());
                 masked.insert(name.to_string());
                 continue;
             }
-            Treatment::Masked => {
+            (Treatment::Masked, MaskRef::None) => {
                 masked.insert(name.to_string());
-                Some(def.map_or(FieldType::Text, |d| d.kind))
+                let kind = def.map_or(FieldType::Text, |d| d.kind);
+                (Opening::MaskValue(kind), value.nonce, value.ciphertext)
             }
-            Treatment::Full => None,
+            (Treatment::Full, _) => (Opening::Full, value.nonce, value.ciphertext),
         };
         sealed.push(ToOpen {
             field: name.to_string(),
-            nonce: value.nonce,
-            ciphertext: value.ciphertext.to_vec(),
-            mask,
+            nonce,
+            ciphertext: ciphertext.to_vec(),
+            how,
         });
     }
     let customer = Customer {

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{Records, Slot};
-use crate::crypto::DataKey;
+use crate::crypto::{DataKey, MaskKey};
 use crate::model::{CustomerId, FieldType, ModelError, Sensitivity, Status, mask_value};
-use crate::store::{Index, SealedField, StoredCustomer, StoredPrincipal, Txn};
+use crate::store::{Index, SealedField, StoredCustomer, StoredMask, StoredPrincipal, Txn};
 use crate::{Denied, Error, Result};
 
 /// An index entry in owned form.
@@ -112,7 +112,7 @@ impl Records {
         fields: BTreeMap<String, String>,
         now: i64,
     ) -> Result<(StoredCustomer, Vec<u8>)> {
-        let (key, wrapped) = self.ring.new_data_key(id)?;
+        let (key, mask, wrapped) = self.ring.new_data_key(id)?;
         let mut record = StoredCustomer {
             id,
             owner: owner.to_string(),
@@ -126,17 +126,18 @@ impl Records {
             blind: BTreeMap::new(),
         };
         for (name, value) in fields {
-            self.put_field(&mut record, &key, name, value)?;
+            self.put_field(&mut record, (&key, &mask), name, value)?;
         }
         Ok((record, wrapped))
     }
 
     /// Sets one normalized field: blind-indexed if it is looked up by,
-    /// sealed (with its masked rendering) if personal, in the clear if public.
+    /// sealed (with its masked rendering, under the mask key) if personal,
+    /// in the clear if public.
     fn put_field(
         &self,
         record: &mut StoredCustomer,
-        key: &DataKey,
+        (key, mask): (&DataKey, &MaskKey),
         name: String,
         value: String,
     ) -> Result<()> {
@@ -151,8 +152,8 @@ impl Records {
             // Sensitive fields are never shown masked by stored rendering:
             // keeping one would put part of the value on disk for nothing.
             let masked = match def.sensitivity {
-                Sensitivity::Sensitive => String::new(),
-                _ => mask_value(def.kind, &value),
+                Sensitivity::Sensitive => StoredMask::None,
+                _ => StoredMask::Sealed(mask.seal(&name, &mask_value(def.kind, &value))?),
             };
             let field = SealedField {
                 sealed: key.seal(&Slot::Field(&name).name(), &value)?,
@@ -225,8 +226,9 @@ impl Records {
         }
         if !change.set.is_empty() {
             let key = self.data_key(record.id)?;
+            let mask = self.mask_key(record.id)?;
             for (name, value) in &change.set {
-                self.put_field(record, &key, name.clone(), value.clone())?;
+                self.put_field(record, (&key, &mask), name.clone(), value.clone())?;
             }
         }
         if let Some(owner) = &change.owner {

@@ -13,19 +13,19 @@ use crate::crypto::DataKey;
 /// deleting a customer forgets its key at once.
 pub(crate) const KEY_CACHE_CAPACITY: usize = 4096;
 
-pub(crate) struct KeyCache {
-    cached: Mutex<Cached>,
+pub(crate) struct KeyCache<K = DataKey> {
+    cached: Mutex<Cached<K>>,
     capacity: usize,
 }
 
-struct Cached {
-    keys: HashMap<u64, Arc<DataKey>>,
+struct Cached<K> {
+    keys: HashMap<u64, Arc<K>>,
     /// Bumped by every `forget`: a key read from the key store before a
     /// delete is not cached after it.
     generation: u64,
 }
 
-impl KeyCache {
+impl<K> KeyCache<K> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             cached: Mutex::new(Cached {
@@ -36,11 +36,11 @@ impl KeyCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached<K>> {
         self.cached.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn get(&self, id: u64) -> Option<Arc<DataKey>> {
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<K>> {
         self.lock().keys.get(&id).cloned()
     }
 
@@ -51,7 +51,7 @@ impl KeyCache {
     }
 
     /// Caches `key` unless a key was forgotten since `generation`.
-    pub(crate) fn insert(&self, id: u64, key: Arc<DataKey>, generation: u64) {
+    pub(crate) fn insert(&self, id: u64, key: Arc<K>, generation: u64) {
         let mut cached = self.lock();
         if cached.generation != generation {
             return;
@@ -185,6 +185,7 @@ impl KeyClaim<'_> {
         }
         for id in &gone {
             self.records.cache.forget(*id);
+            self.records.mask_cache.forget(*id);
         }
         self.records.keys.remove(&gone)?;
         self.records.keys.settle(&kept)?;
@@ -213,8 +214,8 @@ mod tests {
     #[test]
     fn a_key_read_before_a_delete_is_not_cached_after_it() {
         let ring = Keyring::new(&MasterKey::generate());
-        let (key, _) = ring.new_data_key(7).unwrap();
-        let cache = KeyCache::new(4);
+        let (key, _, _) = ring.new_data_key(7).unwrap();
+        let cache = KeyCache::<DataKey>::new(4);
         let generation = cache.generation();
         cache.forget(7); // the delete lands in between
         cache.insert(7, Arc::new(key), generation);

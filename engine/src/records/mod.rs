@@ -24,6 +24,7 @@ mod activity;
 mod consent;
 mod customers;
 mod keys;
+mod masks;
 mod outbox;
 mod removal;
 
@@ -37,11 +38,12 @@ pub(crate) use activity::{
 pub(crate) use consent::granted_keys;
 pub(crate) use customers::{FieldChange, IndexKey, owner_rule};
 pub(crate) use keys::KeyClaim;
+pub(crate) use masks::MASKS_SEALED;
 pub(crate) use outbox::{MessageWrite, address_field, message_purpose};
 pub(crate) use removal::{Removal, RemovalCause};
 
 use crate::Result;
-use crate::crypto::{DataKey, Keyring};
+use crate::crypto::{CryptoError, DataKey, Keyring, MaskKey};
 use crate::model::{Clock, CustomerId, Schema};
 use crate::store::{KeyStore, StoreError};
 use keys::{KeyCache, Pending};
@@ -81,6 +83,8 @@ pub(crate) struct Records {
     pub(crate) clock: Clock,
     keys: KeyStore,
     cache: KeyCache,
+    /// Unwrapped mask keys, apart: a masked read holds no data key.
+    mask_cache: KeyCache<MaskKey>,
     pending: Pending,
     /// The smallest id not reserved yet.
     next_id: AtomicU64,
@@ -102,6 +106,7 @@ impl Records {
             clock,
             keys,
             cache: KeyCache::new(keys::KEY_CACHE_CAPACITY),
+            mask_cache: KeyCache::new(keys::KEY_CACHE_CAPACITY),
             pending: Pending::default(),
             next_id: AtomicU64::new(next_id),
             retired: RwLock::new(Arc::default()),
@@ -126,6 +131,24 @@ impl Records {
     /// treated as absent, so no lookup confirms it.
     pub(crate) fn has_key(&self, id: CustomerId) -> Result<bool> {
         Ok(self.cache.get(id).is_some() || self.keys.get(id)?.is_some())
+    }
+
+    /// The unwrapped mask key of a customer, from the cache or the key
+    /// store: it opens masked renderings only.
+    pub(crate) fn mask_key(&self, id: CustomerId) -> Result<Arc<MaskKey>> {
+        if let Some(key) = self.mask_cache.get(id) {
+            return Ok(key);
+        }
+        let generation = self.mask_cache.generation();
+        let stored = self.keys.get(id)?.ok_or_else(|| CryptoError::Unseal {
+            what: format!("customer {id}: its keys were destroyed"),
+        })?;
+        let key = (self.ring.open_mask_key(id, &stored)?).ok_or_else(|| CryptoError::Unseal {
+            what: format!("customer {id}: no mask key"),
+        })?;
+        let key = Arc::new(key);
+        self.mask_cache.insert(id, Arc::clone(&key), generation);
+        Ok(key)
     }
 
     /// The unwrapped data key of a customer, from the cache or the key store.
@@ -198,5 +221,10 @@ impl Records {
     #[cfg(test)]
     pub(crate) fn cached_key(&self, id: CustomerId) -> Option<Arc<DataKey>> {
         self.cache.get(id)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn cached_mask_key(&self, id: CustomerId) -> Option<Arc<MaskKey>> {
+        self.mask_cache.get(id)
     }
 }

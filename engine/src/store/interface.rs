@@ -190,6 +190,9 @@ pub(crate) trait Snapshot {
     fn retention_script(&self) -> Res<Option<String>>;
     /// Where an unfinished retention sweep got to.
     fn retention_run(&self) -> Res<Option<StoredRun>>;
+    /// A flag or value the engine keeps about the database itself (e.g.
+    /// that a migration above the store is done).
+    fn setting(&self, name: &str) -> Res<Option<Vec<u8>>>;
 }
 
 /// What every snapshot offers beyond the trait's object-safe reads.
@@ -352,4 +355,6 @@ pub(crate) trait Txn: Snapshot {
     fn put_retention_script(&mut self, source: &str) -> Res<()>;
     /// Records (`Some`) or clears where a retention sweep got to.
     fn set_retention_run(&mut self, run: Option<&StoredRun>) -> Res<()>;
+    /// Sets what [`Snapshot::setting`] reads.
+    fn put_setting(&mut self, name: &str, value: &[u8]) -> Res<()>;
 }

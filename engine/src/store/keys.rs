@@ -159,6 +159,19 @@ impl KeyStore {
         })
     }
 
+    /// Durably replaces the stored keys of customers that keep theirs
+    /// (a key added beside a data key): no pending mark, nothing destroyed.
+    pub(crate) fn replace(&self, keys: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        self.each(keys.len(), |db| {
+            apply(db, Durability::Immediate, |table, _, _| {
+                for (id, stored) in keys {
+                    table.insert(*id, stored.as_slice())?;
+                }
+                Ok(())
+            })
+        })
+    }
+
     /// Durably marks keys as about to be destroyed.
     pub(crate) fn mark_pending(&self, ids: &[u64]) -> Result<(), StoreError> {
         self.each(ids.len(), |db| {

@@ -32,11 +32,164 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
 }
 
 /// A personal or sensitive field: its ciphertext and, for fields shown
-/// masked, the masked rendering (so masked reads need no decryption).
+/// masked, the masked rendering (so masked reads need no decryption of the
+/// value), sealed under the customer's mask key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SealedField {
     pub(crate) sealed: Sealed,
-    pub(crate) masked: String,
+    pub(crate) masked: StoredMask,
+}
+
+/// A field's stored masked rendering.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StoredMask {
+    /// None kept (sensitive fields are masked from the value when shown).
+    None,
+    /// In the clear, as customer envelope 1 kept it: sealed on open.
+    Clear(String),
+    /// Sealed under the customer's mask key.
+    Sealed(Sealed),
+}
+
+/// Customer records' own envelope. 1: masked renderings in the clear.
+/// 2: masked renderings sealed ([`StoredMask`]).
+const CUSTOMER_ENVELOPE: u8 = 2;
+
+/// Serializes a customer into its envelope.
+pub(crate) fn encode_customer(customer: &StoredCustomer) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![CUSTOMER_ENVELOPE];
+    let body = postcard::to_stdvec(customer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Opens a customer's envelope, of either version.
+pub(crate) fn decode_customer(bytes: &[u8]) -> Result<StoredCustomer, StoreError> {
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("customer: {e}"));
+    match bytes.split_first() {
+        Some((&CUSTOMER_ENVELOPE, body)) => postcard::from_bytes(body).map_err(corrupt),
+        Some((&1, body)) => {
+            let old: CustomerV1 = postcard::from_bytes(body).map_err(corrupt)?;
+            let sealed = (old.sealed.into_iter())
+                .map(|(name, f)| {
+                    let masked = match f.masked.is_empty() {
+                        true => StoredMask::None,
+                        false => StoredMask::Clear(f.masked),
+                    };
+                    let field = SealedField {
+                        sealed: f.sealed,
+                        masked,
+                    };
+                    (name, field)
+                })
+                .collect();
+            Ok(StoredCustomer {
+                id: old.id,
+                owner: old.owner,
+                status: old.status,
+                created_at: old.created_at,
+                updated_at: old.updated_at,
+                last_interaction_at: old.last_interaction_at,
+                key_version: old.key_version,
+                public: old.public,
+                sealed,
+                blind: old.blind,
+            })
+        }
+        Some((&v, _)) => Err(StoreError::Version {
+            found: u32::from(v),
+            supported: u32::from(CUSTOMER_ENVELOPE),
+        }),
+        None => Err(StoreError::Corrupt("customer: empty".into())),
+    }
+}
+
+/// Borrows a customer's envelope, of either version.
+pub(crate) fn decode_customer_ref(bytes: &[u8]) -> Result<CustomerRef<'_>, StoreError> {
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("customer: {e}"));
+    match bytes.split_first() {
+        Some((&CUSTOMER_ENVELOPE, body)) => postcard::from_bytes(body).map_err(corrupt),
+        Some((&1, body)) => {
+            let old: CustomerRefV1<'_> = postcard::from_bytes(body).map_err(corrupt)?;
+            let sealed = (old.sealed.into_iter())
+                .map(|(name, f)| {
+                    let masked = match f.masked.is_empty() {
+                        true => MaskRef::None,
+                        false => MaskRef::Clear(f.masked),
+                    };
+                    let field = SealedFieldRef {
+                        nonce: f.nonce,
+                        ciphertext: f.ciphertext,
+                        masked,
+                    };
+                    (name, field)
+                })
+                .collect();
+            Ok(CustomerRef {
+                id: old.id,
+                owner: old.owner,
+                status: old.status,
+                created_at: old.created_at,
+                updated_at: old.updated_at,
+                last_interaction_at: old.last_interaction_at,
+                key_version: old.key_version,
+                public: old.public,
+                sealed,
+                blind: old.blind,
+            })
+        }
+        Some((&v, _)) => Err(StoreError::Version {
+            found: u32::from(v),
+            supported: u32::from(CUSTOMER_ENVELOPE),
+        }),
+        None => Err(StoreError::Corrupt("customer: empty".into())),
+    }
+}
+
+/// A customer as envelope 1 stored it.
+#[derive(Deserialize)]
+struct CustomerV1 {
+    id: u64,
+    owner: String,
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+    last_interaction_at: Option<i64>,
+    key_version: u32,
+    public: BTreeMap<String, String>,
+    sealed: BTreeMap<String, SealedFieldV1>,
+    blind: BTreeMap<String, [u8; 16]>,
+}
+
+#[derive(Deserialize)]
+struct SealedFieldV1 {
+    sealed: Sealed,
+    masked: String,
+}
+
+/// [`CustomerRef`] as envelope 1 stored it.
+#[derive(Deserialize)]
+struct CustomerRefV1<'a> {
+    id: u64,
+    owner: &'a str,
+    status: &'a str,
+    created_at: i64,
+    updated_at: i64,
+    last_interaction_at: Option<i64>,
+    key_version: u32,
+    #[serde(borrow)]
+    public: Vec<(&'a str, &'a str)>,
+    #[serde(borrow)]
+    sealed: Vec<(&'a str, SealedFieldRefV1<'a>)>,
+    #[serde(borrow)]
+    blind: Vec<(&'a str, [u8; 16])>,
+}
+
+#[derive(Deserialize)]
+struct SealedFieldRefV1<'a> {
+    nonce: [u8; 24],
+    ciphertext: &'a [u8],
+    masked: &'a str,
 }
 
 /// A customer at rest.
@@ -89,7 +242,23 @@ pub(crate) struct CustomerRef<'a> {
 pub(crate) struct SealedFieldRef<'a> {
     pub(crate) nonce: [u8; 24],
     pub(crate) ciphertext: &'a [u8],
-    pub(crate) masked: &'a str,
+    #[serde(borrow)]
+    pub(crate) masked: MaskRef<'a>,
+}
+
+/// Borrowed [`StoredMask`].
+#[derive(Debug, Deserialize)]
+pub(crate) enum MaskRef<'a> {
+    None,
+    Clear(&'a str),
+    Sealed(SealedRef<'a>),
+}
+
+/// Borrowed [`Sealed`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct SealedRef<'a> {
+    pub(crate) nonce: [u8; 24],
+    pub(crate) ciphertext: &'a [u8],
 }
 
 /// Opens an envelope without copying.
@@ -372,13 +541,17 @@ mod tests {
                         nonce: [9; 24],
                         ciphertext: vec![1, 2, 3],
                     },
-                    masked: "138****8000".into(),
+                    masked: StoredMask::Sealed(Sealed {
+                        nonce: [4; 24],
+                        ciphertext: vec![7, 8],
+                    }),
                 },
             )]),
             blind: BTreeMap::from([("phone".into(), [5; 16])]),
         };
-        let bytes = encode(&record).unwrap();
-        let view: CustomerRef<'_> = decode_ref(&bytes, "customer").unwrap();
+        let bytes = encode_customer(&record).unwrap();
+        assert_eq!(decode_customer(&bytes).unwrap(), record);
+        let view = decode_customer_ref(&bytes).unwrap();
         assert_eq!((view.id, view.owner, view.status), (7, "wang", "active"));
         assert_eq!((view.created_at, view.updated_at), (1, 2));
         assert_eq!(view.last_interaction_at, Some(3));
@@ -387,6 +560,11 @@ mod tests {
         assert_eq!(*name, "phone");
         assert_eq!(sealed.nonce, [9; 24]);
         assert_eq!(sealed.ciphertext, &[1, 2, 3]);
-        assert_eq!(sealed.masked, "138****8000");
+        assert!(
+            matches!(&sealed.masked, MaskRef::Sealed(m) if m.nonce == [4; 24] && m.ciphertext == [7, 8]),
+            "{:?}",
+            sealed.masked
+        );
+        assert_eq!(view.blind, vec![("phone", [5; 16])]);
     }
 }

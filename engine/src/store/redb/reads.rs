@@ -10,7 +10,8 @@ use super::super::types::{
     CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
     StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold,
     StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPolicy, StoredPrincipal,
-    StoredRun, StoredSession, StoredThrottle, decode, decode_principal, decode_ref,
+    StoredRun, StoredSession, StoredThrottle, decode, decode_customer, decode_customer_ref,
+    decode_principal,
 };
 use super::Open;
 use super::tables::*;
@@ -56,7 +57,7 @@ fn followups_by_id(source: &impl Open, ids: impl Iterator<Item = u64>) -> Res<Ve
 
 impl<S: Open> Snapshot for S {
     fn customer(&self, id: u64) -> Res<Option<StoredCustomer>> {
-        get(self, CUSTOMERS, id, "customer")
+        self.record(CUSTOMERS, id, decode_customer)
     }
 
     fn contains_customer(&self, id: u64) -> Res<bool> {
@@ -72,10 +73,11 @@ impl<S: Open> Snapshot for S {
         };
         match table.get(id)? {
             Some(guard) => {
-                f(decode_ref(
-                    self.body(CUSTOMERS, &id, guard.value())?,
-                    "customer",
-                )?);
+                f(decode_customer_ref(self.body(
+                    CUSTOMERS,
+                    &id,
+                    guard.value(),
+                )?)?);
                 Ok(true)
             }
             None => Ok(false),
@@ -96,10 +98,11 @@ impl<S: Open> Snapshot for S {
             let (id, bytes) = entry?;
             let id = id.value();
             last = Some(id);
-            if !f(decode_ref(
-                self.body(CUSTOMERS, &id, bytes.value())?,
-                "customer",
-            )?)? {
+            if !f(decode_customer_ref(self.body(
+                CUSTOMERS,
+                &id,
+                bytes.value(),
+            )?)?)? {
                 break;
             }
         }
@@ -484,6 +487,10 @@ impl<S: Open> Snapshot for S {
         self.record(RETENTION, RETENTION_SCRIPT, |source| {
             Ok(String::from_utf8_lossy(source).into_owned())
         })
+    }
+
+    fn setting(&self, name: &str) -> Res<Option<Vec<u8>>> {
+        self.record(SETTINGS, engine_setting(name).as_str(), |v| Ok(v.to_vec()))
     }
 
     fn retention_run(&self) -> Res<Option<StoredRun>> {

@@ -305,6 +305,12 @@ pub(super) const SETTING_SCHEMA: &str = "schema";
 pub(super) const SETTING_AUDIT_HEAD: &str = "audit_head";
 pub(super) const SETTING_NEXT_ID: &str = "next_id";
 
+/// The settings key of a setting the engine keeps (apart from the
+/// store's own).
+pub(super) fn engine_setting(name: &str) -> String {
+    format!("engine:{name}")
+}
+
 pub(super) const RETENTION_SCRIPT: &str = "script";
 pub(super) const RETIRED: &str = "retired_purposes";
 pub(super) const RUN: &str = "run";

@@ -8,7 +8,7 @@ use super::super::types::{
     StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry, StoredCredentials,
     StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold, StoredInteraction, StoredLogLine,
     StoredMessage, StoredNotice, StoredPolicy, StoredPrincipal, StoredRun, StoredSession,
-    StoredThrottle, decode, encode, encode_principal,
+    StoredThrottle, decode, encode, encode_customer, encode_principal,
 };
 use super::tables::*;
 use super::{Open, Writer};
@@ -36,7 +36,7 @@ impl Txn for Writer<'_> {
 
     fn put_customers(&mut self, customers: &[&StoredCustomer]) -> Res<()> {
         for customer in customers {
-            self.put(CUSTOMERS, customer.id, &encode(customer)?)?;
+            self.put(CUSTOMERS, customer.id, &encode_customer(customer)?)?;
         }
         Ok(())
     }
@@ -360,6 +360,10 @@ impl Txn for Writer<'_> {
     fn put_retention_script(&mut self, source: &str) -> Res<()> {
         self.put(RETENTION, RETENTION_SCRIPT, source.as_bytes())?;
         Ok(())
+    }
+
+    fn put_setting(&mut self, name: &str, value: &[u8]) -> Res<()> {
+        self.put(SETTINGS, engine_setting(name).as_str(), value)
     }
 
     fn set_retention_run(&mut self, run: Option<&StoredRun>) -> Res<()> {
