@@ -130,7 +130,8 @@ impl Records {
     /// was erased (a data file older than its key store shows one): it is
     /// treated as absent, so no lookup confirms it.
     pub(crate) fn has_key(&self, id: CustomerId) -> Result<bool> {
-        Ok(self.cache.get(id).is_some() || self.keys.get(id)?.is_some())
+        let cached = self.cache.get(id).is_some() || self.mask_cache.get(id).is_some();
+        Ok(cached || self.keys.get(id)?.is_some())
     }
 
     /// The unwrapped mask key of a customer, from the cache or the key
