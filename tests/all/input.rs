@@ -142,3 +142,93 @@ fn schema_files_are_checked() {
     .unwrap_err();
     assert!(err.to_string().contains("colour"), "{err}");
 }
+
+/// Every file of the fixture's folder whose raw bytes hold `needle`.
+fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && file_contains(&path, needle) {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// A refused value is never written: not into the audit entry that
+/// records the refusal, not into any other record, whichever path it came
+/// by (the API, a CSV import, a plugin's command) and whatever its type.
+#[test]
+fn a_refused_value_is_written_nowhere() {
+    use crate::plugins::hostile;
+    let fx = Fixture::new();
+    let engine = hostile(&fx, |_| {});
+    let id = engine
+        .create_customer(&admin(), crate::li_na().field("tags", "visible-tag-4471"))
+        .unwrap();
+    // Each value is refused by its field's type, and unique in the files.
+    let refused: &[(&str, &str)] = &[
+        ("email", "zhou.7259@@example.org"),
+        ("phone", "+86 1399999 77x1"),
+        ("phone", "+0998877665544"),
+        ("birthday", "1977-13-45refused"),
+        ("id_number", "110105198803129993"),
+        ("id_number", "refused#id#7731"),
+        ("tags", &format!("ok,{}", "refusedtag".repeat(8))),
+    ];
+    let mut values: Vec<String> = Vec::new();
+    for (field, value) in refused {
+        values.push(value.to_string());
+        let new = NewCustomer::new()
+            .field("name", "Shown Name")
+            .field(*field, *value);
+        let err = engine.create_customer(&admin(), new).unwrap_err();
+        assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
+        assert!(!err.to_string().contains(*value), "{err}");
+        let update = custodian::CustomerUpdate::new().set(*field, *value);
+        engine.update_customer(&admin(), id, update).unwrap_err();
+        // The same value by a plugin's upsert, for an existing customer and
+        // for a new one.
+        for target in [id.to_string(), "999999".into()] {
+            let command = format!("command upsert {target} {field}={value}");
+            let err = engine.ingest("misbehave", command.as_bytes()).unwrap_err();
+            assert!(!err.to_string().contains(*value), "{err}");
+        }
+    }
+    // A name given where a field's should be may be a value too.
+    let misplaced = "wei.misplaced@example.org";
+    values.push(misplaced.into());
+    let command = format!("command upsert {id} {misplaced}=x");
+    let err = engine.ingest("misbehave", command.as_bytes()).unwrap_err();
+    assert!(!err.to_string().contains(misplaced), "{err}");
+    // By CSV, a line per refused value; the good line is imported.
+    let mut csv = String::from("name,phone,email,birthday,id_number\n");
+    csv.push_str("Csv Good,13800000011,good@example.com,,\n");
+    csv.push_str("Csv One,13800000012,csv.7733@@example.org,,\n");
+    csv.push_str("Csv Two,+86 13x77221100,two@example.com,,\n");
+    csv.push_str("Csv Three,13800000014,three@example.com,2001-02-30,\n");
+    values.extend(["csv.7733@@example.org", "13x77221100", "2001-02-30"].map(String::from));
+    let report = engine
+        .import_csv(
+            &admin(),
+            csv.as_bytes(),
+            &custodian::ImportOptions::default(),
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!((report.imported, report.errors.len()), (1, 3), "{report:?}");
+    // Refusals are audited, so the audit is where a value would be.
+    let tail = engine.audit_tail(&admin(), 200).unwrap();
+    assert!(
+        tail.iter()
+            .any(|e| !matches!(e.outcome, custodian::Outcome::Ok)),
+        "no refusal was audited"
+    );
+    drop(engine);
+    for value in &values {
+        let found = files_holding(fx.dir.path(), value);
+        assert!(found.is_empty(), "refused value {value:?} is in {found:?}");
+    }
+    // The search finds what is there: a tag, which is indexed in the clear.
+    assert!(!files_holding(fx.dir.path(), "visible-tag-4471").is_empty());
+}

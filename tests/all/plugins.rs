@@ -22,7 +22,7 @@ fn sample(plugin: &str, file: &str) -> Vec<u8> {
 }
 
 /// Installs `path` with everything it asks for, adjusted by `adjust`.
-fn install(engine: &Engine, path: &str, adjust: impl FnOnce(&mut Grant)) -> Grant {
+pub(crate) fn install(engine: &Engine, path: &str, adjust: impl FnOnce(&mut Grant)) -> Grant {
     let bytes = code(path);
     let manifest = engine.inspect_plugin(&bytes).unwrap();
     let mut grant = Grant::all(&manifest);
@@ -63,7 +63,7 @@ fn still_serves(engine: &Engine, plugin: &str) {
 
 /// A hostile plugin with a high fault tolerance, so single faults do not
 /// quarantine it between checks.
-fn hostile(fixture: &Fixture, adjust: impl FnOnce(&mut Grant)) -> Engine {
+pub(crate) fn hostile(fixture: &Fixture, adjust: impl FnOnce(&mut Grant)) -> Engine {
     let engine = fixture.open();
     install(&engine, wasm::MISBEHAVE, adjust);
     engine

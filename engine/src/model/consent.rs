@@ -72,7 +72,7 @@ impl ConsentChange {
                         .strip_suffix(')')
                         .ok_or_else(|| ModelError::Attribute {
                             what: "consent".into(),
-                            reason: format!("`{item}`: a `(` without its `)`"),
+                            reason: "a `(` without its `)`".into(),
                         })?;
                     (purpose.trim(), inner)
                 }

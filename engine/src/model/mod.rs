@@ -25,8 +25,13 @@ pub enum ModelError {
     /// The schema file is invalid.
     #[error("invalid schema: {0}")]
     Schema(String),
-    /// A field the schema does not declare.
-    #[error("unknown field `{field}`: it is not declared in the schema")]
+    /// A field the schema does not declare. The message names it only
+    /// when it is spelled as a field name can be: a name given in the
+    /// place of a field may be a value, and messages are audited.
+    #[error(
+        "unknown field {}: it is not declared in the schema",
+        shown_name(field)
+    )]
     UnknownField {
         /// The field name given.
         field: String,
@@ -65,6 +70,19 @@ pub enum ModelError {
     },
 }
 
+/// `name` quoted when it is spelled as a schema field name (lowercase
+/// letters, digits and `_`, at most 48 bytes), else a description of it.
+fn shown_name(name: &str) -> String {
+    let plain = name.len() <= 48
+        && (name.bytes()).all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    match plain && !name.is_empty() {
+        true => format!("`{name}`"),
+        false => {
+            "(a name that is not spelled as a field name: lowercase letters, digits and `_`)".into()
+        }
+    }
+}
+
 /// A customer's identifier.
 pub type CustomerId = u64;
 /// An interaction's identifier.
@@ -99,7 +117,7 @@ impl Status {
             "dormant" => Ok(Status::Dormant),
             _ => Err(ModelError::Attribute {
                 what: "status".into(),
-                reason: format!("`{text}` is not one of active, dormant"),
+                reason: "not one of active, dormant".into(),
             }),
         }
     }
@@ -263,9 +281,7 @@ impl Channel {
             _ => {
                 return Err(ModelError::Attribute {
                     what: "channel".into(),
-                    reason: format!(
-                        "`{text}` is not one of call, email, chat, sms, meeting, visit, order"
-                    ),
+                    reason: "not one of call, email, chat, sms, meeting, visit, order".into(),
                 });
             }
         })
@@ -290,7 +306,7 @@ impl Direction {
             "outbound" | "out" => Ok(Direction::Outbound),
             _ => Err(ModelError::Attribute {
                 what: "direction".into(),
-                reason: format!("`{text}` is not one of inbound, outbound"),
+                reason: "not one of inbound, outbound".into(),
             }),
         }
     }
@@ -400,7 +416,7 @@ pub struct FollowUp {
 pub fn parse_amount(text: &str) -> Result<i64, ModelError> {
     let bad = || ModelError::Attribute {
         what: "amount".into(),
-        reason: format!("`{text}` is not an amount like 12.30"),
+        reason: "not an amount like 12.30".into(),
     };
     let text = text.trim();
     let (negative, digits) = match text.strip_prefix('-') {

@@ -354,14 +354,14 @@ impl Schema {
             FieldType::Email => normalize_email(raw).map_err(invalid),
             FieldType::Date => chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
                 .map(|d| d.format("%Y-%m-%d").to_string())
-                .map_err(|_| invalid(format!("`{raw}` is not a date written YYYY-MM-DD"))),
+                .map_err(|_| invalid("not a date written YYYY-MM-DD".into())),
             FieldType::Number => normalize_number(raw).map_err(invalid),
             FieldType::Enum => def
                 .values
                 .iter()
                 .find(|v| v.eq_ignore_ascii_case(raw))
                 .cloned()
-                .ok_or_else(|| invalid(format!("`{raw}` is not one of {}", def.values.join(", ")))),
+                .ok_or_else(|| invalid(format!("not one of {}", def.values.join(", ")))),
             FieldType::IdNumber => normalize_id_number(raw).map_err(invalid),
             FieldType::List => normalize_list(raw).map_err(invalid),
         }?;
@@ -405,7 +405,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
         None => (false, compact.as_str()),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("`{raw}` is not a phone number"));
+        return Err("not a phone number".into());
     }
     let national = if plus {
         digits.strip_prefix("86")
@@ -422,16 +422,12 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
         return if is_cn_mobile(national) {
             Ok(format!("+86{national}"))
         } else {
-            Err(format!(
-                "`{raw}` is not a Chinese mobile number (11 digits starting 13-19); write other numbers in E.164 form, e.g. +447911123456"
-            ))
+            Err("not a Chinese mobile number (11 digits starting 13-19); write other numbers in E.164 form, e.g. +447911123456".into())
         };
     }
     // Any other international number: + country code and subscriber number.
     if digits.len() < 8 || digits.len() > 15 || digits.starts_with('0') {
-        return Err(format!(
-            "`{raw}` is not an E.164 number: + then 8 to 15 digits, not starting with 0"
-        ));
+        return Err("not an E.164 number: + then 8 to 15 digits, not starting with 0".into());
     }
     Ok(format!("+{digits}"))
 }
@@ -443,7 +439,7 @@ fn is_cn_mobile(national: &str) -> bool {
 
 /// Validates and normalizes an email address (lowercased).
 pub fn normalize_email(raw: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("`{raw}` is not an email address: {why}");
+    let bad = |why: &str| format!("not an email address: {why}");
     let lower = raw.to_lowercase();
     let (local, domain) = lower.split_once('@').ok_or_else(|| bad("no `@`"))?;
     if local.is_empty() || local.len() > 64 {
@@ -479,7 +475,7 @@ pub fn normalize_email(raw: &str) -> Result<String, String> {
 fn normalize_number(raw: &str) -> Result<String, String> {
     match raw.parse::<f64>() {
         Ok(n) if n.is_finite() => Ok(raw.to_string()),
-        _ => Err(format!("`{raw}` is not a number")),
+        _ => Err("not a number".into()),
     }
 }
 
@@ -493,9 +489,7 @@ pub fn normalize_id_number(raw: &str) -> Result<String, String> {
         .collect::<String>()
         .to_uppercase();
     if !upper.chars().all(|c| c.is_ascii_alphanumeric()) || !(5..=32).contains(&upper.len()) {
-        return Err(format!(
-            "`{raw}` is not an ID number: 5 to 32 letters and digits"
-        ));
+        return Err("not an ID number: 5 to 32 letters and digits".into());
     }
     let bytes = upper.as_bytes();
     let looks_prc = bytes.len() == 18
@@ -513,9 +507,7 @@ pub fn normalize_id_number(raw: &str) -> Result<String, String> {
             .sum();
         let expected = CHECK.get((sum % 11) as usize).copied();
         if expected != bytes.get(17).copied() {
-            return Err(format!(
-                "`{raw}` is not a valid resident ID: its check digit is wrong"
-            ));
+            return Err("not a valid resident ID: its check digit is wrong".into());
         }
     }
     Ok(upper)
@@ -528,7 +520,7 @@ fn normalize_list(raw: &str) -> Result<String, String> {
         // bytes, becomes `ⱥ`, 3): the stored item must pass this check again.
         let item = item.to_lowercase();
         if item.len() > 64 {
-            return Err(format!("list item `{item}` is longer than 64 bytes"));
+            return Err("a list item is longer than 64 bytes".into());
         }
         if !items.contains(&item) {
             items.push(item);

@@ -101,3 +101,62 @@ fn schema_errors_name_the_field() {
     let err = schema.normalize("phone", "12").unwrap_err();
     assert!(err.to_string().contains("phone"), "{err}");
 }
+
+/// A refusal names the field and the problem, never the value: reasons are
+/// audited and shown, and a refused value may be anything, a real one
+/// mistyped included.
+#[test]
+fn refusals_never_quote_the_refused_value() {
+    let schema = Schema::from_toml(&format!(
+        "{DEFAULT_SCHEMA}
+[[field]]
+name = \"shoe_size\"
+type = \"number\"
+sensitivity = \"public\"
+purposes = [\"service\"]
+
+[[field]]
+name = \"tier\"
+type = \"enum\"
+values = [\"gold\", \"silver\"]
+sensitivity = \"public\"
+purposes = [\"service\"]
+"
+    ))
+    .unwrap();
+    let marker = "QZX7259";
+    let cases = [
+        ("phone", format!("+86 {marker}")),
+        ("phone", format!("1380013{marker}")),
+        ("phone", "+0998877665544".to_string()),
+        ("email", format!("{marker}@@example.org")),
+        ("email", format!("{marker}@nodot")),
+        ("email", format!(".{marker}@example.org")),
+        ("birthday", format!("1990-01-{marker}")),
+        ("shoe_size", format!("4{marker}")),
+        ("tier", format!("platinum{marker}")),
+        ("id_number", format!("{marker}!")),
+        ("id_number", "110105198803129993".to_string()),
+        ("tags", format!("ok,{}", marker.repeat(10))),
+        ("name", format!("{marker}\u{1b}[2J")),
+    ];
+    for (field, value) in &cases {
+        let err = schema.normalize(field, value).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{field}`")), "{err}");
+        assert!(
+            !err.contains(marker) && !err.contains("9993"),
+            "{field}: {err}"
+        );
+    }
+    let unknown = schema.normalize(&format!("{marker}@example.org"), "x");
+    assert!(!unknown.unwrap_err().to_string().contains(marker));
+    for err in [
+        crate::model::Status::parse(marker).unwrap_err(),
+        crate::model::Channel::parse(marker).unwrap_err(),
+        crate::model::Direction::parse(marker).unwrap_err(),
+        crate::model::parse_amount(marker).unwrap_err(),
+        crate::model::ConsentChange::parse_list(&format!("x({marker}"), "web", "v1").unwrap_err(),
+    ] {
+        assert!(!err.to_string().contains(marker), "{err}");
+    }
+}
