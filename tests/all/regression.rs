@@ -426,3 +426,152 @@ fn no_consent_is_recorded_to_a_purpose_retired_meanwhile() {
         &violations[..violations.len().min(10)]
     );
 }
+
+// --- Plugin lookups -------------------------------------------------------
+
+/// A plugin's lookup by a field not granted in full was refused before the
+/// read path, and so left no audit entry: a plugin could probe references
+/// without a trace.
+#[test]
+fn every_plugin_lookup_is_audited_refused_and_missed_included() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let bytes = std::fs::read(wasm::MISBEHAVE).unwrap();
+    let grant = Grant::all(&engine.inspect_plugin(&bytes).unwrap());
+    engine.install_plugin(&admin(), &bytes, grant).unwrap();
+    let id = engine.create_customer(&admin(), li_na()).unwrap();
+    let lookups = |payload: &str| {
+        engine.ingest("misbehave", payload.as_bytes()).unwrap();
+        let tail = engine.audit_tail(&admin(), 5).unwrap();
+        tail.into_iter()
+            .rev()
+            .find(|e| e.actor == "plugin:misbehave" && e.action == "customer.read")
+            .map(|e| e.outcome)
+    };
+    // Refused: email is not granted, so a reference by it is not allowed.
+    let refused = lookups("lookup email:li.na@example.com");
+    assert!(
+        matches!(&refused, Some(Outcome::Denied(r)) if r.contains("`email`")),
+        "{refused:?}"
+    );
+    // Missed: no customer 999999, no customer with that phone.
+    for payload in ["lookup 999999", "lookup phone:13900139000"] {
+        let missed = lookups(payload);
+        assert!(
+            matches!(&missed, Some(Outcome::Failed(r)) if r.contains("not found")),
+            "{payload}: {missed:?}"
+        );
+    }
+    // Found, by id and by phone.
+    for payload in [format!("lookup {id}"), "lookup phone:13800138000".into()] {
+        assert_eq!(lookups(&payload), Some(Outcome::Ok), "{payload}");
+    }
+}
+
+// --- Policy installs ------------------------------------------------------
+
+/// Two installs racing: each committed its version, then set memory to
+/// the pack it had compiled, so the one that committed first could set
+/// memory last and leave the older policy in force until the next open.
+#[test]
+fn of_two_racing_policy_installs_the_latest_stored_is_in_force() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let id = engine.create_customer(&admin(), li_na()).unwrap();
+    let from = "    let c = req.customer;";
+    let pack = |mark: &str| {
+        let to =
+            format!("    if req.principal.id == \"zhao\" {{ return deny(\"{mark}\"); }}\n{from}");
+        default_pack_with(from, &to)
+    };
+    let packs = [pack("pack-a-in-force"), pack("pack-b-in-force")];
+    for round in 0..20 {
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for p in &packs {
+                let (engine, barrier) = (&engine, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    engine.install_policy(&admin(), p).unwrap();
+                });
+            }
+        });
+        let stored = engine.installed_policy(&admin()).unwrap().pack;
+        let expected = match stored == packs[0] {
+            true => "pack-a-in-force",
+            false => "pack-b-in-force",
+        };
+        let refused = engine.customer(&as_("zhao"), id).unwrap_err();
+        assert!(
+            matches!(&refused, Error::Denied(Denied::Policy { reason }) if reason == expected),
+            "round {round}: stored {expected}, in force: {refused}"
+        );
+    }
+}
+
+/// The policy-install twin of the role change above: a stricter policy
+/// installed during an import binds the batches that follow.
+#[test]
+fn an_import_stops_when_a_stricter_policy_is_installed() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let rows: Vec<NewCustomer> = (0..12)
+        .map(|i| NewCustomer::new().field("name", format!("Row {i}")))
+        .collect();
+    let options = ImportOptions { batch_size: 1 };
+    let from = "    let c = req.customer;";
+    let to = format!(
+        "    if req.principal.id == \"wang\" && req.action == \"create\" {{ return deny(\"no more imports\"); }}\n{from}"
+    );
+    let stricter = default_pack_with(from, &to);
+    let mut installed = false;
+    let result = engine.import_customers(&as_("wang"), rows, &options, |_| {
+        if !installed {
+            installed = true;
+            engine.install_policy(&admin(), &stricter).unwrap();
+        }
+    });
+    assert!(
+        matches!(&result, Err(Error::Denied(Denied::Policy { reason })) if reason == "no more imports"),
+        "{result:?}"
+    );
+    let imported = engine.count_customers(&admin()).unwrap();
+    assert!(
+        imported <= 4,
+        "{imported} of 12 customers were created after a policy refusing them was installed"
+    );
+}
+
+/// The note opened for a follow-up-due event was handed to the plugin but
+/// not named in the audit entry of that read.
+#[test]
+fn a_follow_up_note_handed_to_a_plugin_is_in_the_audit_entry() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    install_misbehave(&engine);
+    let id = engine
+        .create_customer(&admin(), NewCustomer::new().field("name", "Note Holder"))
+        .unwrap();
+    let note = "note-the-plugin-may-read-5521";
+    let new = NewFollowUp {
+        customer: id,
+        due: Utc::now() - chrono::Duration::minutes(1),
+        assignee: None,
+        note: note.into(),
+    };
+    engine.add_follow_up(&admin(), new).unwrap();
+    engine.dispatch_due_follow_ups(Utc::now()).unwrap();
+    let log: Vec<String> = (engine.plugin_log(&admin(), "misbehave", 100).unwrap())
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert!(log.iter().any(|l| l.contains(note)), "{log:?}");
+    let tail = engine.audit_tail(&admin(), 50).unwrap();
+    let read = tail
+        .iter()
+        .rev()
+        .find(|e| e.actor == "plugin:misbehave" && e.action == "customer.read")
+        .unwrap();
+    assert!(read.fields.iter().any(|f| f == "note"), "{read:?}");
+    assert_eq!(read.customers, vec![id]);
+}

@@ -169,10 +169,12 @@ impl HostServices for Services {
 
     fn lookup(&self, by: &wit::CustomerRef) -> Option<wit::Customer> {
         let ctx = Context::new(self.principal.clone(), "plugin lookup");
-        let key = self.core.ref_key(&self.plugin, &self.grant, by).ok()?;
         let op = Op::new(Entry::new("customer.read").target("plugin lookup"));
+        // Every answer is audited, a refused reference and a miss included.
         self.core
             .read(&ctx, op, |read| {
+                let key = (self.core.ref_key(&self.plugin, &self.grant, by))
+                    .map_err(|reason| Error::Denied(Denied::Rule(reason)))?;
                 let Some(id) = self.core.resolve(read.snapshot(), key)? else {
                     return Err(Error::NotFound("customer by that reference".into()));
                 };

@@ -17,7 +17,7 @@
 //! | `huge [N]` | one `upsert-customer` for `id(1)` whose field `name` is N MiB of `x` (default 100) |
 //! | `flood [N]` | N `log-interaction`s (call, inbound, summary `flood <i>`) for `id(1)` (default 1000) |
 //! | `command KIND ID [FIELD=VALUE ...]` | one command about `id(ID)`: `upsert` (the fields given, default `name=Misbehave`), `log` (a call), `follow-up` (due a day after the engine's clock), `message` or `marketing` (an `sms` of template `misbehave`, purpose service or marketing) |
-//! | `lookup ID` | prints `seen: name=Li Na,phone=138****8000` (the fields as granted, in the order given) or `seen: none`; no commands |
+//! | `lookup ID`, `lookup phone:P`, `lookup email:E` | looks the customer up by id, phone or email and prints `seen: name=Li Na,phone=138****8000` (the fields as granted, in the order given) or `seen: none`; no commands |
 //! | `print TEXT` | prints TEXT (the rest of the payload) to stdout and to stderr; no commands |
 //! | `state-set K V` | writes V (the rest of the payload) to the plugin's state under K; no commands |
 //! | `state-get K` | prints `state: <value>` or `state: none`; no commands |
@@ -129,8 +129,17 @@ impl Guest for Misbehave {
                 Ok(vec![command(kind, id, args)?])
             }
             "lookup" => {
-                let id = customer_id(args.next())?;
-                match host::lookup(&CustomerRef::id(id)) {
+                // By id, or `phone:NUMBER` / `email:ADDRESS`.
+                let by = match args.next() {
+                    Some(arg) if arg.starts_with("phone:") => {
+                        CustomerRef::Phone(arg.trim_start_matches("phone:").to_string())
+                    }
+                    Some(arg) if arg.starts_with("email:") => {
+                        CustomerRef::Email(arg.trim_start_matches("email:").to_string())
+                    }
+                    arg => CustomerRef::id(customer_id(arg)?),
+                };
+                match host::lookup(&by) {
                     Some(customer) => println!("seen: {}", fields(&customer)),
                     None => println!("seen: none"),
                 }
