@@ -334,12 +334,11 @@ fn a_sensitive_search_finds_only_what_the_principal_may_see() {
     let engine = fx.with_staff();
     let li = engine.create_customer(&as_("wang"), li_na()).unwrap();
     let by_id = Query::field("id_number", "110105198803120217");
-    assert!(
-        engine
-            .find_customers(&as_("zhao"), &by_id, 10)
-            .unwrap()
-            .is_empty()
-    );
+    // Support is shown no ID number: refused the search outright.
+    assert!(matches!(
+        engine.find_customers(&as_("zhao"), &by_id, 10),
+        Err(custodian::Error::Denied(_))
+    ));
     // Even the owner sees the ID number only masked, so a hit would reveal
     // the whole value: no hit.
     assert!(
@@ -356,4 +355,49 @@ fn a_sensitive_search_finds_only_what_the_principal_may_see() {
     let by_phone = Query::field("phone", "13800138000");
     let found = engine.find_customers(&as_("zhao"), &by_phone, 10).unwrap();
     assert_eq!(found[0].get("phone"), Some("138****8000"));
+}
+
+/// A principal the policy shows no personal field (an analyst) learned
+/// which customer holds a phone number by searching for it: the answer was
+/// the customer, with the phone hidden. A search by a field needs that
+/// field shown; refused alike whether or not the value is held.
+#[test]
+fn a_search_by_a_field_the_principal_may_not_see_is_refused() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    engine
+        .add_principal(
+            &admin(),
+            "qian",
+            custodian::PrincipalKind::User,
+            &["analyst"],
+        )
+        .unwrap();
+    let li = engine.create_customer(&as_("wang"), li_na()).unwrap();
+    for (field, value) in [
+        ("phone", "13800138000"),
+        ("phone", "13900139000"),
+        ("email", "li.na@example.com"),
+        ("email", "nobody@example.com"),
+    ] {
+        let err = engine
+            .find_customers(&as_("qian"), &Query::field(field, value), 10)
+            .unwrap_err();
+        assert!(
+            matches!(&err, custodian::Error::Denied(custodian::Denied::Policy { reason }) if reason.contains(&format!("`{field}`"))),
+            "{field} {value}: {err}"
+        );
+    }
+    // The refusal is audited.
+    let tail = engine.audit_tail(&admin(), 5).unwrap();
+    let last = tail.iter().rev().find(|e| e.actor == "qian").unwrap();
+    assert!(
+        matches!(last.outcome, custodian::Outcome::Denied(_)),
+        "{last:?}"
+    );
+    // Searches by what an analyst may see still work.
+    let by_tag = engine
+        .find_customers(&as_("qian"), &Query::Owner("wang".into()), 10)
+        .unwrap();
+    assert_eq!(ids(by_tag), vec![li]);
 }

@@ -5,10 +5,10 @@ use crate::model::{
     Customer, CustomerId, CustomerUpdate, ModelError, NewCustomer, Sensitivity, Status,
 };
 use crate::op::{Emitted, Entry, Op, Prepared};
-use crate::policy::{Action, Treatment};
+use crate::policy::{Action, Decision, Treatment};
 use crate::records::{IndexKey, owner_rule};
 use crate::store::{SnapshotExt, StoredCustomer};
-use crate::{Context, Error, Result};
+use crate::{Context, Denied, Error, Result};
 
 /// What to look customers up by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,9 +80,10 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<Customer>> {
         let records = &self.core.records;
-        // A match on a sensitive field is shown only where the principal may
-        // see that field in full: a hit elsewhere would confirm the value.
-        let mut sensitive = None;
+        // A match on a field is shown only where the principal may see that
+        // field (in full, for a sensitive one): a hit elsewhere would tell
+        // who holds the value.
+        let mut searched = None;
         let index = match query {
             Query::Field { field, value } => {
                 let def = records.schema.require(field)?;
@@ -96,9 +97,7 @@ impl Engine {
                     .into());
                 }
                 let normalized = records.schema.normalize(field, value)?;
-                if def.sensitivity == Sensitivity::Sensitive {
-                    sensitive = Some(field.clone());
-                }
+                searched = Some((field.clone(), def.sensitivity));
                 IndexKey::Blind(records.ring.blind_index(field, &normalized))
             }
             Query::Owner(o) => IndexKey::Owner(o.clone()),
@@ -108,6 +107,17 @@ impl Engine {
         let op = Op::new(Entry::new("customer.search").target(query.audit_target()));
         self.core.read(ctx, op, |read| {
             let snapshot = read.snapshot();
+            // A principal the policy shows the field on no customer is
+            // refused the search outright, hit or miss alike.
+            if let Some((field, sensitivity)) = &searched {
+                let general = read.decider().decide_general(Action::Search);
+                if general.allowed() && !shows(&general, field, *sensitivity) {
+                    let reason = format!(
+                        "the policy does not show `{field}` to this principal, so it may not search by it: a match would tell who holds the value"
+                    );
+                    return Err(Denied::Policy { reason }.into());
+                }
+            }
             // Decide on every hit, in id order, until `limit` are shown
             // (nothing is decrypted); then reveal those to the guard, as
             // one request.
@@ -121,11 +131,10 @@ impl Engine {
                         return Ok(true);
                     }
                     let decision = read.decider().decide(snapshot, Action::Search, &record)?;
-                    // A hit on a sensitive field the principal may not see
-                    // in full would confirm the searched value.
-                    let confirms = (sensitive.as_ref()).is_some_and(|f| {
-                        decision.treatment(f, Sensitivity::Sensitive) != Treatment::Full
-                    });
+                    // A hit on a field the principal may not see would
+                    // confirm the searched value.
+                    let confirms = (searched.as_ref())
+                        .is_some_and(|(f, sensitivity)| !shows(&decision, f, *sensitivity));
                     if decision.allowed() && !confirms {
                         shown.push(read.prepare(&record, &decision)?);
                     }
@@ -199,4 +208,13 @@ impl Engine {
             None,
         )
     }
+}
+
+/// Whether `decision` shows `field` enough for a match on it to be shown:
+/// at all for a personal field, in full for a sensitive one.
+fn shows(decision: &Decision, field: &str, sensitivity: Sensitivity) -> bool {
+    !matches!(
+        (decision.treatment(field, sensitivity), sensitivity),
+        (Treatment::Hidden, _) | (Treatment::Masked, Sensitivity::Sensitive)
+    )
 }
