@@ -9,6 +9,9 @@
 //! root, which key rotation does not change. What is tagged is each part
 //! with its length, so no two (table, key, bytes) triples hash alike.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
 use zeroize::Zeroizing;
 
 use super::StoreError;
@@ -16,16 +19,43 @@ use super::StoreError;
 /// Bytes a tag adds to each record.
 pub(crate) const TAG_LEN: usize = 32;
 
+/// Tables whose records are read by nearly every operation (the acting
+/// principal, the settings): their checked records are remembered.
+const REMEMBERED: &[&str] = &["principals", "settings"];
+/// The most records remembered, and the largest.
+const REMEMBER_RECORDS: usize = 4096;
+const REMEMBER_BYTES: usize = 4096;
+
 /// The key records are tagged under.
 pub(crate) struct Integrity {
     key: Zeroizing<[u8; 32]>,
+    /// Stored bytes (tag included) that passed the check, by table and
+    /// key. The check is a function of table, key and bytes, so the same
+    /// bytes found again under the same table and key pass it: comparing
+    /// them costs far less than hashing them again. Bytes that differ are
+    /// checked as usual.
+    checked: RwLock<HashMap<Vec<u8>, Box<[u8]>>>,
 }
 
 impl Integrity {
     pub(crate) fn new(key: &[u8; 32]) -> Self {
         Self {
             key: Zeroizing::new(*key),
+            checked: RwLock::default(),
         }
+    }
+
+    /// Where `key` of `table` is remembered, if the table's records are.
+    fn memo_key(table: &str, key: &[u8], stored: &[u8]) -> Option<Vec<u8>> {
+        if stored.len() > REMEMBER_BYTES || !REMEMBERED.contains(&table) {
+            return None;
+        }
+        let mut memo = Vec::with_capacity(table.len() + 1 + key.len());
+        memo.extend_from_slice(table.as_bytes());
+        // Table names hold no 0 byte: the pair is read back unambiguously.
+        memo.push(0);
+        memo.extend_from_slice(key);
+        Some(memo)
     }
 
     /// The tag of `body` stored in `table` under `key` (the key as the
@@ -56,10 +86,26 @@ impl Integrity {
         stored: &'a [u8],
         shown: impl FnOnce() -> String,
     ) -> Result<&'a [u8], StoreError> {
+        let memo = Self::memo_key(table, key, stored);
+        if let Some(memo) = &memo {
+            let checked = self.checked.read().unwrap_or_else(PoisonError::into_inner);
+            if checked.get(memo).is_some_and(|known| **known == *stored)
+                && let Some((body, _)) = stored.split_last_chunk::<TAG_LEN>()
+            {
+                return Ok(body);
+            }
+        }
         let checked = stored
             .split_last_chunk::<TAG_LEN>()
             // `blake3::Hash` compares in constant time.
             .filter(|(body, tag)| self.tag(table, key, body) == blake3::Hash::from(**tag));
+        if let (Some(memo), Some(_)) = (memo, checked) {
+            let mut remembered = self.checked.write().unwrap_or_else(PoisonError::into_inner);
+            if remembered.len() >= REMEMBER_RECORDS {
+                remembered.clear();
+            }
+            remembered.insert(memo, stored.into());
+        }
         match checked {
             Some((body, _)) => Ok(body),
             None => Err(StoreError::Integrity {
@@ -128,6 +174,35 @@ mod tests {
                 .open("principals", b"rep", &stored[..10], shown)
                 .is_err()
         );
+    }
+
+    /// A remembered record passes again only with the very same bytes.
+    #[test]
+    fn a_remembered_record_passes_only_unchanged() {
+        let integrity = Integrity::new(&[7; 32]);
+        let stored = integrity.seal("principals", b"rep", b"body");
+        let admin = integrity.seal("principals", b"admin", b"admin body");
+        for _ in 0..2 {
+            assert!(integrity.open("principals", b"rep", &stored, shown).is_ok());
+            assert!(
+                integrity
+                    .open("principals", b"admin", &admin, shown)
+                    .is_ok()
+            );
+        }
+        // The admin's record replayed under the rep's key, and edits, fail
+        // although both keys' records are remembered.
+        assert!(integrity.open("principals", b"rep", &admin, shown).is_err());
+        for i in 0..stored.len() {
+            let mut flipped = stored.clone();
+            flipped[i] ^= 1;
+            assert!(
+                integrity
+                    .open("principals", b"rep", &flipped, shown)
+                    .is_err()
+            );
+        }
+        assert!(integrity.open("settings", b"rep", &stored, shown).is_err());
     }
 
     #[test]
