@@ -265,7 +265,7 @@ pub struct PluginManifest {
 
 impl PluginManifest {
     /// Checks the manifest's own shape.
-    pub(crate) fn check(&self) -> Result<(), PluginError> {
+    pub fn check(&self) -> Result<(), PluginError> {
         let bad = |what: String| Err(PluginError::Manifest(what));
         let name_ok = (1..=48).contains(&self.name.len())
             && self

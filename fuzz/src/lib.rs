@@ -1,0 +1,193 @@
+//! The bodies of the fuzz targets in `fuzz_targets/`: one function per
+//! parser of outside input, each fed arbitrary bytes. A target fails by
+//! panicking: the engine must answer any input with a value or an error
+//! that says what is wrong, never a panic. Run with cargo-fuzz (see
+//! README.md); the tests below run each body on the seeds in `seeds/` and
+//! on every input a run has found and turned into a regression.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use custodian::{
+    Action, AuditDurability, Checkpoint, CompiledPolicy, Context, CustomerAttributes, Engine,
+    ImportOptions, MasterKey, PluginManifest, PolicyPack, PreparedSubject, RetentionFacts,
+    RetentionPolicy, Schema, Status,
+};
+
+/// One database per process, opened once: opening costs far more than an
+/// import of a few rows.
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<(tempfile::TempDir, Engine)> = OnceLock::new();
+    let (_, engine) = ENGINE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary folder: {e}"));
+        let engine = Engine::builder()
+            .path(dir.path().join("fuzz.redb"))
+            .master_key(MasterKey::generate())
+            .create(true)
+            .audit_durability(AuditDurability::buffered())
+            .open()
+            .unwrap_or_else(|e| panic!("cannot open the fuzz database: {e}"));
+        (dir, engine)
+    });
+    engine
+}
+
+/// Text of `data` where it is UTF-8, else `None` (the parsers below take
+/// `&str`; a file that is not UTF-8 is refused before them).
+fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
+}
+
+/// A CSV file imported as `custodian import` does: every row is imported
+/// or refused with its line, and the count of customers grows by exactly
+/// the rows imported.
+pub fn csv_import(data: &[u8]) {
+    let engine = engine();
+    let admin = Context::new("admin", "fuzz");
+    let before = engine.count_customers(&admin).unwrap_or(0);
+    let options = ImportOptions { batch_size: 7 };
+    if let Ok(report) = engine.import_csv(&admin, data, &options, |_| {}) {
+        for row in &report.errors {
+            assert!(row.line >= 1, "line {} of a refused row", row.line);
+            assert!(!row.error.to_string().is_empty());
+        }
+        let after = engine.count_customers(&admin).unwrap_or(0);
+        assert_eq!(after, before + report.imported, "{report:?}");
+    }
+}
+
+/// A schema file: one that parses normalizes its own fields' values to
+/// values that normalize to themselves.
+pub fn schema(data: &[u8]) {
+    let Some(source) = text(data) else { return };
+    let Ok(schema) = Schema::from_toml(source) else {
+        return;
+    };
+    for field in schema.fields() {
+        for raw in ["", "x", "13800138000", "a@example.com", "2024-02-29", "1.5"] {
+            if let Ok(once) = schema.normalize(&field.name, raw) {
+                let twice = schema.normalize(&field.name, &once);
+                assert_eq!(twice.as_deref(), Ok(once.as_str()), "{}", field.name);
+            }
+        }
+    }
+}
+
+/// A policy pack of one script and a roles file, split at the first NUL:
+/// one that compiles decides any request without panicking, in bounded
+/// time (the engine's operation limit).
+pub fn policy_pack(data: &[u8]) {
+    let Some(source) = text(data) else { return };
+    let (script, roles) = source.split_once('\0').unwrap_or((source, ""));
+    let scripts = vec![("access.rhai".to_string(), script.to_string())];
+    let Ok(pack) = PolicyPack::from_sources(scripts, roles.to_string(), None) else {
+        return;
+    };
+    let Ok(policy) = CompiledPolicy::compile(&pack) else {
+        return;
+    };
+    let subject = PreparedSubject::new("wang", "user", &["sales".into()], &BTreeMap::new());
+    let customer = CustomerAttributes::new(7, "wang", "active");
+    for action in [Action::Read, Action::Search, Action::Delete] {
+        let _ = policy.decide_uncached(&subject, action, "fuzz", Some(&customer));
+    }
+    let _ = policy.decide_uncached(&subject, Action::Count, "", None);
+}
+
+/// A retention script: one that compiles decides any customer without
+/// panicking, its reason bounded.
+pub fn retention(data: &[u8]) {
+    let Some(source) = text(data) else { return };
+    let Ok(policy) = RetentionPolicy::compile(source) else {
+        return;
+    };
+    let facts = RetentionFacts {
+        status: Status::Active,
+        notified: false,
+        days_inactive: 400,
+        days_since_notice: 0,
+        tags: vec!["vip".into()],
+        legal_hold: false,
+    };
+    let verdict = policy.decide(&facts);
+    assert!(verdict.reason.len() <= 1024, "{}", verdict.reason.len());
+}
+
+/// A plugin's manifest as it arrives from its `describe` export (here in
+/// its JSON form): checked, it says what is wrong, and one that passes
+/// can be granted in full.
+pub fn manifest(data: &[u8]) {
+    let Ok(manifest) = serde_json::from_slice::<PluginManifest>(data) else {
+        return;
+    };
+    match manifest.check() {
+        Ok(()) => {
+            let grant = custodian::Grant::all(&manifest);
+            assert_eq!(grant.fields, manifest.fields);
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
+
+/// An audit checkpoint file (`custodian audit verify --checkpoint`).
+pub fn checkpoint(data: &[u8]) {
+    let Some(source) = text(data) else { return };
+    if let Ok(checkpoint) = Checkpoint::from_json(source) {
+        let again = Checkpoint::from_json(&checkpoint.to_json());
+        assert!(again.is_ok_and(|c| c == checkpoint));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    /// Each target on every file of `seeds/<target>/` and
+    /// `regressions/<target>/`.
+    fn run(target: &str, body: fn(&[u8])) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut ran = 0;
+        for folder in ["seeds", "regressions"] {
+            let Ok(entries) = std::fs::read_dir(root.join(folder).join(target)) else {
+                continue;
+            };
+            for entry in entries {
+                body(&std::fs::read(entry.unwrap().path()).unwrap());
+                ran += 1;
+            }
+        }
+        assert!(ran > 0, "no seed for {target}");
+    }
+
+    #[test]
+    fn csv_import() {
+        run("csv_import", super::csv_import);
+    }
+
+    #[test]
+    fn schema() {
+        run("schema", super::schema);
+    }
+
+    #[test]
+    fn policy_pack() {
+        run("policy_pack", super::policy_pack);
+    }
+
+    #[test]
+    fn retention() {
+        run("retention", super::retention);
+    }
+
+    #[test]
+    fn manifest() {
+        run("manifest", super::manifest);
+    }
+
+    #[test]
+    fn checkpoint() {
+        run("checkpoint", super::checkpoint);
+    }
+}
