@@ -260,6 +260,13 @@ impl Customer {
             .map(|f| f.value.as_str())
     }
 
+    /// Whether field `name` was shown masked: its value is a rendering
+    /// (`138****8000`), not the value.
+    #[must_use]
+    pub fn is_masked(&self, name: &str) -> bool {
+        self.masked.iter().any(|m| m == name)
+    }
+
     /// A [`CustomerRef`] to this customer, by the engine's id.
     #[must_use]
     pub fn to_ref(&self) -> CustomerRef {
@@ -328,6 +335,7 @@ mod tests {
                     value: "138****8000".into(),
                 },
             ],
+            masked: vec!["phone".into()],
         }
     }
 

@@ -1,5 +1,6 @@
 //! What the engine offers a plugin during a call: its clock, the plugin's
-//! private state, and customer lookups within the grant.
+//! private state (unscoped, or filed under a customer shown to the call),
+//! and customer lookups within the grant.
 //!
 //! These call into the engine, so they work only inside a component the
 //! engine runs; in a native build (a host-side unit test) they panic.
@@ -27,9 +28,34 @@ pub fn state_get(key: &str) -> Option<Vec<u8>> {
 ///
 /// # Errors
 ///
-/// The engine's message when it refuses the write (a quota, a bad key).
+/// The engine's message when it refuses the write: a quota, a bad key, or
+/// a key or value holding a customer value shown to this call (file that
+/// under the customer with [`customer_state_set`]).
 pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
     wit::state_set(key, value)
+}
+
+/// Reads the plugin's state about `customer` under `key`. The customer must
+/// have been shown to this call: by [`lookup`] or in the event.
+///
+/// # Errors
+///
+/// The engine's message when the customer was not shown to this call.
+pub fn customer_state_get(customer: u64, key: &str) -> Result<Option<Vec<u8>>, String> {
+    wit::customer_state_get(customer, key)
+}
+
+/// Writes the plugin's state about `customer` under `key`: filed under the
+/// customer, sealed under its key, removed when it is erased. The customer
+/// must have been shown to this call; the write is kept only if the call
+/// succeeds.
+///
+/// # Errors
+///
+/// The engine's message when it refuses the write: the customer was not
+/// shown to this call, a quota, a bad key.
+pub fn customer_state_set(customer: u64, key: &str, value: &[u8]) -> Result<(), String> {
+    wit::customer_state_set(customer, key, value)
 }
 
 /// A customer as granted: by id, by this plugin's external id, or by a phone

@@ -204,7 +204,7 @@ impl Render for PluginInfo {
         row(
             &mut text,
             "faults",
-            &format!("{} since its last good call", p.consecutive_faults),
+            &format!("{} within the fault window", p.consecutive_faults),
         );
         let installed = DateTime::from_timestamp_micros(p.installed_at).map_or_else(
             || p.installed_at.to_string(),

@@ -361,6 +361,8 @@ pub fn populated(dir: &Path, key: MasterKey) -> Engine {
     engine
         .ingest("misbehave", b"state-set k remembered")
         .unwrap();
+    let about_li = format!("cstate-set {li} k remembered");
+    engine.ingest("misbehave", about_li.as_bytes()).unwrap();
     for _ in 0..3 {
         assert!(engine.ingest("misbehave", b"trap").is_err());
     }
@@ -368,7 +370,7 @@ pub fn populated(dir: &Path, key: MasterKey) -> Engine {
 }
 
 /// Every table of the data file, by what protects it.
-const RECORD_TABLES: [&str; 24] = [
+const RECORD_TABLES: [&str; 26] = [
     "settings",
     "customers",
     "interactions",
@@ -383,6 +385,8 @@ const RECORD_TABLES: [&str; 24] = [
     "plugin_code",
     "plugin_state",
     "plugin_log",
+    "plugin_customer_state",
+    "plugin_counters",
     "plugin_links",
     "outbox",
     "consents",
@@ -442,12 +446,12 @@ fn every_record_of_every_table_is_authenticated() {
     for name in RECORD_TABLES {
         let held = match name {
             "settings" | "principals" | "credentials" | "throttle" | "plugins" | "plugin_code"
-            | "retention" => flip_first::<&str>(&txn, name),
+            | "plugin_counters" | "retention" => flip_first::<&str>(&txn, name),
             "interactions" | "consent_ledger" => flip_first::<(u64, u64)>(&txn, name),
             "sessions" | "plugin_links" => flip_first::<&[u8]>(&txn, name),
             "plugin_state" => flip_first::<(&str, &str)>(&txn, name),
             "plugin_log" => flip_first::<(&str, u64)>(&txn, name),
-            "consents" => flip_first::<(u64, &str)>(&txn, name),
+            "consents" | "plugin_customer_state" => flip_first::<(u64, &str)>(&txn, name),
             _ => flip_first::<u64>(&txn, name),
         };
         assert_eq!(held, !LEFT_EMPTY.contains(&name), "{name}");

@@ -20,6 +20,7 @@ mod integrity;
 mod login;
 mod model;
 mod path;
+mod plugin_state;
 mod plugins;
 mod policy;
 mod privacy;

@@ -3,10 +3,13 @@
 //! The hostile plugin `misbehave` does what the sandbox must stop.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use chrono::{DateTime, Utc};
 use custodian::{
-    ConsentChange, Context, Denied, Engine, Error, Fault, FieldAccess, Grant, NewCustomer,
-    NewFollowUp, Outcome, PluginError, PluginStatus, Query,
+    Clock, ConsentChange, Context, Denied, Engine, Error, Fault, FieldAccess, Grant, NewCustomer,
+    NewFollowUp, Outcome, PluginError, PluginSettings, PluginStatus, Query,
 };
 use custodian_test_artifacts as wasm;
 
@@ -294,19 +297,120 @@ fn repeated_faults_quarantine_a_plugin_until_re_enabled() {
     );
 }
 
+/// Regression: one success reset the fault count, so a plugin faulting
+/// two calls out of three was never quarantined.
 #[test]
-fn a_success_resets_the_fault_count() {
+fn faulting_two_calls_of_three_quarantines_a_plugin() {
     let fixture = Fixture::new();
     let engine = hostile(&fixture, |_| {});
+    fault_of(engine.ingest("misbehave", b"trap"));
+    fault_of(engine.ingest("misbehave", b"trap"));
+    engine.ingest("misbehave", b"ok").unwrap();
+    fault_of(engine.ingest("misbehave", b"trap"));
+    let info = &engine.plugins(&admin()).unwrap()[0];
+    assert!(
+        matches!(info.status, PluginStatus::Quarantined { .. }),
+        "{:?}",
+        info.status
+    );
+    assert_eq!(info.consecutive_faults, 3);
+    let alerts = engine.alerts(&admin(), 10).unwrap();
+    assert!(
+        alerts[0].message.contains("after 3 faults within 1 h"),
+        "{}",
+        alerts[0].message
+    );
+}
+
+#[test]
+fn faults_older_than_the_window_do_not_count() {
+    let fixture = Fixture::new();
+    let now = Arc::new(AtomicI64::new(Utc::now().timestamp_micros()));
+    let read = Arc::clone(&now);
+    let clock = Clock::from_fn(move || {
+        DateTime::from_timestamp_micros(read.load(Ordering::SeqCst)).unwrap_or_default()
+    });
+    let engine = Engine::builder()
+        .path(fixture.db())
+        .master_key(fixture.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    install(&engine, wasm::MISBEHAVE, |_| {});
+    let status = || engine.plugins(&admin()).unwrap()[0].status.clone();
+    fault_of(engine.ingest("misbehave", b"trap"));
+    fault_of(engine.ingest("misbehave", b"trap"));
+    // Two hours on, those two are out of the one-hour window.
+    now.fetch_add(2 * 3600 * 1_000_000, Ordering::SeqCst);
+    fault_of(engine.ingest("misbehave", b"trap"));
+    assert_eq!(status(), PluginStatus::Enabled);
+    assert_eq!(engine.plugins(&admin()).unwrap()[0].consecutive_faults, 1);
+    fault_of(engine.ingest("misbehave", b"trap"));
+    fault_of(engine.ingest("misbehave", b"trap"));
+    assert!(matches!(status(), PluginStatus::Quarantined { .. }));
+}
+
+/// Regression: a call that returned no commands was not rate-limited.
+#[test]
+fn calls_are_rate_limited_whatever_they_return() {
+    let fixture = Fixture::new();
+    let settings = PluginSettings {
+        calls_per_minute: 5,
+        ..PluginSettings::default()
+    };
+    let engine = Engine::builder()
+        .path(fixture.db())
+        .master_key(fixture.key())
+        .create(true)
+        .plugin_settings(settings)
+        .open()
+        .unwrap();
+    install(&engine, wasm::MISBEHAVE, |_| {});
     for _ in 0..5 {
-        fault_of(engine.ingest("misbehave", b"trap"));
-        fault_of(engine.ingest("misbehave", b"trap"));
-        engine.ingest("misbehave", b"ok").unwrap();
+        assert!(
+            engine
+                .ingest("misbehave", b"ok")
+                .unwrap()
+                .commands
+                .is_empty()
+        );
     }
+    let before = log_text(&engine, "misbehave").len();
+    match engine.ingest("misbehave", b"print not called") {
+        Err(Error::Plugin(PluginError::RateLimited { reason, .. })) => {
+            assert!(reason.contains("5 times per minute"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not called at all, and not a fault.
+    assert_eq!(log_text(&engine, "misbehave").len(), before);
     assert_eq!(
         engine.plugins(&admin()).unwrap()[0].status,
         PluginStatus::Enabled
     );
+}
+
+/// Regression: a `describe()` returning a million fields failed with a
+/// dump of wasm frames. Which limit it meets first (its deadline, its
+/// memory, or the fields a manifest may ask for) depends on the machine;
+/// the refusal is one sentence naming it either way.
+#[test]
+fn a_manifest_of_a_million_fields_is_refused_in_words() {
+    let fixture = Fixture::new();
+    let engine = fixture.open();
+    let error = engine
+        .install_plugin(&admin(), &code(wasm::HUGE_MANIFEST), Grant::none())
+        .unwrap_err();
+    let text = error.to_string();
+    let sentences = [
+        "not a Custodian plugin: its describe() export failed: it ran past its deadline of 100 ms",
+        "not a Custodian plugin: its describe() export failed: it tried to grow its memory past \
+         its cap of 64 MiB",
+        "plugin manifest: it asks for 1000000 fields; a manifest may ask for at most 256",
+    ];
+    assert!(sentences.contains(&text.as_str()), "{text}");
+    assert!(engine.plugins(&admin()).unwrap().is_empty());
 }
 
 #[test]

@@ -45,6 +45,12 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
         "hostile on purpose: the first word of the payload picks a misbehaviour",
     ),
     (
+        "HUGE_MANIFEST",
+        "testing/huge-manifest",
+        "huge-manifest",
+        "its `describe()` asks for a million fields: must be refused, naming the limit",
+    ),
+    (
         "NEXT_MAJOR",
         "testing/next-major",
         "next-major",

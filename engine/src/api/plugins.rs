@@ -108,7 +108,7 @@ impl Engine {
             .read(ctx, op, |read| Ok(read.snapshot().plugins()?))
     }
 
-    /// Enables a plugin (clearing a quarantine and its fault count) or
+    /// Enables a plugin (clearing a quarantine and its faults) or
     /// disables it. Admins only.
     pub fn set_plugin_enabled(&self, ctx: &Context, name: &str, enabled: bool) -> Result<()> {
         let verb = if enabled { "enable" } else { "disable" };
@@ -124,6 +124,11 @@ impl Engine {
             };
             info.consecutive_faults = 0;
             tx.txn().put_plugin(&info, None)?;
+            let mut counters = tx.txn().plugin_counters(name)?;
+            if !counters.faults.is_empty() {
+                counters.faults.clear();
+                tx.txn().put_plugin_counters(name, &counters)?;
+            }
             Ok(())
         })?;
         self.core.refresh_subscriptions()
@@ -223,12 +228,14 @@ impl Engine {
         let lines = self.core.read(ctx, op, |read| {
             Ok(read.snapshot().plugin_log(name, limit)?)
         })?;
-        Ok((lines.into_iter())
-            .map(|l| PluginLogLine {
-                at: from_micros(l.at),
-                level: l.level,
-                text: l.text,
+        (lines.into_iter())
+            .map(|l| {
+                Ok(PluginLogLine {
+                    at: from_micros(l.at),
+                    level: l.level,
+                    text: self.core.open_log_line(name, l.text)?,
+                })
             })
-            .collect())
+            .collect()
     }
 }

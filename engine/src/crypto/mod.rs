@@ -159,6 +159,10 @@ pub(crate) struct Keyring {
     secrets: XChaCha20Poly1305,
     /// Keys the hashes of session tokens and recovery codes.
     login: Zeroizing<[u8; 32]>,
+    /// Seals plugins' unscoped state and their log lines.
+    plugin: XChaCha20Poly1305,
+    /// Keys the names plugins' state is filed under.
+    plugin_names: Zeroizing<[u8; 32]>,
 }
 
 /// The version of the master key that wraps new data keys. Rotation will
@@ -186,7 +190,76 @@ impl Keyring {
                     .into(),
             ),
             login: master.derive("custodian 2026 login hashes"),
+            plugin: XChaCha20Poly1305::new(
+                master
+                    .derive("custodian 2026 plugin state and logs")
+                    .as_slice()
+                    .into(),
+            ),
+            plugin_names: master.derive("custodian 2026 plugin state names"),
         }
+    }
+
+    /// The name a plugin's state key is filed under: a keyed hash, so the
+    /// key a plugin chose is never stored.
+    pub(crate) fn plugin_state_name(&self, plugin: &str, key: &str) -> String {
+        let mut hasher = blake3::Hasher::new_keyed(&self.plugin_names);
+        hasher.update(plugin.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(key.as_bytes());
+        let hash = hasher.finalize();
+        format!("~{}", hex(hash.as_bytes().get(..16).unwrap_or_default()))
+    }
+
+    /// Seals a value of a plugin's unscoped state, bound to the plugin and
+    /// the name it is filed under.
+    pub(crate) fn seal_plugin_state(
+        &self,
+        plugin: &str,
+        name: &str,
+        plain: &[u8],
+    ) -> Result<Sealed, CryptoError> {
+        seal_raw(
+            &self.plugin,
+            plain,
+            plugin_aad("state", plugin, name).as_bytes(),
+        )
+    }
+
+    /// Opens what [`Keyring::seal_plugin_state`] sealed.
+    pub(crate) fn open_plugin_state(
+        &self,
+        plugin: &str,
+        name: &str,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let aad = plugin_aad("state", plugin, name);
+        open_raw(&self.plugin, sealed, aad.as_bytes()).map_err(|()| CryptoError::Unseal {
+            what: format!("state of plugin `{plugin}`"),
+        })
+    }
+
+    /// Seals a line of a plugin's log, bound to the plugin.
+    pub(crate) fn seal_plugin_log(&self, plugin: &str, text: &str) -> Result<Sealed, CryptoError> {
+        seal_raw(
+            &self.plugin,
+            text.as_bytes(),
+            plugin_aad("log", plugin, "").as_bytes(),
+        )
+    }
+
+    /// Opens what [`Keyring::seal_plugin_log`] sealed.
+    pub(crate) fn open_plugin_log(
+        &self,
+        plugin: &str,
+        sealed: &Sealed,
+    ) -> Result<String, CryptoError> {
+        let err = || CryptoError::Unseal {
+            what: format!("log of plugin `{plugin}`"),
+        };
+        let aad = plugin_aad("log", plugin, "");
+        let plain = open_raw(&self.plugin, sealed, aad.as_bytes()).map_err(|()| err())?;
+        String::from_utf8(plain).map_err(|_| err())
     }
 
     /// The key-check value stored in the database: it proves a key is the
@@ -352,6 +425,10 @@ impl Keyring {
     }
 }
 
+fn plugin_aad(what: &str, plugin: &str, name: &str) -> String {
+    format!("custodian plugin {what}\0{plugin}\0{name}")
+}
+
 fn dek_aad(customer: u64, version: u32) -> Vec<u8> {
     key_aad(WRAP_AAD, customer, version)
 }
@@ -384,6 +461,28 @@ fn decode_wrapped(stored: &[u8]) -> Option<(u32, Sealed)> {
 pub(crate) struct Sealed {
     pub(crate) nonce: [u8; 24],
     pub(crate) ciphertext: Vec<u8>,
+}
+
+impl Sealed {
+    /// The nonce then the ciphertext.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24 + self.ciphertext.len());
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// What [`Sealed::to_bytes`] wrote; `None` if too short to be one.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (nonce, ciphertext) = bytes.split_first_chunk::<24>()?;
+        if ciphertext.len() < 16 {
+            return None;
+        }
+        Some(Self {
+            nonce: *nonce,
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
 }
 
 fn seal_raw(aead: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
@@ -461,6 +560,25 @@ impl DataKey {
     /// Seals `plain` for `slot` (a field name, or e.g. `interaction/9/summary`).
     pub(crate) fn seal(&self, slot: &str, plain: &str) -> Result<Sealed, CryptoError> {
         seal_raw(&self.aead, plain.as_bytes(), &self.aad(slot))
+    }
+
+    /// Seals bytes for `slot`.
+    pub(crate) fn seal_bytes(&self, slot: &str, plain: &[u8]) -> Result<Sealed, CryptoError> {
+        seal_raw(&self.aead, plain, &self.aad(slot))
+    }
+
+    /// Opens what [`DataKey::seal_bytes`] sealed for the same customer and
+    /// slot.
+    pub(crate) fn open_bytes(&self, slot: &str, sealed: &Sealed) -> Result<Vec<u8>, CryptoError> {
+        let payload = Payload {
+            msg: &sealed.ciphertext,
+            aad: &self.aad(slot),
+        };
+        (self.aead)
+            .decrypt(XNonce::from_slice(&sealed.nonce), payload)
+            .map_err(|_| CryptoError::Unseal {
+                what: format!("customer {} {slot}", self.customer),
+            })
     }
 
     /// Opens what [`DataKey::seal`] sealed for the same customer and slot.

@@ -86,11 +86,24 @@ pub(crate) struct CallDone<'a> {
     /// The plugin as the call was admitted: its commands execute only if
     /// it is still so (enabled, with the same grant and code) when they do.
     pub(crate) info: &'a crate::plugin::PluginInfo,
-    pub(crate) state_writes: &'a BTreeMap<String, Vec<u8>>,
+    pub(crate) state_writes: &'a [StateWrite],
     pub(crate) log: &'a [LogLine],
-    pub(crate) reset_faults: bool,
     /// The call's own audit entry.
     pub(crate) entry: super::Entry,
+}
+
+/// A state write of a call, sealed: unscoped (under the key of plugin
+/// state) or filed under a customer (under its key).
+pub(crate) struct StateWrite {
+    /// The customer it is filed under, if any.
+    pub(crate) customer: Option<u64>,
+    /// The plugin's own key: only to remove a value a version before
+    /// sealing stored under it.
+    pub(crate) key: String,
+    /// The keyed name it is filed under.
+    pub(crate) name: String,
+    /// The sealed value, as stored.
+    pub(crate) sealed: Vec<u8>,
 }
 
 pub(super) fn refused(plugin: &str, index: usize, reason: impl Into<String>) -> Error {

@@ -7,11 +7,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::commands::{CallDone, LogStep, MessageStep, Plan, Step};
+use super::commands::{CallDone, LogStep, MessageStep, Plan, StateWrite, Step};
 use super::{Caller, Core, Emitted, Entry, Keep, Op, Write};
 use crate::audit::Outcome;
 use crate::model::CustomerId;
-use crate::plugin::PluginStatus;
+use crate::plugin::{PluginError, PluginStatus};
 use crate::policy::Action;
 use crate::records::{
     FieldChange, FollowUpWrite, InteractionWrite, MessageWrite, address_field, message_purpose,
@@ -115,19 +115,42 @@ impl Core {
                 }
                 tx.txn().put_link(hash, *id)?;
             }
-            for (key, value) in done.state_writes {
-                tx.txn().put_plugin_state(plugin, key, value)?;
-            }
+            keep_state(tx, plugin, done.state_writes)?;
             tx.core().write_log(tx.txn(), plugin, done.log)?;
-            if done.reset_faults
-                && let Some(mut info) = tx.txn().plugin(plugin)?
-            {
-                info.consecutive_faults = 0;
-                tx.txn().put_plugin(&info, None)?;
-            }
             tx.audit(done.entry.clone(), Outcome::Ok)?;
             Ok(applied)
         })
+    }
+}
+
+/// Keeps a call's state writes, within the quota of all the plugin's
+/// state (counted by the store as it writes). A write about a customer
+/// erased during the call is dropped with it.
+fn keep_state(tx: &mut Write<'_>, plugin: &str, writes: &[StateWrite]) -> Result<()> {
+    let mut total = None;
+    for w in writes {
+        let bytes = match w.customer {
+            None => {
+                tx.txn().remove_uncounted_state(plugin, &w.key)?;
+                tx.txn().put_plugin_state(plugin, &w.name, &w.sealed)?
+            }
+            Some(id) if tx.txn().customer(id)?.is_some() => {
+                (tx.txn()).put_customer_state(id, plugin, &w.name, &w.sealed)?
+            }
+            Some(_) => continue,
+        };
+        total = Some(bytes);
+    }
+    let limit = tx.core().plugins.settings().max_state_bytes;
+    match total {
+        Some(total) if total > limit => Err(PluginError::Quota {
+            name: plugin.to_string(),
+            reason: format!(
+                "its state would take {total} bytes; the quota of all its state is {limit} bytes"
+            ),
+        }
+        .into()),
+        _ => Ok(()),
     }
 }
 

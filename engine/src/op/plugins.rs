@@ -3,16 +3,17 @@
 //! call (its lookups read through the path), then its commands in one
 //! write. Faults are counted and quarantine the plugin with an alert.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::commands::CallDone;
+use super::commands::{CallDone, StateWrite};
 use super::{Caller, Context, Core, Emitted, Entry, Op, Read};
 use crate::audit::Outcome;
+use crate::crypto::Sealed;
 use crate::model::Sensitivity;
 use crate::model::{Channel, CustomerId, FieldType, FollowUpId, InteractionId, mask_value};
 use crate::plugin::runtime::{
@@ -24,7 +25,8 @@ use crate::plugin::{
     PluginStatus,
 };
 use crate::policy::{Action, Decision, Treatment};
-use crate::store::{CustomerRef, StoredAlert, StoredLogLine, Txn};
+use crate::records::Slot;
+use crate::store::{CustomerRef, LogText, StoredAlert, StoredLogLine, Txn};
 use crate::{Denied, Error, Result};
 
 /// What one plugin call did.
@@ -85,6 +87,8 @@ pub(crate) struct Host {
     subscribed: AtomicU8,
     /// Rate budgets by plugin: (commands, messages).
     rates: Mutex<HashMap<String, (Bucket, Bucket)>>,
+    /// Call budgets by plugin.
+    calls: Mutex<HashMap<String, Bucket>>,
 }
 
 impl Host {
@@ -95,6 +99,7 @@ impl Host {
             loaded: Mutex::new(HashMap::new()),
             subscribed: AtomicU8::new(0),
             rates: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -115,6 +120,29 @@ impl Host {
         };
         let mut rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
         rates.remove(name);
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.remove(name);
+    }
+
+    /// Takes one call from the plugin's budget of calls, or says why not.
+    fn take_call(&self, name: &str) -> Result<(), String> {
+        let per_minute = self.settings.calls_per_minute;
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = (calls.entry(name.to_string())).or_insert_with(|| Bucket::full(per_minute));
+        bucket.refill(per_minute);
+        if bucket.tokens < 1.0 {
+            return Err(format!(
+                "it may be called {per_minute} times per minute, whatever its calls return; \
+                 none is left"
+            ));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// The limits of the sandbox.
+    pub(crate) fn settings(&self) -> &PluginSettings {
+        &self.settings
     }
 
     /// Whether some enabled plugin subscribes to `kind`.
@@ -203,8 +231,38 @@ impl HostServices for Services {
     }
 
     fn state_get(&self, key: &str) -> Option<Vec<u8>> {
-        let state = self.core.store.read(|r| r.plugin_state(&self.plugin, key));
-        state.ok().flatten()
+        let ring = &self.core.records.ring;
+        let name = ring.plugin_state_name(&self.plugin, key);
+        let found = self.core.store.read(|r| {
+            Ok::<_, Error>(match r.plugin_state(&self.plugin, &name)? {
+                Some(sealed) => Some((true, sealed)),
+                // Written in the clear, under its own key, by a version
+                // before sealing; sealed when next written.
+                None => r.plugin_state(&self.plugin, key)?.map(|v| (false, v)),
+            })
+        });
+        match found.ok().flatten()? {
+            (true, bytes) => {
+                let sealed = Sealed::from_bytes(&bytes)?;
+                ring.open_plugin_state(&self.plugin, &name, &sealed).ok()
+            }
+            (false, clear) => Some(clear),
+        }
+    }
+
+    fn customer_state_get(&self, customer: u64, key: &str) -> Option<Vec<u8>> {
+        let name = self.core.records.ring.plugin_state_name(&self.plugin, key);
+        let found = self
+            .core
+            .store
+            .read(|r| r.customer_state(customer, &self.plugin, &name));
+        let sealed = Sealed::from_bytes(&found.ok().flatten()?)?;
+        let slot = Slot::PluginState {
+            plugin: &self.plugin,
+            name: &name,
+        };
+        // A customer whose key is destroyed: nothing opens.
+        self.core.records.open_bytes(customer, slot, &sealed).ok()
     }
 }
 
@@ -219,6 +277,9 @@ impl HostServices for NoServices {
         None
     }
     fn state_get(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn customer_state_get(&self, _: u64, _: &str) -> Option<Vec<u8>> {
         None
     }
 }
@@ -267,6 +328,7 @@ impl Read<'_> {
     ) -> Result<wit::Customer> {
         let view = self.prepare(record, decision)?.open(self.records())?;
         let mut fields = Vec::new();
+        let mut masked = Vec::new();
         for (name, value) in view.fields {
             let Some(access) = grant.fields.get(&name) else {
                 continue;
@@ -274,8 +336,12 @@ impl Read<'_> {
             let value = if *access == FieldAccess::Masked && !view.masked.contains(&name) {
                 let schema = &self.records().schema;
                 let kind = schema.field(&name).map_or(FieldType::Text, |d| d.kind);
+                masked.push(name.clone());
                 mask_value(kind, &value)
             } else {
+                if view.masked.contains(&name) {
+                    masked.push(name.clone());
+                }
                 value
             };
             fields.push(wit::Field { name, value });
@@ -285,6 +351,7 @@ impl Read<'_> {
             id: view.id,
             status: view.status.as_str().to_string(),
             fields,
+            masked,
         })
     }
 }
@@ -378,6 +445,12 @@ impl Core {
         what: &str,
     ) -> Result<CallReport> {
         let (info, caller, entry) = self.admit_call(name, hook, what)?;
+        // Every call counts, whatever it returns.
+        if let Err(reason) = self.plugins.take_call(name) {
+            self.record_failure(&caller, &info, None, &reason, &[], &entry)?;
+            let name = name.to_string();
+            return Err(PluginError::RateLimited { name, reason }.into());
+        }
         let loaded = self.loaded(&info)?;
         let runtime = self.plugins.runtime()?;
         let services = Arc::new(Services {
@@ -416,11 +489,18 @@ impl Core {
         let kinds: BTreeSet<String> = (commands.iter())
             .map(|c| command_kind(c).as_str().to_string())
             .collect();
+        let sealed = self.seal_state(name, &output.state_writes, &output.customer_writes);
+        let state_writes = match sealed {
+            Ok(writes) => writes,
+            Err(e) => {
+                failed(None, &e.to_string(), &output.log)?;
+                return Err(e);
+            }
+        };
         let done = CallDone {
             info: &info,
-            state_writes: &output.state_writes,
+            state_writes: &state_writes,
             log: &output.log,
-            reset_faults: info.consecutive_faults > 0,
             entry: entry.clone().fields(kinds.into_iter().collect()),
         };
         // The grant first (outside it is a fault), then the rate (a refusal,
@@ -458,6 +538,43 @@ impl Core {
         })
     }
 
+    /// A call's state writes, sealed: unscoped ones under the key of
+    /// plugin state, the others under their customer's key.
+    fn seal_state(
+        &self,
+        plugin: &str,
+        unscoped: &BTreeMap<String, Vec<u8>>,
+        about: &BTreeMap<(u64, String), Vec<u8>>,
+    ) -> Result<Vec<StateWrite>> {
+        let ring = &self.records.ring;
+        let mut writes = Vec::new();
+        for (key, value) in unscoped {
+            let name = ring.plugin_state_name(plugin, key);
+            let sealed = ring.seal_plugin_state(plugin, &name, value)?;
+            writes.push(StateWrite {
+                customer: None,
+                key: key.clone(),
+                name,
+                sealed: sealed.to_bytes(),
+            });
+        }
+        for ((customer, key), value) in about {
+            let name = ring.plugin_state_name(plugin, key);
+            let slot = Slot::PluginState {
+                plugin,
+                name: &name,
+            };
+            let sealed = self.records.seal_bytes(*customer, slot, value)?;
+            writes.push(StateWrite {
+                customer: Some(*customer),
+                key: key.clone(),
+                name,
+                sealed: sealed.to_bytes(),
+            });
+        }
+        Ok(writes)
+    }
+
     fn take_rate(&self, name: &str, grant: &Grant, commands: &[wit::Command]) -> Result<()> {
         let total = u32::try_from(commands.len()).unwrap_or(u32::MAX);
         let messages = (commands.iter())
@@ -473,7 +590,8 @@ impl Core {
     }
 
     /// Audits a failed call and keeps its log; a fault counts toward
-    /// quarantine, which raises an alert.
+    /// quarantine, which raises an alert: faults within the fault window
+    /// count, however many calls succeeded between them.
     fn record_failure(
         self: &Arc<Self>,
         caller: &Caller,
@@ -485,6 +603,7 @@ impl Core {
     ) -> Result<()> {
         let name = info.manifest.name.as_str();
         let quarantine_after = self.plugins.settings.quarantine_after;
+        let window = self.plugins.settings.fault_window;
         let key = self.records.ring.audit_key();
         let alert = self.store.write(|w| {
             let record = entry.record(caller, Outcome::Failed(reason.to_string()));
@@ -493,17 +612,16 @@ impl Core {
             let Some(mut stored) = w.plugin(name)?.filter(|_| fault.is_some()) else {
                 return Ok::<_, Error>(None);
             };
-            stored.consecutive_faults = stored.consecutive_faults.saturating_add(1);
+            let faults = self.count_fault(w, name, window)?;
+            stored.consecutive_faults = faults;
             let mut alert = None;
-            if stored.consecutive_faults >= quarantine_after
-                && stored.status == PluginStatus::Enabled
-            {
+            if faults >= quarantine_after && stored.status == PluginStatus::Enabled {
                 stored.status = PluginStatus::Quarantined {
                     reason: reason.to_string(),
                 };
                 let message = format!(
-                    "plugin `{name}` quarantined after {} consecutive faults; last: {reason}",
-                    stored.consecutive_faults
+                    "plugin `{name}` quarantined after {faults} faults within {}; last: {reason}",
+                    humantime(window)
                 );
                 alert = Some(self.put_alert(w, caller, "plugin.quarantined", name, &message)?);
             }
@@ -515,6 +633,23 @@ impl Core {
             self.deliver(vec![alert], Some(name));
         }
         Ok(())
+    }
+
+    /// Records a fault of `plugin` now; returns its faults within `window`.
+    fn count_fault(&self, w: &mut dyn Txn, plugin: &str, window: Duration) -> Result<u32> {
+        let now = self.records.now();
+        let window = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        let mut counters = w.plugin_counters(plugin)?;
+        counters
+            .faults
+            .retain(|at| now.saturating_sub(*at) < window);
+        counters.faults.push(now);
+        // Only the newest that can quarantine it are needed.
+        let keep = self.plugins.settings.quarantine_after.max(1) as usize;
+        let extra = counters.faults.len().saturating_sub(keep);
+        counters.faults.drain(..extra);
+        w.put_plugin_counters(plugin, &counters)?;
+        Ok(u32::try_from(counters.faults.len()).unwrap_or(u32::MAX))
     }
 
     /// Records an alert (and its audit entry) inside a write transaction.
@@ -552,14 +687,34 @@ impl Core {
     /// Appends a call's log lines to the plugin's log.
     pub(crate) fn write_log(&self, w: &mut dyn Txn, plugin: &str, log: &[LogLine]) -> Result<()> {
         let at = self.records.now();
-        let lines: Vec<StoredLogLine> = (log.iter())
-            .map(|l| StoredLogLine {
+        let ring = &self.records.ring;
+        let mut lines = Vec::with_capacity(log.len());
+        for l in log {
+            lines.push(StoredLogLine {
                 at,
                 level: l.level.to_string(),
-                text: l.text.clone(),
-            })
-            .collect();
+                text: LogText::Sealed(ring.seal_plugin_log(plugin, &l.text)?),
+            });
+        }
         w.append_plugin_log(plugin, &lines)?;
         Ok(())
+    }
+
+    /// The text of a stored log line.
+    pub(crate) fn open_log_line(&self, plugin: &str, text: LogText) -> Result<String> {
+        Ok(match text {
+            LogText::Sealed(sealed) => self.records.ring.open_plugin_log(plugin, &sealed)?,
+            LogText::Clear(text) => text,
+        })
+    }
+}
+
+/// A window for people: `1 h`, `15 min`, `30 s`.
+fn humantime(window: Duration) -> String {
+    let secs = window.as_secs();
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 /// The version of the plugin interface this engine implements
 /// (`sdk/wit/plugin.wit`).
-pub const INTERFACE_VERSION: &str = "0.1.0";
+pub const INTERFACE_VERSION: &str = "0.2.0";
 
 /// The prefix of plugin principals: a plugin named `shop-orders` acts as
 /// `plugin:shop-orders`.
@@ -88,6 +88,14 @@ pub enum PluginError {
         /// The plugin.
         name: String,
         /// Which limit.
+        reason: String,
+    },
+    /// The plugin's state would grow past its quota.
+    #[error("plugin `{name}` exceeded its quota: {reason}; nothing was executed")]
+    Quota {
+        /// The plugin.
+        name: String,
+        /// Which quota, and by how much.
         reason: String,
     },
     /// The sandbox could not be set up (pool exhausted, engine failure).
@@ -234,6 +242,13 @@ pub enum FieldAccess {
     Masked,
 }
 
+/// The most fields a manifest may ask for.
+pub(crate) const MAX_MANIFEST_FIELDS: usize = 256;
+/// The most channels a manifest may ask for.
+pub(crate) const MAX_MANIFEST_CHANNELS: usize = 32;
+/// The most regions a manifest may ask for.
+pub(crate) const MAX_MANIFEST_REGIONS: usize = 256;
+
 /// What a plugin asks for, as its `manifest` export returned it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginManifest {
@@ -288,16 +303,25 @@ impl PluginManifest {
                 return bad(format!("{what} is longer than {max} bytes"));
             }
         }
-        if self.fields.len() > 256 || self.channels.len() > 32 || self.regions.len() > 256 {
-            return bad("too many fields, channels or regions".into());
+        for (what, count, max) in [
+            ("fields", self.fields.len(), MAX_MANIFEST_FIELDS),
+            ("channels", self.channels.len(), MAX_MANIFEST_CHANNELS),
+            ("regions", self.regions.len(), MAX_MANIFEST_REGIONS),
+        ] {
+            if count > max {
+                return bad(format!(
+                    "it asks for {count} {what}; a manifest may ask for at most {max}"
+                ));
+            }
         }
-        if self
-            .channels
-            .iter()
-            .chain(&self.regions)
-            .any(|c| c.len() > 64)
+        if (self
+            .fields
+            .keys()
+            .chain(&self.channels)
+            .chain(&self.regions))
+        .any(|c| c.len() > 64)
         {
-            return bad("a channel or region name is longer than 64 bytes".into());
+            return bad("a field, channel or region name is longer than 64 bytes".into());
         }
         Ok(())
     }
@@ -467,7 +491,8 @@ pub struct PluginInfo {
     pub grant: Grant,
     /// Enabled, disabled or quarantined.
     pub status: PluginStatus,
-    /// Faults since its last successful call.
+    /// Faults within the fault window ([`PluginSettings::fault_window`]),
+    /// as of the last fault or status change; successes do not reset it.
     pub consecutive_faults: u32,
     /// BLAKE3 of its code, hex.
     pub code_hash: String,
@@ -484,14 +509,27 @@ pub struct PluginSettings {
     pub max_memory_mib: u32,
     /// The longest deadline a grant may give, in ms (default 10,000).
     pub max_deadline_ms: u32,
-    /// Consecutive faults after which a plugin is quarantined (default 3).
+    /// Faults within [`PluginSettings::fault_window`] after which a plugin
+    /// is quarantined (default 3), however many calls succeeded between.
     pub quarantine_after: u32,
+    /// How far back faults count toward quarantine (default one hour).
+    pub fault_window: Duration,
+    /// Calls of one plugin per minute, whatever they return (default
+    /// 6,000); refused calls are not made.
+    pub calls_per_minute: u32,
     /// The most a call may return, in bytes of commands (default 16 MiB).
     pub max_output_bytes: usize,
     /// The most commands one call may return (default 100,000).
     pub max_commands: usize,
-    /// Output a call may write to stdout and stderr (default 64 KiB each).
+    /// Log one call may write: host log lines, stdout and stderr together
+    /// (default 64 KiB); lines past it are dropped, and a line says how
+    /// many.
     pub max_log_bytes: usize,
+    /// State one call may write, keys and values (default 1 MiB).
+    pub max_state_bytes_per_call: usize,
+    /// State one plugin may keep, unscoped and filed under customers,
+    /// counted as stored (default 16 MiB).
+    pub max_state_bytes: u64,
     /// Plugin instances alive at once (default 64).
     pub max_instances: u32,
 }
@@ -502,9 +540,13 @@ impl Default for PluginSettings {
             max_memory_mib: 256,
             max_deadline_ms: 10_000,
             quarantine_after: 3,
+            fault_window: Duration::from_secs(60 * 60),
+            calls_per_minute: 6_000,
             max_output_bytes: 16 << 20,
             max_commands: 100_000,
             max_log_bytes: 64 << 10,
+            max_state_bytes_per_call: 1 << 20,
+            max_state_bytes: 16 << 20,
             max_instances: 64,
         }
     }

@@ -61,17 +61,26 @@ pub(crate) enum Slot<'a> {
     Body(u64),
     /// A follow-up's note.
     Note(u64),
+    /// A plugin's state about the customer, by the name it is filed under.
+    PluginState {
+        /// The plugin.
+        plugin: &'a str,
+        /// The keyed name of the plugin's key.
+        name: &'a str,
+    },
 }
 
 impl<'a> Slot<'a> {
     /// The AAD name: the field's name, or `interaction/{id}/summary`,
-    /// `interaction/{id}/body`, `followup/{id}/note`.
+    /// `interaction/{id}/body`, `followup/{id}/note`,
+    /// `plugin/{plugin}/state/{name}`.
     pub(crate) fn name(self) -> std::borrow::Cow<'a, str> {
         match self {
             Slot::Field(name) => std::borrow::Cow::Borrowed(name),
             Slot::Summary(id) => format!("interaction/{id}/summary").into(),
             Slot::Body(id) => format!("interaction/{id}/body").into(),
             Slot::Note(id) => format!("followup/{id}/note").into(),
+            Slot::PluginState { plugin, name } => format!("plugin/{plugin}/state/{name}").into(),
         }
     }
 }
@@ -177,6 +186,26 @@ impl Records {
         sealed: &crate::crypto::Sealed,
     ) -> Result<String> {
         Ok(self.data_key(id)?.open(&slot.name(), sealed)?)
+    }
+
+    /// Seals bytes of customer `id` (a plugin's state about it).
+    pub(crate) fn seal_bytes(
+        &self,
+        id: CustomerId,
+        slot: Slot<'_>,
+        plain: &[u8],
+    ) -> Result<crate::crypto::Sealed> {
+        Ok(self.data_key(id)?.seal_bytes(&slot.name(), plain)?)
+    }
+
+    /// Opens what [`Records::seal_bytes`] sealed.
+    pub(crate) fn open_bytes(
+        &self,
+        id: CustomerId,
+        slot: Slot<'_>,
+        sealed: &crate::crypto::Sealed,
+    ) -> Result<Vec<u8>> {
+        Ok(self.data_key(id)?.open_bytes(&slot.name(), sealed)?)
     }
 
     /// The purposes no longer pursued.

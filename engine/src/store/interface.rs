@@ -7,8 +7,8 @@ use super::StoreError;
 use super::types::{
     CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
     StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold,
-    StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPolicy, StoredPrincipal,
-    StoredRun, StoredSession, StoredThrottle,
+    StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
+    StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle,
 };
 use crate::plugin::PluginInfo;
 
@@ -149,6 +149,10 @@ pub(crate) trait Snapshot {
     fn plugin_code(&self, name: &str) -> Res<Option<Vec<u8>>>;
     /// One value of a plugin's private state.
     fn plugin_state(&self, plugin: &str, key: &str) -> Res<Option<Vec<u8>>>;
+    /// One value of a plugin's state filed under a customer.
+    fn customer_state(&self, customer: u64, plugin: &str, key: &str) -> Res<Option<Vec<u8>>>;
+    /// A plugin's counters (zero when it has none yet).
+    fn plugin_counters(&self, plugin: &str) -> Res<StoredPluginCounters>;
     /// The newest `limit` lines of a plugin's log, oldest first.
     fn plugin_log(&self, plugin: &str, limit: usize) -> Res<Vec<StoredLogLine>>;
     /// The customer a plugin's external id is linked to.
@@ -313,16 +317,32 @@ pub(crate) trait Txn: Snapshot {
     // Plugins and what they produce.
     /// Stores a plugin's record and, when given, its code.
     fn put_plugin(&mut self, info: &PluginInfo, code: Option<&[u8]>) -> Res<()>;
-    /// Removes a plugin with its code, state and log.
+    /// Removes a plugin with its code, state (unscoped and filed under
+    /// customers), counters and log.
     fn remove_plugin(&mut self, name: &str) -> Res<()>;
-    /// Sets one value of a plugin's private state.
-    fn put_plugin_state(&mut self, plugin: &str, key: &str, value: &[u8]) -> Res<()>;
+    /// Sets one value of a plugin's private state; returns the bytes of
+    /// all its state, as its counters now hold them.
+    fn put_plugin_state(&mut self, plugin: &str, key: &str, value: &[u8]) -> Res<u64>;
+    /// Removes one value of a plugin's private state, uncounted (as a
+    /// version before the counters wrote it).
+    fn remove_uncounted_state(&mut self, plugin: &str, key: &str) -> Res<()>;
+    /// Sets one value of a plugin's state filed under a customer; returns
+    /// the bytes of all its state.
+    fn put_customer_state(
+        &mut self,
+        customer: u64,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Res<u64>;
+    /// Sets a plugin's counters.
+    fn put_plugin_counters(&mut self, plugin: &str, counters: &StoredPluginCounters) -> Res<()>;
     /// Appends lines to a plugin's log, keeping the newest.
     fn append_plugin_log(&mut self, plugin: &str, lines: &[StoredLogLine]) -> Res<()>;
     /// Links a plugin's external id (its keyed hash) to a customer.
     fn put_link(&mut self, hash: &[u8; 16], customer: u64) -> Res<()>;
-    /// Removes a customer's external-id links, consent states and queued
-    /// messages.
+    /// Removes a customer's external-id links, consent states, queued
+    /// messages and the plugin state filed under it.
     fn remove_plugin_traces(&mut self, customer: u64) -> Res<()>;
     /// Queues a message in the outbox.
     fn put_message(&mut self, id: u64, m: &StoredMessage) -> Res<()>;

@@ -23,6 +23,7 @@ pub(crate) use integrity::Integrity;
 pub use integrity::IntegrityFailure;
 pub(crate) use interface::{AuditHead, Index, Snapshot, SnapshotExt, Txn};
 pub(crate) use keys::KeyStore;
+pub(crate) use types::LogText;
 pub(crate) use types::{
     CustomerRef, MaskRef, SealedField, StoredAggregate, StoredAlert, StoredConsent,
     StoredConsentEntry, StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp,

@@ -432,12 +432,80 @@ pub(crate) struct StoredAlert {
     pub(crate) message: String,
 }
 
-/// A line of a plugin's log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A line of a plugin's log: its text sealed (envelope 2), or in the
+/// clear as versions before sealing wrote it (envelope 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StoredLogLine {
     pub(crate) at: i64,
     pub(crate) level: String,
-    pub(crate) text: String,
+    pub(crate) text: LogText,
+}
+
+/// The text of a stored log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LogText {
+    /// Sealed under the key of plugin logs.
+    Sealed(Sealed),
+    /// Written in the clear by a version before sealing.
+    Clear(String),
+}
+
+const LOG_ENVELOPE: u8 = 2;
+
+#[derive(Serialize, Deserialize)]
+struct SealedLogLine<'a> {
+    at: i64,
+    level: &'a str,
+    text: Sealed,
+}
+
+#[derive(Deserialize)]
+struct ClearLogLine {
+    at: i64,
+    level: String,
+    text: String,
+}
+
+/// Serializes a sealed log line.
+pub(crate) fn encode_log_line(at: i64, level: &str, text: Sealed) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![LOG_ENVELOPE];
+    let line = SealedLogLine { at, level, text };
+    let body = postcard::to_stdvec(&line).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Opens a log line's envelope, of either version.
+pub(crate) fn decode_log_line(bytes: &[u8]) -> Result<StoredLogLine, StoreError> {
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("log line: {e}"));
+    match bytes.split_first() {
+        Some((&LOG_ENVELOPE, body)) => {
+            let line: SealedLogLine<'_> = postcard::from_bytes(body).map_err(corrupt)?;
+            Ok(StoredLogLine {
+                at: line.at,
+                level: line.level.to_string(),
+                text: LogText::Sealed(line.text),
+            })
+        }
+        _ => {
+            let line: ClearLogLine = decode(bytes, "log line")?;
+            Ok(StoredLogLine {
+                at: line.at,
+                level: line.level,
+                text: LogText::Clear(line.text),
+            })
+        }
+    }
+}
+
+/// What a plugin uses, kept by the store as it writes: the bytes of its
+/// state (unscoped and filed under customers, as stored) and the times of
+/// its recent faults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredPluginCounters {
+    pub(crate) state_bytes: u64,
+    /// Microseconds since the epoch, oldest first.
+    pub(crate) faults: Vec<i64>,
 }
 
 /// One consent ledger entry.

@@ -7,7 +7,8 @@ use wasmtime::component::Component;
 
 use super::wit;
 use crate::plugin::{
-    CommandKind, EventKind, FieldAccess, Hook, INTERFACE_VERSION, PluginError, PluginManifest,
+    CommandKind, EventKind, FieldAccess, Hook, INTERFACE_VERSION, MAX_MANIFEST_CHANNELS,
+    MAX_MANIFEST_FIELDS, MAX_MANIFEST_REGIONS, PluginError, PluginManifest,
 };
 
 fn ref_size(r: &wit::CustomerRef) -> usize {
@@ -83,6 +84,26 @@ fn compatible(found: &str, supported: &str) -> bool {
         (Some((a, _)), Some((b, _))) => a == b,
         _ => false,
     }
+}
+
+/// Refuses a manifest that lists more than a manifest may ask for,
+/// before its lists are gathered (where repeats would vanish).
+pub(super) fn check_manifest_size(m: &wit::Manifest) -> Result<(), PluginError> {
+    for (what, count, max) in [
+        ("fields", m.fields.len(), MAX_MANIFEST_FIELDS),
+        ("channels", m.channels.len(), MAX_MANIFEST_CHANNELS),
+        ("regions", m.regions.len(), MAX_MANIFEST_REGIONS),
+        ("hooks", m.hooks.len(), 2),
+        ("events", m.events.len(), EventKind::ALL.len()),
+        ("commands", m.commands.len(), 4),
+    ] {
+        if count > max {
+            return Err(PluginError::Manifest(format!(
+                "it asks for {count} {what}; a manifest may ask for at most {max}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn from_wit_manifest(m: wit::Manifest) -> PluginManifest {
@@ -166,7 +187,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_manifest_of_a_million_fields_is_refused_naming_the_limit() {
+        let field = wit::FieldRequest {
+            name: "f".into(),
+            access: wit::Access::Full,
+        };
+        let manifest = wit::Manifest {
+            name: "huge".into(),
+            version: "1".into(),
+            publisher: "p".into(),
+            description: String::new(),
+            hooks: vec![wit::Hook::Ingest],
+            events: Vec::new(),
+            fields: vec![field; 1_000_000],
+            commands: Vec::new(),
+            commands_per_minute: 0,
+            messages_per_minute: 0,
+            channels: Vec::new(),
+            regions: Vec::new(),
+        };
+        let error = check_manifest_size(&manifest).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "plugin manifest: it asks for 1000000 fields; a manifest may ask for at most 256"
+        );
+    }
+
+    #[test]
     fn versions_follow_cargo_compatibility() {
+        assert!(compatible("0.2.0", "0.2.0"));
+        assert!(!compatible("0.1.0", "0.2.0"));
         assert!(compatible("0.1.0", "0.1.0"));
         assert!(compatible("0.1.3", "0.1.0"));
         assert!(!compatible("0.2.0", "0.1.0"));

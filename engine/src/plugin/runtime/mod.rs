@@ -31,10 +31,12 @@ pub(crate) use self::custodian::plugin::types as wit;
 
 mod convert;
 mod probe;
+mod shown;
 
-use convert::{check_version, command_size, from_wit_manifest};
+use convert::{check_manifest_size, check_version, command_size, from_wit_manifest};
 pub(crate) use convert::{command_kind, event_kind_of};
 pub use probe::{SandboxProbe, WarmInstance};
+use shown::Shown;
 
 /// How often the epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(2);
@@ -47,13 +49,15 @@ pub(crate) trait HostServices: Send + Sync {
     fn lookup(&self, by: &wit::CustomerRef) -> Option<wit::Customer>;
     /// The plugin's stored private state under `key`.
     fn state_get(&self, key: &str) -> Option<Vec<u8>>;
+    /// The plugin's stored state about `customer` under `key`.
+    fn customer_state_get(&self, customer: u64, key: &str) -> Option<Vec<u8>>;
 }
 
 /// The most a plugin may keep in one state key.
 pub(crate) const MAX_STATE_VALUE: usize = 64 << 10;
 /// The longest state key.
 pub(crate) const MAX_STATE_KEY: usize = 256;
-/// State keys one call may write.
+/// State keys one call may write, unscoped and filed under customers.
 const MAX_STATE_WRITES: usize = 1024;
 /// Host log lines one call may write.
 const MAX_LOG_LINES: usize = 1000;
@@ -67,7 +71,63 @@ struct CallState {
     limits: CallLimits,
     services: Arc<dyn HostServices>,
     state_writes: BTreeMap<String, Vec<u8>>,
-    log: Vec<LogLine>,
+    customer_writes: BTreeMap<(u64, String), Vec<u8>>,
+    /// Bytes of keys and values written this call.
+    state_bytes: usize,
+    log: CallLog,
+    /// What the call was shown.
+    shown: Shown,
+    quota: Quota,
+}
+
+/// A call's quotas, from the engine's settings.
+#[derive(Clone, Copy)]
+struct Quota {
+    state_bytes: usize,
+    log_bytes: usize,
+}
+
+/// A call's log, counted against its quota.
+#[derive(Default)]
+struct CallLog {
+    lines: Vec<LogLine>,
+    bytes: usize,
+    dropped_lines: usize,
+    dropped_bytes: usize,
+}
+
+impl CallLog {
+    fn push(&mut self, quota: usize, level: &'static str, text: String) {
+        let text = clip(text, MAX_LOG_LINE);
+        if self.lines.len() >= MAX_LOG_LINES * 2 || self.bytes + text.len() > quota {
+            self.dropped_lines += 1;
+            self.dropped_bytes += text.len();
+            return;
+        }
+        self.bytes += text.len();
+        self.lines.push(LogLine { level, text });
+    }
+
+    /// The lines kept, each redacted if it held a value shown to the
+    /// call, then a line naming the quota if any were dropped.
+    fn finish(self, quota: usize, shown: &Shown) -> Vec<LogLine> {
+        let mut lines: Vec<LogLine> = (self.lines.into_iter())
+            .map(|l| LogLine {
+                level: l.level,
+                text: shown.redact(l.text),
+            })
+            .collect();
+        if self.dropped_lines > 0 {
+            lines.push(LogLine {
+                level: "quota",
+                text: format!(
+                    "log quota of {quota} bytes per call reached: {} lines ({} bytes) dropped",
+                    self.dropped_lines, self.dropped_bytes
+                ),
+            });
+        }
+        lines
+    }
 }
 
 impl WasiView for CallState {
@@ -138,15 +198,54 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
+impl CallState {
+    /// Counts a state write (replacing `old` bytes) against the call's
+    /// limits, or says which it would pass.
+    fn take_state(&mut self, key: &str, value: &[u8], old: Option<usize>) -> Result<(), String> {
+        if key.is_empty() || key.len() > MAX_STATE_KEY {
+            return Err(format!("state keys are 1 to {MAX_STATE_KEY} bytes"));
+        }
+        if value.len() > MAX_STATE_VALUE {
+            return Err(format!("state values are at most {MAX_STATE_VALUE} bytes"));
+        }
+        let writes = self.state_writes.len() + self.customer_writes.len();
+        if old.is_none() && writes >= MAX_STATE_WRITES {
+            return Err(format!("at most {MAX_STATE_WRITES} state keys per call"));
+        }
+        let bytes = (self.state_bytes.saturating_sub(old.unwrap_or(0))) + key.len() + value.len();
+        if bytes > self.quota.state_bytes {
+            return Err(format!(
+                "state quota of {} bytes per call reached: {} bytes written, {} more refused",
+                self.quota.state_bytes,
+                self.state_bytes,
+                key.len() + value.len()
+            ));
+        }
+        self.state_bytes = bytes;
+        Ok(())
+    }
+
+    /// State about a customer is for customers shown to this call.
+    fn check_shown(&self, customer: u64) -> Result<(), String> {
+        if self.shown.has_customer(customer) {
+            return Ok(());
+        }
+        Err(format!(
+            "customer {customer} was not shown to this call: look it up (or take it from the event) first"
+        ))
+    }
+}
+
 impl self::custodian::plugin::types::Host for CallState {}
 
 impl self::custodian::plugin::host::Host for CallState {
     fn log(&mut self, level: Level, message: String) {
-        if self.log.len() < MAX_LOG_LINES {
-            self.log.push(LogLine {
-                level: level_name(level),
-                text: clip(message, MAX_LOG_LINE),
-            });
+        if self.log.lines.len() < MAX_LOG_LINES {
+            self.log
+                .push(self.quota.log_bytes, level_name(level), message);
+        } else {
+            self.log.dropped_lines += 1;
+            self.log.dropped_bytes += message.len();
         }
     }
 
@@ -162,21 +261,52 @@ impl self::custodian::plugin::host::Host for CallState {
     }
 
     fn state_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        if key.is_empty() || key.len() > MAX_STATE_KEY {
-            return Err(format!("state keys are 1 to {MAX_STATE_KEY} bytes"));
+        if self.shown.holds(&key) || self.shown.holds_bytes(&value) {
+            return Err(
+                "the key or value holds a customer value shown to this call: \
+                 file it under that customer with customer-state-set"
+                    .into(),
+            );
         }
-        if value.len() > MAX_STATE_VALUE {
-            return Err(format!("state values are at most {MAX_STATE_VALUE} bytes"));
-        }
-        if self.state_writes.len() >= MAX_STATE_WRITES && !self.state_writes.contains_key(&key) {
-            return Err(format!("at most {MAX_STATE_WRITES} state keys per call"));
-        }
+        let old = self.state_writes.get(&key).map(|v| key.len() + v.len());
+        self.take_state(&key, &value, old)?;
         self.state_writes.insert(key, value);
         Ok(())
     }
 
+    fn customer_state_get(
+        &mut self,
+        customer: u64,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, String> {
+        self.check_shown(customer)?;
+        let slot = (customer, key);
+        if let Some(value) = self.customer_writes.get(&slot) {
+            return Ok(Some(value.clone()));
+        }
+        Ok(self.services.customer_state_get(customer, &slot.1))
+    }
+
+    fn customer_state_set(
+        &mut self,
+        customer: u64,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), String> {
+        self.check_shown(customer)?;
+        let slot = (customer, key);
+        let old = (self.customer_writes.get(&slot)).map(|v| slot.1.len() + v.len());
+        self.take_state(&slot.1, &value, old)?;
+        self.customer_writes.insert(slot, value);
+        Ok(())
+    }
+
     fn lookup(&mut self, customer: wit::CustomerRef) -> Option<wit::Customer> {
-        self.services.lookup(&customer)
+        let found = self.services.lookup(&customer);
+        if let Some(found) = &found {
+            self.shown.customer(found);
+        }
+        found
     }
 }
 
@@ -218,7 +348,10 @@ pub(crate) struct CallOutput {
     pub(crate) result: Result<Vec<wit::Command>, String>,
     /// State keys written (kept only if the commands are executed).
     pub(crate) state_writes: BTreeMap<String, Vec<u8>>,
-    /// Host log lines, then stdout and stderr.
+    /// State written about customers shown to the call, by (customer, key).
+    pub(crate) customer_writes: BTreeMap<(u64, String), Vec<u8>>,
+    /// Host log lines, then stdout and stderr, within the log quota; a line
+    /// that held a value shown to the call is redacted.
     pub(crate) log: Vec<LogLine>,
 }
 
@@ -330,7 +463,14 @@ impl Runtime {
             },
             services,
             state_writes: BTreeMap::new(),
-            log: Vec::new(),
+            customer_writes: BTreeMap::new(),
+            state_bytes: 0,
+            log: CallLog::default(),
+            shown: Shown::default(),
+            quota: Quota {
+                state_bytes: self.settings.max_state_bytes_per_call,
+                log_bytes: self.settings.max_log_bytes,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -355,14 +495,19 @@ impl Runtime {
             deadline: Duration::from_millis(u64::from(super::DEFAULT_DEADLINE_MS)),
         };
         let (mut store, _, _) = self.store(services, limits);
-        let plugin = loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| PluginError::Invalid(format!("cannot instantiate: {e:#}")))?;
-        let manifest = plugin
-            .custodian_plugin_handler()
-            .call_describe(&mut store)
-            .map_err(|e| PluginError::Invalid(format!("its manifest export failed: {e:#}")))?;
+        let failed = |store: &mut Store<CallState>, what: &str, e: wasmtime::Error| {
+            let fault = classify(store, &e, limits);
+            PluginError::Invalid(format!("{what} failed: it {fault}"))
+        };
+        let plugin = match loaded.pre.instantiate(&mut store) {
+            Ok(plugin) => plugin,
+            Err(e) => return Err(failed(&mut store, "starting it", e)),
+        };
+        let manifest = match plugin.custodian_plugin_handler().call_describe(&mut store) {
+            Ok(manifest) => manifest,
+            Err(e) => return Err(failed(&mut store, "its describe() export", e)),
+        };
+        check_manifest_size(&manifest)?;
         let manifest = from_wit_manifest(manifest);
         manifest.check()?;
         Ok(manifest)
@@ -391,7 +536,10 @@ impl Runtime {
         let handler = plugin.custodian_plugin_handler();
         let result = match entry {
             Entry::Ingest(payload) => handler.call_ingest(&mut store, payload),
-            Entry::OnEvent(event) => handler.call_on_event(&mut store, event),
+            Entry::OnEvent(event) => {
+                store.data_mut().shown.event(event);
+                handler.call_on_event(&mut store, event)
+            }
         };
         let result = match result {
             Ok(r) => r,
@@ -401,12 +549,16 @@ impl Runtime {
             self.check_output(commands)
                 .map_err(|f| CallError::Fault(f, Vec::new()))?;
         }
-        let state = store.into_data();
-        let mut log = state.log;
-        append_output(&mut log, &stdout, &stderr);
+        let mut state = store.into_data();
+        append_output(&mut state.log, state.quota.log_bytes, &stdout, &stderr);
+        let log = state.log.finish(state.quota.log_bytes, &state.shown);
+        // The plugin's own refusal is kept in the audit chain: a value
+        // shown to the call does not go there.
+        let result = result.map_err(|message| state.shown.redact(message));
         Ok(CallOutput {
             result,
             state_writes: state.state_writes,
+            customer_writes: state.customer_writes,
             log,
         })
     }
@@ -419,19 +571,11 @@ impl Runtime {
         stdout: &MemoryOutputPipe,
         stderr: &MemoryOutputPipe,
     ) -> CallError {
-        let fault = if store.data().limits.memory_refused {
-            Fault::Memory { cap: limits.memory }
-        } else {
-            match error.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => Fault::Deadline(limits.deadline),
-                Some(Trap::StackOverflow) => Fault::StackOverflow,
-                Some(trap) => Fault::Trap(trap.to_string()),
-                None => Fault::Trap(clip(format!("{error:#}"), 500)),
-            }
-        };
-        let mut log = std::mem::take(&mut store.data_mut().log);
-        append_output(&mut log, stdout, stderr);
-        CallError::Fault(fault, log)
+        let fault = classify(store, error, limits);
+        let state = store.data_mut();
+        let mut log = std::mem::take(&mut state.log);
+        append_output(&mut log, state.quota.log_bytes, stdout, stderr);
+        CallError::Fault(fault, log.finish(state.quota.log_bytes, &state.shown))
     }
 
     /// Refuses a result above the size limits (the memory cap already
@@ -458,17 +602,35 @@ impl Runtime {
     }
 }
 
-fn append_output(log: &mut Vec<LogLine>, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
+/// What went wrong in words: the limit hit, or the trap; never the wasm
+/// frames of a backtrace.
+fn classify(store: &Store<CallState>, error: &wasmtime::Error, limits: CallLimitsSpec) -> Fault {
+    if store.data().limits.memory_refused {
+        return Fault::Memory { cap: limits.memory };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Fault::Deadline(limits.deadline),
+        Some(Trap::StackOverflow) => Fault::StackOverflow,
+        Some(trap) => Fault::Trap(trap.to_string()),
+        None => {
+            // The root cause says what; the outer contexts carry frames.
+            let cause = error.root_cause().to_string();
+            let first = cause.lines().next().unwrap_or_default();
+            Fault::Trap(clip(first.to_string(), 500))
+        }
+    }
+}
+
+fn append_output(
+    log: &mut CallLog,
+    quota: usize,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) {
     for (level, pipe) in [("stdout", stdout), ("stderr", stderr)] {
         let bytes = pipe.contents();
         for line in String::from_utf8_lossy(&bytes).lines() {
-            if log.len() >= MAX_LOG_LINES * 2 {
-                return;
-            }
-            log.push(LogLine {
-                level,
-                text: clip(line.to_string(), MAX_LOG_LINE),
-            });
+            log.push(quota, level, line.to_string());
         }
     }
 }

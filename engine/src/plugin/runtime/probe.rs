@@ -42,6 +42,9 @@ impl HostServices for Silent {
     fn state_get(&self, _: &str) -> Option<Vec<u8>> {
         None
     }
+    fn customer_state_get(&self, _: u64, _: &str) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl SandboxProbe {
@@ -63,6 +66,7 @@ impl SandboxProbe {
                     value: "x".repeat(payload.saturating_sub(5)),
                 },
             ],
+            masked: Vec::new(),
         });
         let limits = CallLimitsSpec {
             memory: (crate::plugin::DEFAULT_MEMORY_MIB as usize) << 20,

@@ -9,9 +9,9 @@ use super::super::interface::{AuditHead, Index, Snapshot};
 use super::super::types::{
     CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
     StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold,
-    StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPolicy, StoredPrincipal,
-    StoredRun, StoredSession, StoredThrottle, decode, decode_customer, decode_customer_ref,
-    decode_principal,
+    StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
+    StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode,
+    decode_customer, decode_customer_ref, decode_log_line, decode_principal,
 };
 use super::Open;
 use super::tables::*;
@@ -333,6 +333,18 @@ impl<S: Open> Snapshot for S {
         self.record(PLUGIN_STATE, (plugin, key), |value| Ok(value.to_vec()))
     }
 
+    fn customer_state(&self, customer: u64, plugin: &str, key: &str) -> Res<Option<Vec<u8>>> {
+        let filed = customer_state_key(plugin, key);
+        self.record(PLUGIN_CUSTOMER_STATE, (customer, filed.as_str()), |value| {
+            Ok(value.to_vec())
+        })
+    }
+
+    fn plugin_counters(&self, plugin: &str) -> Res<StoredPluginCounters> {
+        let counters = self.record(PLUGIN_COUNTERS, plugin, |body| decode(body, "counters"))?;
+        Ok(counters.unwrap_or_default())
+    }
+
     fn plugin_log(&self, plugin: &str, limit: usize) -> Res<Vec<StoredLogLine>> {
         let Some(table) = self.table(PLUGIN_LOG)? else {
             return Ok(Vec::new());
@@ -343,7 +355,7 @@ impl<S: Open> Snapshot for S {
             .take(limit)
             .map(|e| {
                 let (k, v) = e?;
-                decode(self.body(PLUGIN_LOG, &k.value(), v.value())?, "log line")
+                decode_log_line(self.body(PLUGIN_LOG, &k.value(), v.value())?)
             })
             .collect::<Res<Vec<StoredLogLine>>>()?;
         lines.reverse();
@@ -499,6 +511,11 @@ impl<S: Open> Snapshot for S {
 }
 
 /// A customer id stored as a record's body.
+/// Where a plugin's state about a customer is filed under the customer.
+pub(super) fn customer_state_key(plugin: &str, key: &str) -> String {
+    format!("{plugin}/{key}")
+}
+
 fn read_id(body: &[u8]) -> Res<u64> {
     <[u8; 8]>::try_from(body)
         .map(u64::from_le_bytes)

@@ -205,6 +205,11 @@ tables! {
     PLUGIN_CODE: PluginCode, plugin_code, &'static str, was &'static [u8] = "plugin_code";
     PLUGIN_STATE: PluginState, plugin_state, (&'static str, &'static str), was &'static [u8] = "plugin_state";
     PLUGIN_LOG: PluginLog, plugin_log, (&'static str, u64), was &'static [u8] = "plugin_log";
+    /// (customer, `<plugin>/<keyed name>`) → state sealed under the
+    /// customer's key.
+    PLUGIN_CUSTOMER_STATE: PluginCustomerState, plugin_customer_state, (u64, &'static str), was &'static [u8] = "plugin_customer_state";
+    /// Plugin → its state's size and its recent faults.
+    PLUGIN_COUNTERS: PluginCounters, plugin_counters, &'static str, was &'static [u8] = "plugin_counters";
     /// Keyed hash of (plugin, external id) → customer.
     LINKS: Links, links, &'static [u8], was u64 = "plugin_links";
     OUTBOX: Outbox, outbox, u64, was &'static [u8] = "outbox";

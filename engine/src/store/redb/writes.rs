@@ -5,11 +5,13 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use super::super::StoreError;
 use super::super::interface::{AuditHead, Index, Snapshot, Txn};
 use super::super::types::{
-    StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry, StoredCredentials,
+    LogText, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry, StoredCredentials,
     StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold, StoredInteraction, StoredLogLine,
-    StoredMessage, StoredNotice, StoredPolicy, StoredPrincipal, StoredRun, StoredSession,
-    StoredThrottle, decode, encode, encode_customer, encode_principal,
+    StoredMessage, StoredNotice, StoredPluginCounters, StoredPolicy, StoredPrincipal, StoredRun,
+    StoredSession, StoredThrottle, decode, encode, encode_customer, encode_log_line,
+    encode_principal,
 };
+use super::reads::customer_state_key;
 use super::tables::*;
 use super::{Open, Writer};
 use crate::plugin::PluginInfo;
@@ -190,15 +192,46 @@ impl Txn for Writer<'_> {
     fn remove_plugin(&mut self, name: &str) -> Res<()> {
         self.table_mut(PLUGINS)?.remove(name)?;
         self.table_mut(PLUGIN_CODE)?.remove(name)?;
+        self.table_mut(PLUGIN_COUNTERS)?.remove(name)?;
         let mut state = self.table_mut(PLUGIN_STATE)?;
         state.retain_in((name, "")..(name, "\u{10FFFF}"), |_, _| false)?;
+        drop(state);
+        let prefix = customer_state_key(name, "");
+        let mut filed = self.table_mut(PLUGIN_CUSTOMER_STATE)?;
+        filed.retain(|(_, key), _| !key.starts_with(&prefix))?;
+        drop(filed);
         let mut log = self.table_mut(PLUGIN_LOG)?;
         log.retain_in((name, 0)..=(name, u64::MAX), |_, _| false)?;
         Ok(())
     }
 
-    fn put_plugin_state(&mut self, plugin: &str, key: &str, value: &[u8]) -> Res<()> {
+    fn put_plugin_state(&mut self, plugin: &str, key: &str, value: &[u8]) -> Res<u64> {
+        let old = self.record(PLUGIN_STATE, (plugin, key), |v| Ok(v.len()))?;
         self.put(PLUGIN_STATE, (plugin, key), value)?;
+        self.count_state(plugin, old.map(|n| n + key.len()), key.len() + value.len())
+    }
+
+    fn remove_uncounted_state(&mut self, plugin: &str, key: &str) -> Res<()> {
+        self.table_mut(PLUGIN_STATE)?.remove((plugin, key))?;
+        Ok(())
+    }
+
+    fn put_customer_state(
+        &mut self,
+        customer: u64,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Res<u64> {
+        let filed = customer_state_key(plugin, key);
+        let at = (customer, filed.as_str());
+        let old = self.record(PLUGIN_CUSTOMER_STATE, at, |v| Ok(v.len()))?;
+        self.put(PLUGIN_CUSTOMER_STATE, at, value)?;
+        self.count_state(plugin, old.map(|n| n + key.len()), key.len() + value.len())
+    }
+
+    fn put_plugin_counters(&mut self, plugin: &str, counters: &StoredPluginCounters) -> Res<()> {
+        self.put(PLUGIN_COUNTERS, plugin, &encode(counters)?)?;
         Ok(())
     }
 
@@ -215,7 +248,11 @@ impl Txn for Writer<'_> {
         };
         let mut next = last + 1;
         for line in lines {
-            self.put(PLUGIN_LOG, (plugin, next), &encode(line)?)?;
+            let LogText::Sealed(text) = &line.text else {
+                return Err(StoreError::Corrupt("log lines are written sealed".into()));
+            };
+            let body = encode_log_line(line.at, &line.level, text.clone())?;
+            self.put(PLUGIN_LOG, (plugin, next), &body)?;
             next += 1;
         }
         if next > LOG_KEPT + 1 {
@@ -255,6 +292,8 @@ impl Txn for Writer<'_> {
         }
         let mut consents = self.table_mut(CONSENTS)?;
         consents.retain_in((customer, "")..(customer, "\u{10FFFF}"), |_, _| false)?;
+        drop(consents);
+        self.remove_customer_state(customer)?;
         let ids: Vec<u64> = self
             .multimap_mut(OUTBOX_BY_CUSTOMER)?
             .remove_all(customer)?
@@ -371,6 +410,48 @@ impl Txn for Writer<'_> {
             Some(r) => self.put(RETENTION, RUN, &encode(r)?)?,
             None => drop(self.table_mut(RETENTION)?.remove(RUN)?),
         };
+        Ok(())
+    }
+}
+
+impl Writer<'_> {
+    /// Counts a state write of `new` bytes over `old` ones in the plugin's
+    /// counters; returns the bytes of all its state.
+    fn count_state(&mut self, plugin: &str, old: Option<usize>, new: usize) -> Res<u64> {
+        let mut counters = self.plugin_counters(plugin)?;
+        let old = u64::try_from(old.unwrap_or(0)).unwrap_or(u64::MAX);
+        let new = u64::try_from(new).unwrap_or(u64::MAX);
+        counters.state_bytes = counters.state_bytes.saturating_sub(old).saturating_add(new);
+        self.put_plugin_counters(plugin, &counters)?;
+        Ok(counters.state_bytes)
+    }
+
+    /// Removes the plugin state filed under `customer`, and counts it out
+    /// of each plugin's counters.
+    fn remove_customer_state(&mut self, customer: u64) -> Res<()> {
+        let range = (customer, "")..(customer, "\u{10FFFF}");
+        let mut gone: Vec<(String, usize)> = Vec::new();
+        if let Some(table) = self.table(PLUGIN_CUSTOMER_STATE)?.as_deref() {
+            for entry in table.range(range.clone())? {
+                let (k, v) = entry?;
+                let size = self
+                    .body(PLUGIN_CUSTOMER_STATE, &k.value(), v.value())?
+                    .len();
+                let filed = k.value().1.to_string();
+                gone.push((filed, size));
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut table = self.table_mut(PLUGIN_CUSTOMER_STATE)?;
+        table.retain_in(range, |_, _| false)?;
+        drop(table);
+        for (filed, size) in gone {
+            if let Some((plugin, key)) = filed.split_once('/') {
+                self.count_state(plugin, Some(size + key.len()), 0)?;
+            }
+        }
         Ok(())
     }
 }

@@ -21,6 +21,12 @@
 //! | `print TEXT` | prints TEXT (the rest of the payload) to stdout and to stderr; no commands |
 //! | `state-set K V` | writes V (the rest of the payload) to the plugin's state under K; no commands |
 //! | `state-get K` | prints `state: <value>` or `state: none`; no commands |
+//! | `state-fill N SIZE [PREFIX]` | writes N state keys `<PREFIX>-<i>` (default `fill`) of SIZE bytes of `x`, stopping at the first refusal; prints `state-fill: <i> accepted` and, if refused, `; refused: <message>`; no commands |
+//! | `cstate-set ID K V` | looks customer ID up, then writes V (the rest) to its state about the customer under K; no commands |
+//! | `cstate-set-unseen ID K V` | the same without the lookup; no commands |
+//! | `cstate-get ID K` | looks customer ID up, then prints `cstate: <value>` or `cstate: none`; no commands |
+//! | `park ID FIELD` | looks customer ID up and tries to keep the value of FIELD where it does not belong: prints `parked: <value>` to stdout, logs it, and writes it to unscoped state under `parked`, printing `park: kept` or `park: refused: <message>`; no commands |
+//! | `log-flood N SIZE` | writes N host log lines of SIZE bytes of `x`; no commands |
 //! | `remember TEXT` / `recall` | keeps TEXT in the instance's memory / prints `recalled: <text>` or `recalled: none` |
 //! | `ambient` | tries what WASI could give an unsandboxed program: prints the number of environment variables and arguments, whether `/`, `.`, `/etc/passwd` and `/tmp` can be read, whether a file can be written, a TCP connection made and stdin read |
 //! | `trap` | panics with `deliberate trap` (a trap: panics abort) |
@@ -165,6 +171,70 @@ impl Guest for Misbehave {
                 }
                 Ok(Vec::new())
             }
+            "state-fill" => {
+                let n = count(args.next(), 1)?;
+                let size = usize::try_from(count(args.next(), 1024)?).unwrap_or(usize::MAX);
+                let prefix = args.next().unwrap_or("fill");
+                let value = vec![b'x'; size];
+                let mut accepted = 0;
+                let mut refused = None;
+                for i in 0..n {
+                    match host::state_set(&format!("{prefix}-{i}"), &value) {
+                        Ok(()) => accepted += 1,
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match refused {
+                    Some(e) => println!("state-fill: {accepted} accepted; refused: {e}"),
+                    None => println!("state-fill: {accepted} accepted"),
+                }
+                Ok(Vec::new())
+            }
+            "cstate-set" | "cstate-set-unseen" => {
+                let id = customer_id(args.next())?;
+                let key = args.next().ok_or("a state key is needed")?;
+                let value: Vec<&str> = args.collect();
+                if word == "cstate-set" {
+                    let _ = host::lookup(&CustomerRef::id(id));
+                }
+                host::customer_state_set(id, key, value.join(" ").as_bytes())?;
+                Ok(Vec::new())
+            }
+            "cstate-get" => {
+                let id = customer_id(args.next())?;
+                let key = args.next().unwrap_or_default();
+                let _ = host::lookup(&CustomerRef::id(id));
+                match host::customer_state_get(id, key)? {
+                    Some(value) => println!("cstate: {}", String::from_utf8_lossy(&value)),
+                    None => println!("cstate: none"),
+                }
+                Ok(Vec::new())
+            }
+            "park" => {
+                let id = customer_id(args.next())?;
+                let field = args.next().ok_or("a field is needed")?;
+                let customer = host::lookup(&CustomerRef::id(id)).ok_or("no such customer")?;
+                let value = customer.get(field).ok_or("no such field")?.to_owned();
+                println!("parked: {value}");
+                host::log(host::Level::Info, &format!("parked: {value}"));
+                match host::state_set("parked", value.as_bytes()) {
+                    Ok(()) => println!("park: kept"),
+                    Err(e) => println!("park: refused: {e}"),
+                }
+                Ok(Vec::new())
+            }
+            "log-flood" => {
+                let n = count(args.next(), 1000)?;
+                let size = usize::try_from(count(args.next(), 1024)?).unwrap_or(usize::MAX);
+                let line = "x".repeat(size);
+                for _ in 0..n {
+                    host::log(host::Level::Info, &line);
+                }
+                Ok(Vec::new())
+            }
             "remember" => {
                 // Kept in the instance's own memory: gone if every call
                 // gets a fresh instance.
@@ -213,7 +283,8 @@ impl Guest for Misbehave {
             "fail" => Err("deliberate failure".into()),
             other => Err(format!(
                 "unknown word `{other}`: expected loop, grow, recurse, huge, flood, command, \
-                 lookup, print, state-set, state-get, remember, recall, ambient, trap, ok or fail"
+                 lookup, print, state-set, state-get, state-fill, cstate-set, cstate-set-unseen, \
+                 cstate-get, park, log-flood, remember, recall, ambient, trap, ok or fail"
             )),
         }
     }
