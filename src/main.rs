@@ -7,6 +7,7 @@
 
 mod args;
 mod commands;
+mod files;
 mod hints;
 mod input;
 mod parse;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::args::Global;
 use crate::args::access::AuditCmd;
+use crate::files::write_private;
 use crate::render::{Output, Render};
 
 pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
@@ -33,8 +34,7 @@ pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
         AuditCmd::Verify { .. } => Ok(()),
         AuditCmd::Checkpoint { out: path } => {
             let cp = engine.audit_checkpoint()?;
-            std::fs::write(&path, cp.to_json())
-                .with_context(|| format!("cannot write `{}`", path.display()))?;
+            write_private(&path, &cp.to_json())?;
             eprintln!(
                 "checkpoint at entry {} written to {}",
                 cp.seq,

@@ -1,14 +1,14 @@
 //! `custodian subject`: data-subject requests, to export, erase, anonymize
 //! or correct what is held about a person.
 
-use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::io::IsTerminal;
 
 use anyhow::{Context as _, Result, bail};
 use custodian::{Context, CustomerId, CustomerUpdate, Engine};
 
 use crate::args::Global;
 use crate::args::privacy::{Finder, Removal, SubjectCmd};
+use crate::files::write_private;
 use crate::input::confirm;
 use crate::parse::pairs;
 use crate::render::Output;
@@ -132,17 +132,4 @@ fn remove(
         }
     }
     out.emit(&records)
-}
-
-/// Writes personal data to a file only its owner may read.
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    writeln!(file, "{text}").with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
 }

@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod encryption;
 mod faults;
+mod files;
 mod fuzz;
 mod input;
 mod integrity;
