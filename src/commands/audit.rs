@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::args::Global;
 use crate::args::access::AuditCmd;
 use crate::files::write_private;
-use crate::render::{Output, Render};
+use crate::render::{Output, Render, tell};
 
 pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
     if let AuditCmd::Verify { checkpoint } = &cmd {
@@ -35,7 +35,7 @@ pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
         AuditCmd::Checkpoint { out: path } => {
             let cp = engine.audit_checkpoint()?;
             write_private(&path, &cp.to_json())?;
-            eprintln!(
+            tell!(
                 "checkpoint at entry {} written to {}",
                 cp.seq,
                 path.display()

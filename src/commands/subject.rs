@@ -11,7 +11,7 @@ use crate::args::privacy::{Finder, Removal, SubjectCmd};
 use crate::files::write_private;
 use crate::input::confirm;
 use crate::parse::pairs;
-use crate::render::Output;
+use crate::render::{Output, json_safe, say, tell};
 
 pub fn run(g: &Global, out: Output, cmd: SubjectCmd) -> Result<()> {
     let engine = g.open()?;
@@ -23,17 +23,17 @@ pub fn run(g: &Global, out: Output, cmd: SubjectCmd) -> Result<()> {
                 .map(|id| engine.subject_export(&ctx, id))
                 .collect::<custodian::Result<Vec<_>>>()?;
             // The export is JSON whatever --json says: it is the data.
-            let text = serde_json::to_string_pretty(&exports)?;
+            let text = json_safe(&serde_json::to_string_pretty(&exports)?);
             match output {
                 Some(path) => {
                     write_private(&path, &text)?;
-                    eprintln!(
+                    tell!(
                         "wrote everything held about {} customer(s) to {}",
                         exports.len(),
                         path.display()
                     );
                 }
-                None => println!("{text}"),
+                None => say!("{text}"),
             }
         }
         SubjectCmd::Erase(args) => remove(&engine, &ctx, out, &args, false)?,
@@ -52,7 +52,7 @@ pub fn run(g: &Global, out: Output, cmd: SubjectCmd) -> Result<()> {
                     update = update.clear(f.as_str());
                 }
                 engine.update_customer(&ctx, id, update)?;
-                eprintln!("corrected customer {id}");
+                tell!("corrected customer {id}");
             }
         }
     }

@@ -26,6 +26,7 @@ mod policy;
 mod privacy;
 mod records;
 mod regression;
+mod terminal;
 
 use std::path::{Path, PathBuf};
 
