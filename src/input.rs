@@ -6,6 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
+use crate::render::{stderr, tell};
+
 /// Reads a secret: from a prompt without echo on a terminal, otherwise one
 /// line of stdin. Never from the command line, where `ps` would show it.
 pub fn read_secret(prompt: &str) -> Result<String> {
@@ -20,13 +22,16 @@ pub fn read_secret(prompt: &str) -> Result<String> {
 
 /// Asks a yes/no question on stderr; only `y` or `yes` on stdin is yes.
 pub fn confirm(question: &str) -> Result<bool> {
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
+    {
+        let mut err = stderr();
+        write!(err, "{question} [y/N] ")?;
+        err.flush()?;
+    }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     if !std::io::stdin().is_terminal() {
         // Nothing echoed the answer: end the prompt's line.
-        eprintln!();
+        tell!();
     }
     let answer = line.trim().to_ascii_lowercase();
     Ok(answer == "y" || answer == "yes")

@@ -7,6 +7,7 @@
 
 mod args;
 mod commands;
+mod files;
 mod hints;
 mod input;
 mod parse;
@@ -23,16 +24,17 @@ use commands::{
     audit, consent, customer, demo, follow_up, hold, init, interaction, outbox, plugin, policy,
     principal, purpose, report, retention, session, subject,
 };
-use render::Output;
+use render::{Output, tell};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line: a reason may quote stored or plugin-supplied text.
+            tell!("error: {}", render::line(&format!("{e:#}")));
             if let Some(hint) = hints::hint(&e) {
-                eprintln!("hint: {hint}");
+                tell!("hint: {}", render::line(&hint));
             }
             ExitCode::FAILURE
         }

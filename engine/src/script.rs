@@ -3,14 +3,16 @@
 //! functions on it.
 //!
 //! `script` owns the packages a script may use (no `sleep`, no `eval`, no
-//! modules, no clock), every limit (operations, call depth, sizes, time),
-//! the per-thread clock the time limit is counted on, and how a failed call
-//! is described. It never touches storage.
+//! modules, no clock; no closures, which rhai is built without, and no
+//! `this`), every limit (operations, call depth, sizes, the memory all
+//! values take together, time), the per-thread clock the time limit is
+//! counted on, and how a failed call is described. It never touches
+//! storage.
 //!
 //! Invariant: every limit is set explicitly (rhai leaves them unlimited by
 //! default), and a call stopped by a limit is an error, never a hang.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use rhai::module_resolvers::DummyModuleResolver;
@@ -18,7 +20,7 @@ use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
     BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Dynamic, Engine, EvalAltResult, OptimizationLevel};
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, OptimizationLevel, Position, Scope};
 
 /// Most rhai operations one `authorize` call may run; an endless loop stops
 /// here.
@@ -39,6 +41,19 @@ pub(crate) const MAX_STRING_SIZE: usize = 64 * 1024;
 pub(crate) const MAX_ARRAY_SIZE: usize = 1_000;
 /// Most entries in an object map a script builds; see [`MAX_ARRAY_SIZE`].
 pub(crate) const MAX_MAP_SIZE: usize = 1_000;
+/// Most bytes the values of one call may hold together, in every
+/// function's variables (call arguments included): strings, the items of
+/// arrays, the keys and values of maps, the arguments curried into function
+/// pointers. rhai's own limits weigh one value at a time, leave map keys
+/// and curried arguments out, and do not check a map that `m[k] = v`
+/// grows; this one holds whatever route a script takes. A call holds at
+/// most this much in its variables, and briefly a few times as much while
+/// one operation (such as `to_string` of a large map) runs: far below the
+/// 64 MiB a decision may cost.
+pub(crate) const MAX_VALUES_SIZE: usize = 4 * 1024 * 1024;
+/// What every value costs besides its content (a `Dynamic`, a scope
+/// entry, a map node), in the weighing of [`MAX_VALUES_SIZE`].
+const VALUE_COST: usize = 32;
 /// Time limit of one `authorize` call. Well below the 100 ms a caller may
 /// wait, and far above the microseconds a sane policy takes.
 pub(crate) const TIME_LIMIT: Duration = Duration::from_millis(20);
@@ -73,6 +88,10 @@ thread_local! {
     /// rhai's progress callback gets only an operation count, so the time
     /// of the call in progress is kept here.
     static CLOCK: Cell<Clock> = const { Cell::new(CLOCK_START) };
+    /// The weight of each function's variables in the call in progress, by
+    /// call level, as last weighed: a function sees only its own scope, and
+    /// its callers' do not change while it runs.
+    static WEIGHTS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Starts this thread's clock for one call and clears it when dropped,
@@ -82,6 +101,7 @@ struct ClockGuard;
 impl ClockGuard {
     fn start() -> ClockGuard {
         CLOCK.with(|c| c.set(CLOCK_START));
+        WEIGHTS.with(|w| w.borrow_mut().clear());
         ClockGuard
     }
 }
@@ -89,7 +109,90 @@ impl ClockGuard {
 impl Drop for ClockGuard {
     fn drop(&mut self) {
         CLOCK.with(|c| c.set(CLOCK_START));
+        WEIGHTS.with(|w| w.borrow_mut().clear());
     }
+}
+
+/// Weighs what values hold, up to a budget.
+struct Scale {
+    left: usize,
+}
+
+impl Scale {
+    /// Takes `bytes` from the budget; false once it is spent.
+    fn take(&mut self, bytes: usize) -> bool {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Weighs `value` and everything in it; false once the budget is
+    /// spent, so that weighing costs at most the budget's worth of steps.
+    fn weigh(&mut self, value: &Dynamic) -> bool {
+        if !self.take(VALUE_COST) {
+            return false;
+        }
+        // The tag first: most values are numbers and flags.
+        if value.is_string() {
+            if let Ok(text) = value.as_immutable_string_ref() {
+                return self.take(text.len());
+            }
+        } else if value.is_array() {
+            if let Ok(array) = value.as_array_ref() {
+                return array.iter().all(|item| self.weigh(item));
+            }
+        } else if value.is_map() {
+            if let Ok(map) = value.as_map_ref() {
+                return map
+                    .iter()
+                    .all(|(key, item)| self.take(key.len()) && self.weigh(item));
+            }
+        } else if value.is_fnptr() {
+            if let Some(pointer) = value.read_lock::<FnPtr>() {
+                return self.take(pointer.fn_name().len())
+                    && pointer.iter_curry().all(|item| self.weigh(item));
+            }
+        }
+        true
+    }
+}
+
+/// Weighs the variables of the function running (at `level`) and refuses
+/// once those of the whole call, with its callers', pass
+/// [`MAX_VALUES_SIZE`]. Called before every access to a variable: every
+/// change a script makes goes through one (`this` is not in the
+/// language), so a value grows past the limit by at most one operation's
+/// worth.
+fn check_values(scope: &Scope<'_>, level: usize) -> Result<(), Box<EvalAltResult>> {
+    WEIGHTS.with(|weights| {
+        let mut weights = weights.borrow_mut();
+        // Levels above this one have returned.
+        weights.resize(level.saturating_add(1), 0);
+        let callers: usize = weights.iter().take(level).sum();
+        let mut scale = Scale {
+            left: MAX_VALUES_SIZE.saturating_sub(callers),
+        };
+        let within = scope
+            .iter_raw()
+            .all(|(name, _, value)| scale.take(name.len()) && scale.weigh(value));
+        if !within {
+            return Err(EvalAltResult::ErrorDataTooLarge(
+                "Size of all values together".into(),
+                Position::NONE,
+            )
+            .into());
+        }
+        if let Some(weight) = weights.last_mut() {
+            *weight = MAX_VALUES_SIZE
+                .saturating_sub(callers)
+                .saturating_sub(scale.left);
+        }
+        Ok(())
+    })
 }
 
 /// Reads the clock; true once the call has used up [`TIME_LIMIT`]. Each
@@ -144,12 +247,21 @@ pub(crate) fn bare_engine() -> Engine {
         .set_optimization_level(OptimizationLevel::Full)
         .set_module_resolver(DummyModuleResolver::new())
         .disable_symbol("eval")
+        // A method changing `this` would change a caller's variable
+        // without an access to it, out of the weighing's sight.
+        .disable_symbol("this")
         .on_print(|_| {})
         .on_debug(|_, _, _| {})
         .on_progress(|operations| {
             let check = operations % CLOCK_CHECK_INTERVAL == 0;
             (check && out_of_time()).then_some(Dynamic::UNIT)
         });
+    #[expect(
+        deprecated,
+        reason = "rhai marks `on_var` volatile, not deprecated; the variable hook is the one place every change to a value passes"
+    )]
+    engine
+        .on_var(|_, _, context| check_values(context.scope(), context.call_level()).map(|()| None));
     engine
 }
 
@@ -197,8 +309,9 @@ pub(crate) fn describe_fault(error: &EvalAltResult) -> String {
             "the policy nested function calls deeper than {MAX_CALL_LEVELS} levels{at}: unbounded recursion?"
         ),
         EvalAltResult::ErrorDataTooLarge(what, _) => format!(
-            "the policy built a value over the sandbox's size limits ({}){at}: strings may hold {MAX_STRING_SIZE} bytes, arrays {MAX_ARRAY_SIZE} items, maps {MAX_MAP_SIZE} entries",
-            lowercase_first(what)
+            "the policy built a value over the sandbox's size limits ({}){at}: strings may hold {MAX_STRING_SIZE} bytes, arrays {MAX_ARRAY_SIZE} items, maps {MAX_MAP_SIZE} entries, and all its values together {} MiB",
+            lowercase_first(what),
+            MAX_VALUES_SIZE / (1024 * 1024)
         ),
         EvalAltResult::ErrorModuleNotFound(name, _) => {
             format!("the policy tried to import `{name}`{at}: policies may not import modules")

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::args::Global;
 use crate::args::access::AuditCmd;
-use crate::render::{Output, Render};
+use crate::files::write_private;
+use crate::render::{Output, Render, tell};
 
 pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
     if let AuditCmd::Verify { checkpoint } = &cmd {
@@ -33,9 +34,8 @@ pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
         AuditCmd::Verify { .. } => Ok(()),
         AuditCmd::Checkpoint { out: path } => {
             let cp = engine.audit_checkpoint()?;
-            std::fs::write(&path, cp.to_json())
-                .with_context(|| format!("cannot write `{}`", path.display()))?;
-            eprintln!(
+            write_private(&path, &cp.to_json())?;
+            tell!(
                 "checkpoint at entry {} written to {}",
                 cp.seq,
                 path.display()

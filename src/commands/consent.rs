@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::args::Global;
 use crate::args::privacy::ConsentCmd;
-use crate::render::{Consents, Output, Render};
+use crate::render::{Consents, Output, Render, tell};
 
 pub fn run(g: &Global, out: Output, cmd: ConsentCmd) -> Result<()> {
     let engine = g.open()?;
@@ -26,7 +26,7 @@ pub fn run(g: &Global, out: Output, cmd: ConsentCmd) -> Result<()> {
                 change = change.field(f.as_str());
             }
             engine.record_consent(&ctx, customer, &change)?;
-            eprintln!(
+            tell!(
                 "customer {customer}: consent to `{purpose}`{} granted",
                 covering(&fields)
             );
@@ -47,7 +47,7 @@ pub fn run(g: &Global, out: Output, cmd: ConsentCmd) -> Result<()> {
             } else {
                 format!("; erased {} (no basis left)", erased.join(", "))
             };
-            eprintln!(
+            tell!(
                 "customer {customer}: consent to `{purpose}`{} withdrawn{note}",
                 covering(&fields)
             );

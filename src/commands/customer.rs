@@ -1,7 +1,7 @@
 //! `custodian customer`: adding, reading, finding, changing, deleting and
 //! importing customer records.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::args::Global;
 use crate::args::records::CustomerCmd;
 use crate::parse::pairs;
-use crate::render::{Count, Json, NewId, Output, Render};
+use crate::render::{Count, Json, NewId, Output, Render, line, redraw, stderr_is_terminal, tell};
 
 pub fn run(g: &Global, out: Output, cmd: CustomerCmd) -> Result<()> {
     let engine = g.open()?;
@@ -54,11 +54,11 @@ pub fn run(g: &Global, out: Output, cmd: CustomerCmd) -> Result<()> {
             }
             update.owner = owner;
             engine.update_customer(&ctx, id, update)?;
-            eprintln!("updated customer {id}");
+            tell!("updated customer {id}");
         }
         CustomerCmd::Delete { id } => {
             engine.delete_customer(&ctx, id)?;
-            eprintln!("deleted customer {id} and destroyed its key");
+            tell!("deleted customer {id} and destroyed its key");
         }
         CustomerCmd::Count => out.emit(&Count(engine.count_customers(&ctx)?))?,
         CustomerCmd::Import { file, batch } => {
@@ -87,39 +87,36 @@ fn import(engine: &Engine, ctx: &Context, file: &Path, batch: usize) -> Result<I
     let input =
         std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?;
     let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    let terminal = io::stderr().is_terminal();
+    let terminal = stderr_is_terminal();
     let options = ImportOptions { batch_size: batch };
     let report = engine.import_csv(ctx, io::BufReader::new(input), &options, |p| {
         progress(p, terminal, total)
     })?;
     if terminal {
-        eprintln!();
+        tell!();
     }
     for row in &report.errors {
-        eprintln!("skipped {row}");
+        tell!("skipped {}", line(&row.to_string()));
     }
     Ok(report)
 }
 
 fn progress(p: &ImportProgress, terminal: bool, total: u64) {
-    let mut err = io::stderr().lock();
     if terminal {
         // A rough bar from the line count; the file size gives the scale.
         let width = 30;
         let done = (p.last_line as f64 * 64.0 / total.max(1) as f64).min(1.0);
         let filled = (done * width as f64) as usize;
-        let _ = write!(
-            err,
-            "\r[{}{}] {} imported, {} skipped",
+        redraw(&format!(
+            "[{}{}] {} imported, {} skipped",
             "#".repeat(filled),
             " ".repeat(width - filled.min(width)),
             p.imported,
             p.skipped
-        );
+        ));
     } else {
         // One line per durable commit: a supervisor can tell what is safe.
-        let _ = writeln!(
-            err,
+        tell!(
             "committed {} customers through line {} (ids {}..={})",
             p.imported,
             p.last_line,

@@ -10,10 +10,12 @@ use custodian::{
     PrincipalKind, PrincipalUpdate, Query,
 };
 
+use crate::render::{line, say};
+
 const SAMPLE: &str = include_str!("../../examples/data/customers.csv");
 
 fn step(title: &str) {
-    println!("\n== {title}");
+    say!("\n== {title}");
 }
 
 /// The administrator the tour acts as.
@@ -33,8 +35,8 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     let key = MasterKey::generate();
     key.write_new_file(folder.join("master.key"))?;
 
-    println!("Custodian demo: a customer database that keeps personal data safe by default.");
-    println!("Everything is in {}", folder.display());
+    say!("Custodian demo: a customer database that keeps personal data safe by default.");
+    say!("Everything is in {}", folder.display());
 
     let (engine, installed) = create(&folder, &db, key)?;
     staff(&engine)?;
@@ -58,12 +60,12 @@ fn create(folder: &Path, db: &Path, key: MasterKey) -> Result<(Engine, Installed
         .master_key(key)
         .create(true)
         .open()?;
-    println!("data file   {}", db.display());
-    println!(
+    say!("data file   {}", db.display());
+    say!(
         "key store   {}  (per-customer keys, wrapped by the master key)",
         engine.key_store_path().display()
     );
-    println!(
+    say!(
         "master key  {}  (0600; never stored in the database)",
         folder.join("master.key").display()
     );
@@ -71,7 +73,7 @@ fn create(folder: &Path, db: &Path, key: MasterKey) -> Result<(Engine, Installed
     let installed = engine.installed_policy(&admin())?;
     let cases = installed.pack.check_cases(engine.schema())?;
     let files: Vec<&str> = installed.pack.files().map(|(name, _)| name).collect();
-    println!(
+    say!(
         "policy      version {} ({}): the default pack of examples/policies, {} of its cases pass",
         installed.version,
         files.join(", "),
@@ -101,7 +103,7 @@ fn staff(engine: &Engine) -> Result<()> {
             engine.update_principal(&admin, name, &update)?;
         }
     }
-    println!(
+    say!(
         "principals  admin, wang and zhao (sales, team east), chen (manager, east), sun (support), qian (analyst), he (steward)"
     );
     Ok(())
@@ -116,7 +118,7 @@ fn import(engine: &Engine) -> Result<CustomerId> {
         &ImportOptions::default(),
         |_| {},
     )?;
-    println!(
+    say!(
         "imported {} customers, skipped {} rows",
         report.imported,
         report.errors.len()
@@ -137,31 +139,31 @@ fn views(engine: &Engine, first: CustomerId) -> Result<()> {
         .iter()
         .map(|(_, ctx)| engine.customer(ctx, first))
         .collect::<Result<_, _>>()?;
-    print!("{:<12}", "field");
+    let mut header = format!("{:<12}", "field");
     for (title, _) in &viewers {
-        print!(" {title:<26}");
+        header.push_str(&format!(" {title:<26}"));
     }
-    println!();
+    say!("{header}");
     let owner_view = views.first().context("no owner view")?;
     for name in owner_view.fields.keys() {
-        print!("{name:<12}");
+        let mut row = format!("{name:<12}");
         for view in &views {
             let cell = match view.get(name) {
                 Some(v) if view.masked.contains(name) => format!("{v}  (masked)"),
                 Some(v) => v.to_string(),
                 None => "(hidden)".into(),
             };
-            print!(" {cell:<26}");
+            row.push_str(&format!(" {:<26}", line(&cell)));
         }
-        println!();
+        say!("{row}");
     }
     let zhao = Context::new("zhao", "sales_contact");
     if let Err(e) = engine.customer(&zhao, first) {
-        println!("zhao (another sales rep): {e}");
+        say!("zhao (another sales rep): {e}");
     }
     let admin_read = engine.customer(&Context::new("admin", ""), first);
     if let Err(e) = admin_read {
-        println!("admin without a stated purpose: {e}");
+        say!("admin without a stated purpose: {e}");
     }
     Ok(())
 }
@@ -172,7 +174,7 @@ fn lookup(engine: &Engine) -> Result<()> {
     let sun = Context::new("sun", "service");
     let found = engine.find_customers(&sun, &Query::field("phone", "138-0013-8000"), 5)?;
     for c in &found {
-        println!(
+        say!(
             "sun finds customer {} ({}, phone {})",
             c.id,
             c.get("name").unwrap_or("?"),
@@ -206,9 +208,9 @@ fn interactions(engine: &Engine, first: CustomerId) -> Result<()> {
     for (who, ctx) in [("wang", &wang), ("sun", &sun), ("qian", &qian)] {
         match engine.interactions(ctx, first) {
             Ok(list) => {
-                println!("as {who}:");
+                say!("as {who}:");
                 for i in list {
-                    println!(
+                    say!(
                         "  {:?} {:?}: {}",
                         i.channel,
                         i.direction,
@@ -216,7 +218,7 @@ fn interactions(engine: &Engine, first: CustomerId) -> Result<()> {
                     );
                 }
             }
-            Err(e) => println!("as {who}: {e}"),
+            Err(e) => say!("as {who}: {e}"),
         }
     }
     Ok(())
@@ -245,14 +247,14 @@ fn follow_ups(engine: &Engine, first: CustomerId) -> Result<()> {
         },
     )?;
     for f in engine.follow_ups_due(&wang, Utc::now(), Some("wang"))? {
-        println!(
+        say!(
             "  due {}  customer {}  {}",
             f.due.format("%Y-%m-%d %H:%M"),
             f.customer,
             f.note.as_deref().unwrap_or("")
         );
     }
-    println!("  (the follow-up due next week is not listed yet)");
+    say!("  (the follow-up due next week is not listed yet)");
     Ok(())
 }
 
@@ -263,26 +265,26 @@ fn refusals(engine: &Engine, first: CustomerId, installed: &InstalledPolicy) -> 
     engine.set_password(&admin, "wang", None, "correct horse battery staple")?;
     let session = engine.login("wang", "correct horse battery staple", None, "demo")?;
     let via_session = Context::session(session.token(), "sales_contact");
-    println!(
+    say!(
         "wang logs in (argon2id, 19 MiB, t=2); through the session he counts {} customers",
         engine.count_customers(&via_session)?
     );
     match engine.login("wang", "wrong password", None, "demo") {
-        Err(e) => println!("a wrong password: {e}"),
-        Ok(_) => println!("unexpected: a wrong password logged in"),
+        Err(e) => say!("a wrong password: {e}"),
+        Ok(_) => say!("unexpected: a wrong password logged in"),
     }
     match engine.login("nobody", "wrong password", None, "demo") {
-        Err(e) => println!("an unknown name: {e}  (the same answer)"),
-        Ok(_) => println!("unexpected: an unknown name logged in"),
+        Err(e) => say!("an unknown name: {e}  (the same answer)"),
+        Ok(_) => say!("unexpected: an unknown name logged in"),
     }
     engine.revoke_sessions(&admin, "wang")?;
     if let Err(e) = engine.count_customers(&via_session) {
-        println!("after `session revoke --all wang`: {e}");
+        say!("after `session revoke --all wang`: {e}");
     }
     let zhao = Context::new("zhao", "sales_contact");
     match engine.delete_customer(&zhao, first) {
-        Err(e) => println!("zhao tries to delete wang's customer: {e}"),
-        Ok(()) => println!("unexpected: the delete went through"),
+        Err(e) => say!("zhao tries to delete wang's customer: {e}"),
+        Ok(()) => say!("unexpected: the delete went through"),
     }
     let looping = PolicyPack::from_sources(
         vec![(
@@ -298,11 +300,11 @@ fn refusals(engine: &Engine, first: CustomerId, installed: &InstalledPolicy) -> 
         installed.pack.cases().map(str::to_string),
     )?;
     match engine.install_policy(&admin, &looping) {
-        Err(e) => println!(
+        Err(e) => say!(
             "installing a policy that loops forever: refused, the running policy stays\n  {}",
             e.to_string().chars().take(160).collect::<String>()
         ),
-        Ok(_) => println!("unexpected: a looping policy was installed"),
+        Ok(_) => say!("unexpected: a looping policy was installed"),
     }
     Ok(())
 }
@@ -314,7 +316,7 @@ fn privacy(engine: &Engine, first: CustomerId) -> Result<()> {
     let zhang = first + 1;
     let withdrawal = ConsentChange::withdraw("marketing", "app");
     let erased = engine.record_consent(&admin, zhang, &withdrawal)?;
-    println!(
+    say!(
         "customer {zhang} withdraws consent to marketing: erased at once {} (no other purpose)",
         erased.join(", ")
     );
@@ -322,7 +324,7 @@ fn privacy(engine: &Engine, first: CustomerId) -> Result<()> {
         .field("name", "Sun Mei")
         .field("birthday", "1990-01-01");
     if let Err(e) = engine.create_customer(&admin, no_consent) {
-        println!("a birthday without consent: {e}");
+        say!("a birthday without consent: {e}");
     }
     let later = Utc::now() + Duration::days(6 * 365);
     let dry = engine.retention_sweep(&admin, later, true)?;
@@ -331,14 +333,14 @@ fn privacy(engine: &Engine, first: CustomerId) -> Result<()> {
         .iter()
         .map(|(t, n)| format!("{} {n}", t.as_str()))
         .collect();
-    println!(
+    say!(
         "retention dry run six years ahead ({}): {} customers, would be {}",
         later.format("%Y-%m-%d"),
         dry.examined,
         counts.join(", ")
     );
     let export = engine.subject_export(&admin, first)?;
-    println!(
+    say!(
         "subject export of customer {first}: {} fields, {} interactions, {} consent entries, {} audited accesses",
         export.fields.len(),
         export.interactions.len(),
@@ -346,9 +348,11 @@ fn privacy(engine: &Engine, first: CustomerId) -> Result<()> {
         export.accesses.len()
     );
     let record = engine.subject_erase(&admin, zhang, "erasure request 2026-11")?;
-    println!(
+    say!(
         "customer {zhang} erased: its key destroyed; the deletion record keeps `{}`, `{}`, by {}",
-        record.kind, record.reason, record.by
+        record.kind,
+        record.reason,
+        record.by
     );
     Ok(())
 }
@@ -357,13 +361,13 @@ fn privacy(engine: &Engine, first: CustomerId) -> Result<()> {
 fn audit(engine: &Engine) -> Result<()> {
     step("9. Verify the tamper-evident audit chain");
     let verified = engine.verify_audit(None)?;
-    println!(
+    say!(
         "{} entries verified; head {}",
         verified.entries,
         verified.head_hash.get(..16).unwrap_or("")
     );
     for e in engine.audit_tail(&admin(), 6)? {
-        println!(
+        say!(
             "  #{:<4} {:<6} {:<16} {:<18} {:?}",
             e.seq,
             e.actor,
@@ -386,7 +390,7 @@ fn raw_file(folder: &Path, db: &Path, first: CustomerId) -> Result<()> {
         "110105198803120217",
     ] {
         let present = raw.windows(needle.len()).any(|w| w == needle.as_bytes());
-        println!(
+        say!(
             "  {:<22} {}",
             needle,
             if present {
@@ -396,9 +400,9 @@ fn raw_file(folder: &Path, db: &Path, first: CustomerId) -> Result<()> {
             }
         );
     }
-    println!("  ({} bytes searched in {})", raw.len(), db.display());
-    println!("\nTry the CLI on it:");
-    println!(
+    say!("  ({} bytes searched in {})", raw.len(), db.display());
+    say!("\nTry the CLI on it:");
+    say!(
         "  cargo run --release -- --db {} --key-file {} --as sun customer get {first}",
         db.display(),
         folder.join("master.key").display()

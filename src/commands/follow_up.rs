@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::args::Global;
 use crate::args::records::FollowUpCmd;
 use crate::parse::{parse_time, time_or_now};
-use crate::render::{Json, NewId, Output, Render};
+use crate::render::{Json, NewId, Output, Render, tell};
 
 pub fn run(g: &Global, out: Output, cmd: FollowUpCmd) -> Result<()> {
     let engine = g.open()?;
@@ -39,7 +39,7 @@ pub fn run(g: &Global, out: Output, cmd: FollowUpCmd) -> Result<()> {
         }
         FollowUpCmd::Done { id } => {
             engine.complete_follow_up(&ctx, id)?;
-            eprintln!("follow-up {id} done");
+            tell!("follow-up {id} done");
         }
         FollowUpCmd::Dispatch { until } => {
             let until = time_or_now(until.as_deref())?;

@@ -6,7 +6,7 @@ use custodian::CustomerId;
 
 use crate::args::Global;
 use crate::args::privacy::HoldCmd;
-use crate::render::{LifecycleOf, Output};
+use crate::render::{LifecycleOf, Output, tell};
 
 pub fn run(g: &Global, cmd: HoldCmd) -> Result<()> {
     let engine = g.open()?;
@@ -14,13 +14,13 @@ pub fn run(g: &Global, cmd: HoldCmd) -> Result<()> {
     match cmd {
         HoldCmd::Place { customer, reason } => {
             engine.set_legal_hold(&ctx, customer, Some(&reason))?;
-            eprintln!(
+            tell!(
                 "customer {customer}: legal hold placed ({reason}); it is not notified, anonymized or erased until released"
             );
         }
         HoldCmd::Release { customer } => {
             engine.set_legal_hold(&ctx, customer, None)?;
-            eprintln!("customer {customer}: legal hold released");
+            tell!("customer {customer}: legal hold released");
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use custodian::{MasterKey, Schema};
 
 use crate::args::Global;
+use crate::render::tell;
 
 pub fn run(g: &Global, new_key: bool, schema: Option<&Path>, admin: &str) -> Result<()> {
     if g.db.exists() {
@@ -19,7 +20,7 @@ pub fn run(g: &Global, new_key: bool, schema: Option<&Path>, admin: &str) -> Res
         });
         let key = MasterKey::generate();
         key.write_new_file(&path)?;
-        eprintln!(
+        tell!(
             "wrote a new master key to {} (mode 0600): keep a copy somewhere safe and apart from the database; without it nothing can be read",
             path.display()
         );
@@ -34,7 +35,7 @@ pub fn run(g: &Global, new_key: bool, schema: Option<&Path>, admin: &str) -> Res
         b = b.schema(Schema::from_toml(&text)?);
     }
     let engine = b.open()?;
-    eprintln!(
+    tell!(
         "created {} with key store {}; first admin: {admin}",
         g.db.display(),
         engine.key_store_path().display()

@@ -12,7 +12,7 @@ use super::plugin_run;
 use crate::args::Global;
 use crate::args::plugins::{InstallArgs, PluginCmd};
 use crate::input::{confirm, read_input};
-use crate::render::{Output, Render, grant_text, manifest_text};
+use crate::render::{Output, Render, grant_text, manifest_text, stderr, tell};
 
 /// A database in a temporary folder, removed when dropped: for looking at
 /// plugins without a real database or its key.
@@ -49,17 +49,17 @@ pub fn run(g: &Global, out: Output, cmd: PluginCmd) -> Result<()> {
         PluginCmd::Show { name } => out.emit(&installed(&g.open()?, g, &name)?),
         PluginCmd::Enable { name } => {
             g.open()?.set_plugin_enabled(&g.ctx(), &name, true)?;
-            eprintln!("enabled plugin {name}");
+            tell!("enabled plugin {name}");
             Ok(())
         }
         PluginCmd::Disable { name } => {
             g.open()?.set_plugin_enabled(&g.ctx(), &name, false)?;
-            eprintln!("disabled plugin {name}");
+            tell!("disabled plugin {name}");
             Ok(())
         }
         PluginCmd::Remove { name } => {
             g.open()?.remove_plugin(&g.ctx(), &name)?;
-            eprintln!("removed plugin {name}; its principal plugin:{name} is deactivated");
+            tell!("removed plugin {name}; its principal plugin:{name} is deactivated");
             Ok(())
         }
         PluginCmd::Ingest { name, file } => {
@@ -147,8 +147,8 @@ fn install(g: &Global, out: Output, args: &InstallArgs) -> Result<()> {
     let manifest = engine.inspect_plugin(&wasm)?;
     let grant = grant_of(&manifest, args);
     // The dialog goes to stderr: stdout carries only the result.
-    eprint!("{}", manifest_text(&manifest));
-    eprint!("{}", grant_text(&grant, &manifest));
+    write!(stderr(), "{}", manifest_text(&manifest))?;
+    write!(stderr(), "{}", grant_text(&grant, &manifest))?;
     if !args.yes && !confirm("grant this?")? {
         bail!(
             "plugin {} not installed: the grant was not confirmed",

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::args::Global;
 use crate::args::access::PolicyCmd;
-use crate::render::{Json, Output, Render};
+use crate::render::{Json, Output, Render, line, say, tell};
 
 pub fn run(g: &Global, out: Output, cmd: PolicyCmd) -> Result<()> {
     match cmd {
@@ -31,7 +31,7 @@ pub fn run(g: &Global, out: Output, cmd: PolicyCmd) -> Result<()> {
             let pack = load_pack(&dir)?;
             let engine = g.open()?;
             let installed = engine.install_policy(&g.ctx(), &pack)?;
-            eprintln!(
+            tell!(
                 "installed policy version {} from {}; it decides from now on",
                 installed.version,
                 dir.display()
@@ -50,9 +50,9 @@ fn load_pack(dir: &Path) -> Result<PolicyPack> {
 fn report_cases(report: &CaseReport, what: &str) -> Result<()> {
     // Not through `Output`: the report prints the same with --json.
     for f in &report.failures {
-        eprintln!("FAIL {}: {}", f.case, f.problem);
+        tell!("FAIL {}: {}", line(&f.case), line(&f.problem));
     }
-    println!(
+    say!(
         "{what}: {} case(s) passed, {} failed",
         report.passed,
         report.failures.len()

@@ -11,7 +11,7 @@ use crate::args::Global;
 use crate::args::access::{PrincipalCmd, TwoFactorCmd};
 use crate::input::read_secret;
 use crate::parse::attributes;
-use crate::render::Output;
+use crate::render::{Output, say, tell};
 
 pub fn run(g: &Global, out: Output, cmd: PrincipalCmd) -> Result<()> {
     let engine = g.open()?;
@@ -38,7 +38,7 @@ pub fn run(g: &Global, out: Output, cmd: PrincipalCmd) -> Result<()> {
                 };
                 engine.update_principal(&ctx, &name, &update)?;
             }
-            eprintln!(
+            tell!(
                 "added principal {name}; set a password with `custodian principal passwd {name}`"
             );
         }
@@ -54,18 +54,18 @@ pub fn run(g: &Global, out: Output, cmd: PrincipalCmd) -> Result<()> {
                 remove_attributes: unset,
             };
             engine.update_principal(&ctx, &name, &update)?;
-            eprintln!("updated principal {name}");
+            tell!("updated principal {name}");
         }
         PrincipalCmd::Passwd { name } => passwd(g, &engine, &ctx, &name)?,
         PrincipalCmd::TwoFactor(cmd) => two_factor(&engine, &ctx, cmd)?,
         PrincipalCmd::Unlock { name } => {
             engine.unlock_principal(&ctx, &name)?;
-            eprintln!("unlocked {name}");
+            tell!("unlocked {name}");
         }
         PrincipalCmd::List => out.emit(&engine.principals(&ctx)?)?,
         PrincipalCmd::Deactivate { name } => {
             engine.deactivate_principal(&ctx, &name)?;
-            eprintln!("deactivated principal {name}");
+            tell!("deactivated principal {name}");
         }
     }
     Ok(())
@@ -93,7 +93,7 @@ fn passwd(g: &Global, engine: &Engine, ctx: &Context, name: &str) -> Result<()> 
         .map(|c| c.as_str())
         .filter(|c| !c.is_empty());
     engine.set_password(ctx, name, current, &new)?;
-    eprintln!("password of {name} set; its sessions were ended");
+    tell!("password of {name} set; its sessions were ended");
     Ok(())
 }
 
@@ -103,22 +103,22 @@ fn two_factor(engine: &Engine, ctx: &Context, cmd: TwoFactorCmd) -> Result<()> {
             let enrolled = engine.enroll_totp(ctx, &name)?;
             // Not through `Output`: the URI and the codes print the same
             // with --json.
-            println!("{}", enrolled.uri.as_str());
-            eprintln!("recovery codes (each works once; store them offline):");
+            say!("{}", enrolled.uri.as_str());
+            tell!("recovery codes (each works once; store them offline):");
             for code in &enrolled.recovery_codes {
-                println!("{}", code.as_str());
+                say!("{}", code.as_str());
             }
-            eprintln!(
+            tell!(
                 "add the URI to an authenticator app, then run `custodian principal 2fa verify {name} CODE`"
             );
         }
         TwoFactorCmd::Verify { name, code } => {
             engine.confirm_totp(ctx, &name, &code)?;
-            eprintln!("second factor of {name} confirmed; logins now need a code");
+            tell!("second factor of {name} confirmed; logins now need a code");
         }
         TwoFactorCmd::Disable { name } => {
             engine.disable_totp(ctx, &name)?;
-            eprintln!("second factor of {name} removed");
+            tell!("second factor of {name} removed");
         }
     }
     Ok(())

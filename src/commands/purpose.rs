@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::args::Global;
 use crate::args::privacy::PurposeCmd;
-use crate::render::{Output, Render};
+use crate::render::{Output, Render, tell};
 
 pub fn run(g: &Global, out: Output, cmd: PurposeCmd) -> Result<()> {
     let engine = g.open()?;
@@ -15,13 +15,13 @@ pub fn run(g: &Global, out: Output, cmd: PurposeCmd) -> Result<()> {
     match cmd {
         PurposeCmd::Retire { purpose } => {
             engine.retire_purpose(&ctx, &purpose, true)?;
-            eprintln!(
+            tell!(
                 "purpose `{purpose}` retired: see `custodian report inventory` for what it leaves without basis"
             );
         }
         PurposeCmd::Restore { purpose } => {
             engine.retire_purpose(&ctx, &purpose, false)?;
-            eprintln!("purpose `{purpose}` restored");
+            tell!("purpose `{purpose}` restored");
         }
         PurposeCmd::List => out.emit(&Retired(engine.retired_purposes()))?,
     }

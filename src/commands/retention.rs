@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::args::Global;
 use crate::args::privacy::RetentionCmd;
 use crate::parse::time_or_now;
-use crate::render::{Output, Render};
+use crate::render::{Output, Render, tell};
 
 pub fn run(g: &Global, out: Output, cmd: RetentionCmd) -> Result<()> {
     let engine = g.open()?;
@@ -28,8 +28,7 @@ pub fn run(g: &Global, out: Output, cmd: RetentionCmd) -> Result<()> {
             let report = engine.retention_sweep_with(&g.ctx(), now, &options, |p| {
                 // One line per durable commit, in this exact form: a
                 // supervisor (and the crash test) reads how far it got.
-                let _ = writeln!(
-                    io::stderr().lock(),
+                tell!(
                     "retention: committed through customer {} ({} examined, {} changed)",
                     p.done_through,
                     p.examined,
@@ -42,7 +41,7 @@ pub fn run(g: &Global, out: Output, cmd: RetentionCmd) -> Result<()> {
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read `{}`", file.display()))?;
             engine.install_retention_policy(&g.ctx(), &source)?;
-            eprintln!(
+            tell!(
                 "installed the retention policy from {}; it applies from the next sweep",
                 file.display()
             );

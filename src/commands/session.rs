@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::args::Global;
 use crate::args::access::SessionCmd;
 use crate::input::read_secret;
-use crate::render::{Json, Output, Render};
+use crate::render::{Json, Output, Render, tell};
 
 pub fn login(g: &Global, out: Output, name: &str, totp: Option<&str>, source: &str) -> Result<()> {
     let engine = g.open()?;
@@ -27,11 +27,11 @@ pub fn run(g: &Global, out: Output, cmd: SessionCmd) -> Result<()> {
         SessionCmd::Revoke { token, all } => match (token, all) {
             (_, Some(name)) => {
                 let n = engine.revoke_sessions(&ctx, &name)?;
-                eprintln!("revoked {n} session(s) of {name}");
+                tell!("revoked {n} session(s) of {name}");
             }
             (Some(token), None) => {
                 engine.revoke_session(&ctx, &token)?;
-                eprintln!("session revoked");
+                tell!("session revoked");
             }
             (None, None) => bail!("give a session token or id, or --all NAME"),
         },

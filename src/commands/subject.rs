@@ -1,17 +1,17 @@
 //! `custodian subject`: data-subject requests, to export, erase, anonymize
 //! or correct what is held about a person.
 
-use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::io::IsTerminal;
 
 use anyhow::{Context as _, Result, bail};
 use custodian::{Context, CustomerId, CustomerUpdate, Engine};
 
 use crate::args::Global;
 use crate::args::privacy::{Finder, Removal, SubjectCmd};
+use crate::files::write_private;
 use crate::input::confirm;
 use crate::parse::pairs;
-use crate::render::Output;
+use crate::render::{Output, json_safe, say, tell};
 
 pub fn run(g: &Global, out: Output, cmd: SubjectCmd) -> Result<()> {
     let engine = g.open()?;
@@ -23,17 +23,17 @@ pub fn run(g: &Global, out: Output, cmd: SubjectCmd) -> Result<()> {
                 .map(|id| engine.subject_export(&ctx, id))
                 .collect::<custodian::Result<Vec<_>>>()?;
             // The export is JSON whatever --json says: it is the data.
-            let text = serde_json::to_string_pretty(&exports)?;
+            let text = json_safe(&serde_json::to_string_pretty(&exports)?);
             match output {
                 Some(path) => {
                     write_private(&path, &text)?;
-                    eprintln!(
+                    tell!(
                         "wrote everything held about {} customer(s) to {}",
                         exports.len(),
                         path.display()
                     );
                 }
-                None => println!("{text}"),
+                None => say!("{text}"),
             }
         }
         SubjectCmd::Erase(args) => remove(&engine, &ctx, out, &args, false)?,
@@ -52,7 +52,7 @@ pub fn run(g: &Global, out: Output, cmd: SubjectCmd) -> Result<()> {
                     update = update.clear(f.as_str());
                 }
                 engine.update_customer(&ctx, id, update)?;
-                eprintln!("corrected customer {id}");
+                tell!("corrected customer {id}");
             }
         }
     }
@@ -132,17 +132,4 @@ fn remove(
         }
     }
     out.emit(&records)
-}
-
-/// Writes personal data to a file only its owner may read.
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    writeln!(file, "{text}").with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
 }

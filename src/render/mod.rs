@@ -7,6 +7,7 @@
 mod plugins;
 mod privacy;
 mod records;
+mod terminal;
 
 use std::fmt::Debug;
 use std::io::{self, Write};
@@ -18,6 +19,10 @@ use serde::Serialize;
 pub use plugins::{audit_detail, call_report_text, grant_text, manifest_text};
 pub use privacy::{Consents, LifecycleOf};
 pub use records::{Count, NewId};
+pub use terminal::{
+    json_safe, line, redraw, say_line, stderr, stderr_is_terminal, stdout, tell_line,
+};
+pub(crate) use terminal::{say, tell};
 
 /// How results are printed: for people or, with `--json`, for programs.
 #[derive(Clone, Copy)]
@@ -64,8 +69,8 @@ impl Output {
     pub fn emit<R: Render + ?Sized>(self, value: &R) -> Result<()> {
         match self {
             Self::Human => {
-                value.human(&mut io::stdout().lock())?;
-                value.note(&mut io::stderr().lock())?;
+                value.human(&mut stdout())?;
+                value.note(&mut stderr())?;
             }
             Self::Json => {
                 let text = match R::JSON {
@@ -73,7 +78,7 @@ impl Output {
                     Json::Line => serde_json::to_string(&value.json())?,
                     Json::Omitted => return Ok(()),
                 };
-                writeln!(io::stdout().lock(), "{text}")?;
+                writeln!(stdout(), "{}", json_safe(&text))?;
             }
         }
         Ok(())
@@ -108,9 +113,10 @@ fn kebab<T: Serialize + Debug>(value: &T) -> String {
     }
 }
 
-/// Items for people: comma-separated, or `-` when there are none.
+/// Items for people: comma-separated, or `-` when there are none. Each
+/// item is one line, shown as [`line`] does.
 fn items(list: impl IntoIterator<Item = String>) -> String {
-    let list: Vec<String> = list.into_iter().collect();
+    let list: Vec<String> = list.into_iter().map(|i| line(&i).to_string()).collect();
     if list.is_empty() {
         "-".to_string()
     } else {
@@ -122,14 +128,15 @@ fn ids(list: &[u64]) -> String {
     items(list.iter().map(u64::to_string))
 }
 
+/// A labelled row of a listing; `value` is one line, shown as [`line`] does.
 fn row(out: &mut String, label: &str, value: &str) {
-    out.push_str(&format!("  {label:<10} {value}\n"));
+    out.push_str(&format!("  {label:<10} {}\n", line(value)));
 }
 
 fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Ok => "ok".to_string(),
-        Outcome::Denied(r) => format!("DENIED: {r}"),
-        Outcome::Failed(r) => format!("failed: {r}"),
+        Outcome::Denied(r) => format!("DENIED: {}", line(r)),
+        Outcome::Failed(r) => format!("failed: {}", line(r)),
     }
 }

@@ -11,7 +11,7 @@ use custodian::{
 };
 use serde::Serialize;
 
-use super::{Render, ids, items, kebab, outcome_text, row};
+use super::{Render, ids, items, kebab, line, outcome_text, row};
 
 fn access(a: FieldAccess) -> &'static str {
     match a {
@@ -22,11 +22,16 @@ fn access(a: FieldAccess) -> &'static str {
 
 /// What a manifest asks for.
 pub fn manifest_text(m: &PluginManifest) -> String {
-    let mut out = format!("plugin {} {} by {}\n", m.name, m.version, m.publisher);
+    let mut out = format!(
+        "plugin {} {} by {}\n",
+        line(&m.name),
+        line(&m.version),
+        line(&m.publisher)
+    );
     if !m.description.is_empty() {
-        out.push_str(&format!("  {}\n", m.description));
+        out.push_str(&format!("  {}\n", line(&m.description)));
     }
-    out.push_str(&format!("  acts as principal {}\n", m.principal()));
+    out.push_str(&format!("  acts as principal {}\n", line(&m.principal())));
     out.push_str("asks for\n");
     row(&mut out, "hooks", &items(m.hooks.iter().map(kebab)));
     row(
@@ -176,14 +181,14 @@ impl Render for [PluginInfo] {
             writeln!(
                 out,
                 "{:<20} {:<10} hooks {:<16} events {:<2} commands {:<2} fields {:<3} faults {:<2} {}",
-                p.manifest.name,
-                p.manifest.version,
+                line(&p.manifest.name),
+                line(&p.manifest.version),
                 items(g.hooks.iter().map(kebab)).replace(", ", ","),
                 g.events.len(),
                 g.commands.len(),
                 g.fields.len(),
                 p.consecutive_faults,
-                p.status
+                line(&p.status.to_string())
             )?;
         }
         Ok(())
@@ -213,7 +218,7 @@ impl Render for PluginInfo {
         row(
             &mut text,
             "installed",
-            &format!("{installed} by {}", p.installed_by),
+            &format!("{installed} by {}", line(&p.installed_by)),
         );
         row(&mut text, "code", &format!("blake3 {}", p.code_hash));
         write!(out, "{text}")
@@ -226,9 +231,13 @@ impl Render for PluginInfo {
 
 /// What one plugin call did.
 pub fn call_report_text(r: &CallReport) -> String {
-    let mut out = format!("{} issued {} command(s)\n", r.plugin, r.commands.len());
+    let mut out = format!(
+        "{} issued {} command(s)\n",
+        line(&r.plugin),
+        r.commands.len()
+    );
     for (i, c) in r.commands.iter().enumerate() {
-        out.push_str(&format!("  {:>3}. {c}\n", i + 1));
+        out.push_str(&format!("  {:>3}. {}\n", i + 1, line(&c.to_string())));
     }
     out.push_str("the engine\n");
     row(
@@ -263,8 +272,8 @@ pub fn call_report_text(r: &CallReport) -> String {
         out.push_str("plugin log: -\n");
     } else {
         out.push_str("plugin log\n");
-        for line in &r.log {
-            out.push_str(&format!("  {line}\n"));
+        for l in &r.log {
+            out.push_str(&format!("  {}\n", line(l)));
         }
     }
     out
@@ -290,8 +299,8 @@ impl Render for [PluginLogLine] {
                 out,
                 "{}  {:<6} {}",
                 l.at.format("%Y-%m-%d %H:%M:%S"),
-                l.level,
-                l.text
+                line(&l.level),
+                line(&l.text)
             )?;
         }
         Ok(())
@@ -309,19 +318,19 @@ pub fn audit_detail(out: &mut dyn Write, list: &[AuditEntry]) -> io::Result<()> 
         writeln!(out, "no audit entries")?;
     }
     for e in list {
-        let mut line = format!(
+        let mut text = format!(
             "{:>6}  {:<16} {}",
             e.seq,
-            e.action,
-            e.target.as_deref().unwrap_or("-")
+            line(&e.action),
+            line(e.target.as_deref().unwrap_or("-"))
         );
         if !e.customers.is_empty() {
-            line.push_str(&format!("  customers {}", ids(&e.customers)));
+            text.push_str(&format!("  customers {}", ids(&e.customers)));
         }
         if !e.fields.is_empty() {
-            line.push_str(&format!("  fields {}", e.fields.join(",")));
+            text.push_str(&format!("  fields {}", line(&e.fields.join(","))));
         }
-        writeln!(out, "{line}  {}", outcome_text(&e.outcome))?;
+        writeln!(out, "{text}  {}", outcome_text(&e.outcome))?;
     }
     Ok(())
 }
@@ -332,18 +341,22 @@ impl Render for [OutboxMessage] {
             writeln!(out, "the outbox is empty")?;
         }
         for m in self {
-            let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let params: Vec<String> = m
+                .params
+                .iter()
+                .map(|(k, v)| format!("{}={}", line(k), line(v)))
+                .collect();
             writeln!(
                 out,
                 "#{:<6} {}  {:<5} {:<20} {} {}  customer {}  from {}{}",
                 m.id,
                 m.created_at.format("%Y-%m-%d %H:%M"),
-                m.channel,
-                m.address,
-                m.template,
+                line(&m.channel),
+                line(&m.address),
+                line(&m.template),
                 params.join(" "),
                 m.customer,
-                m.plugin,
+                line(&m.plugin),
                 if m.marketing { "  (marketing)" } else { "" }
             )?;
         }
@@ -366,9 +379,9 @@ impl Render for [Alert] {
                 "#{:<6} {}  {:<20} {:<20} {}",
                 a.id,
                 a.at.format("%Y-%m-%d %H:%M:%S"),
-                a.kind,
-                a.subject,
-                a.message
+                line(&a.kind),
+                line(&a.subject),
+                line(&a.message)
             )?;
         }
         Ok(())

@@ -10,7 +10,7 @@ use custodian::{
 };
 use serde::Serialize;
 
-use super::{Render, items, kebab};
+use super::{Render, items, kebab, line};
 
 /// A customer's consent by purpose: granted, or withdrawn.
 pub struct Consents(pub BTreeMap<String, bool>);
@@ -26,7 +26,8 @@ impl Render for Consents {
         for (purpose, granted) in &self.0 {
             writeln!(
                 out,
-                "{purpose:<36} {}",
+                "{:<36} {}",
+                line(purpose),
                 if *granted { "granted" } else { "withdrawn" }
             )?;
         }
@@ -56,16 +57,16 @@ impl Render for [ConsentRecord] {
             let notice = if c.notice_version.is_empty() {
                 String::new()
             } else {
-                format!("  notice {}", c.notice_version)
+                format!("  notice {}", line(&c.notice_version))
             };
             writeln!(
                 out,
                 "{}  {:<8} {:<36} by {:<10} via {}{notice}",
                 c.at.format("%Y-%m-%d %H:%M:%S"),
                 if c.granted { "grant" } else { "withdraw" },
-                consent_name(&c.purpose, c.field.as_deref()),
-                c.by,
-                c.channel,
+                line(&consent_name(&c.purpose, c.field.as_deref())),
+                line(&c.by),
+                line(&c.channel),
             )?;
         }
         Ok(())
@@ -95,7 +96,7 @@ impl Render for LifecycleOf {
         };
         writeln!(out, "customer {}: {state}", self.customer)?;
         match &self.lifecycle.legal_hold {
-            Some(reason) => writeln!(out, "legal hold: {reason}"),
+            Some(reason) => writeln!(out, "legal hold: {}", line(reason)),
             None => writeln!(out, "legal hold: none"),
         }
     }
@@ -142,7 +143,7 @@ impl Render for RetentionReport {
                 r.faults
             )?;
             for (customer, reason) in &r.fault_examples {
-                writeln!(out, "  customer {customer}: {reason}")?;
+                writeln!(out, "  customer {customer}: {}", line(reason))?;
             }
         }
         if !r.changes.is_empty() {
@@ -154,7 +155,7 @@ impl Render for RetentionReport {
                 "{:>10}  {:<12} {}",
                 c.customer,
                 c.transition.as_str(),
-                c.reason
+                line(&c.reason)
             )?;
         }
         Ok(())
@@ -179,16 +180,16 @@ impl Render for [DeletionRecord] {
             let rule = d
                 .rule
                 .as_deref()
-                .map(|r| format!(" (rule: {r})"))
+                .map(|r| format!(" (rule: {})", line(r)))
                 .unwrap_or_default();
             writeln!(
                 out,
                 "{:>10}  {:<16} {:<10} {:<10} {}{rule}",
                 d.customer,
                 d.at.format("%Y-%m-%d %H:%M"),
-                d.kind,
-                d.by,
-                d.reason
+                line(&d.kind),
+                line(&d.by),
+                line(&d.reason)
             )?;
             if let Some(a) = &d.aggregate {
                 let mut kept = vec![format!("customer since {}", a.customer_since_year)];
@@ -202,7 +203,7 @@ impl Render for [DeletionRecord] {
                 ));
                 kept.push(format!("{} interaction(s)", a.interactions));
                 if let Some(region) = &a.region {
-                    kept.push(format!("region {region}"));
+                    kept.push(format!("region {}", line(region)));
                 }
                 writeln!(out, "{:>10}  kept: {}", "", kept.join(", "))?;
             }
@@ -240,12 +241,12 @@ impl Render for Inventory {
             writeln!(
                 out,
                 "  {:<width$}  {:<16} {retired}{}",
-                p.name,
+                line(&p.name),
                 p.basis.as_str(),
-                p.description
+                line(&p.description)
             )?;
         }
-        writeln!(out, "retention: {}", inv.retention)?;
+        writeln!(out, "retention: {}", line(&inv.retention))?;
         fields(out, inv)
     }
 
@@ -277,7 +278,7 @@ fn fields(out: &mut dyn Write, inv: &Inventory) -> io::Result<()> {
         writeln!(
             out,
             "{:<width$}  {:<11}  {:<16}  {:>7}  {:>8}  {purposes}",
-            f.name,
+            line(&f.name),
             kebab(&f.sensitivity),
             if f.separate_consent { "yes" } else { "no" },
             f.stored,
@@ -297,7 +298,7 @@ fn fields(out: &mut dyn Write, inv: &Inventory) -> io::Result<()> {
             )?;
         }
         for flag in &f.flags {
-            writeln!(out, "{pad:<width$}  ! {flag}")?;
+            writeln!(out, "{pad:<width$}  ! {}", line(flag))?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use custodian::{
 };
 use serde::Serialize;
 
-use super::{Json, Render, outcome_text};
+use super::{Json, Render, line, outcome_text};
 
 /// A new record's id: alone, or as `{"id": N}` with `--json`.
 pub struct NewId(pub u64);
@@ -60,7 +60,7 @@ fn customer_text(c: &Customer) -> String {
     let mut out = format!(
         "customer {}  owner {}  status {}\n",
         c.id,
-        c.owner,
+        line(&c.owner),
         c.status.as_str()
     );
     let width = c.fields.keys().map(String::len).max().unwrap_or(0);
@@ -70,7 +70,11 @@ fn customer_text(c: &Customer) -> String {
         } else {
             ""
         };
-        out.push_str(&format!("  {name:<width$}  {value}{note}\n"));
+        out.push_str(&format!(
+            "  {:<width$}  {}{note}\n",
+            line(name),
+            line(value)
+        ));
     }
     if let Some(t) = c.last_interaction_at {
         out.push_str(&format!(
@@ -87,14 +91,14 @@ impl Render for [Principal] {
             let attrs: Vec<String> = p
                 .attributes
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(|(k, v)| format!("{}={}", line(k), line(v)))
                 .collect();
             writeln!(
                 out,
                 "{:<20} {:<8} {:<24} {:<12} {}",
-                p.name,
+                line(&p.name),
                 p.kind.as_str(),
-                p.roles.join(","),
+                line(&p.roles.join(",")),
                 if p.active { "active" } else { "deactivated" },
                 attrs.join(" ")
             )?;
@@ -117,10 +121,10 @@ impl Render for [SessionInfo] {
                 out,
                 "{}  {:<20} since {}  last seen {}  from {}{}",
                 s.id,
-                s.principal,
+                line(&s.principal),
                 s.created_at.format("%Y-%m-%d %H:%M"),
                 s.last_seen.format("%Y-%m-%d %H:%M"),
-                s.source,
+                line(&s.source),
                 if s.second_factor { "  (2fa)" } else { "" }
             )?;
         }
@@ -148,11 +152,11 @@ impl Render for [Interaction] {
                 i.at.format("%Y-%m-%d %H:%M"),
                 format!("{:?}", i.channel).to_lowercase(),
                 format!("{:?}", i.direction).to_lowercase(),
-                i.logged_by,
-                i.summary.as_deref().unwrap_or("(summary hidden)")
+                line(&i.logged_by),
+                line(i.summary.as_deref().unwrap_or("(summary hidden)"))
             )?;
             for item in &i.items {
-                writeln!(out, "      {} x {}", item.quantity, item.name)?;
+                writeln!(out, "      {} x {}", item.quantity, line(&item.name))?;
             }
         }
         Ok(())
@@ -175,8 +179,8 @@ impl Render for [FollowUp] {
                 f.id,
                 f.due.format("%Y-%m-%d %H:%M"),
                 f.customer,
-                f.assignee,
-                f.note.as_deref().unwrap_or("(note hidden)")
+                line(&f.assignee),
+                line(f.note.as_deref().unwrap_or("(note hidden)"))
             )?;
         }
         Ok(())
@@ -196,10 +200,10 @@ impl Render for [AuditEntry] {
                 "{:>6}  {}  {:<10} {:<18} {:<22} purpose={:<14} {}",
                 e.seq,
                 e.at.format("%Y-%m-%d %H:%M:%S"),
-                e.actor,
-                e.action,
-                e.target.as_deref().unwrap_or("-"),
-                e.purpose,
+                line(&e.actor),
+                line(&e.action),
+                line(e.target.as_deref().unwrap_or("-")),
+                line(&e.purpose),
                 outcome
             )?;
         }

@@ -232,3 +232,37 @@ fn a_refused_value_is_written_nowhere() {
     // The search finds what is there: a tag, which is indexed in the clear.
     assert!(!files_holding(fx.dir.path(), "visible-tag-4471").is_empty());
 }
+
+/// Rows are named by the line they start on as an editor counts lines:
+/// in a CRLF file, after blank lines, after quoted fields that span lines
+/// (CRLF or LF inside), and after a lone CR.
+#[test]
+fn csv_errors_name_lines_as_an_editor_counts_them() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let csv: &[u8] = b"name,phone,email\r\n\
+        Good One,13800000001,one@example.com\r\n\
+        Bad Phone,1234,bad@example.com\r\n\
+        \r\n\
+        \"Multi\r\nLine\",13800000005,five@example.com\r\n\
+        \"Two\nLines\",13800000007,seven@example.com\n\
+        After Quotes,1234,nine@example.com\r\n\
+        \r\n\
+        \r\n\
+        Lone CR,1234,twelve@example.com\r\
+        Last,1234,thirteen@example.com\r\n";
+    let report = engine
+        .import_csv(&admin(), csv, &ImportOptions { batch_size: 2 }, |_| {})
+        .unwrap();
+    let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [3, 5, 9, 12, 13], "{:?}", report.errors);
+    assert!(
+        report.errors[1]
+            .error
+            .to_string()
+            .contains("control characters"),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(report.imported, 2);
+}

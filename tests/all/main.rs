@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod encryption;
 mod faults;
+mod files;
 mod fuzz;
 mod input;
 mod integrity;
@@ -26,6 +27,7 @@ mod policy;
 mod privacy;
 mod records;
 mod regression;
+mod terminal;
 
 use std::path::{Path, PathBuf};
 

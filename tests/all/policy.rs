@@ -1389,3 +1389,212 @@ fn cli_policy_install_then_show() {
     assert!(stderr.contains("installed policy version 2"), "{stderr}");
     show(2);
 }
+
+// --- 7. What a decision may cost in memory -------------------------------------
+
+/// The peak resident memory (VmHWM, in KiB) of `command` as a child
+/// process, read from /proc while it runs, with its output. The high-water
+/// mark keeps the peak, so a read after it counts it; only what the child
+/// allocates after the last read before it exits is missed.
+#[cfg(target_os = "linux")]
+fn peak_kib(mut command: Command) -> (Output, u64) {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        let kib = std::fs::read_to_string(&status).ok().and_then(|text| {
+            let line = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+            line.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
+        peak = peak.max(kib.unwrap_or(0));
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    (child.wait_with_output().unwrap(), peak)
+}
+
+/// Scripts that build big values by every route we know, each chosen by
+/// the purpose of the read. `render` is the regression: a map of 64 KiB
+/// keys doubled into itself, copied, and rendered into a string, which took
+/// one `customer get` to 400 MiB in a few dozen operations (map keys and
+/// `m[k] = v` escape rhai's own size checks, and too few operations ran for
+/// the time limit to be read).
+const MEMORY_BOMBS: &[(&str, &str)] = &[
+    (
+        "render",
+        r#"let k = "x"; k.pad(60000, "x"); let m = #{}; m[k] = 0;
+           m[k + "a"] = m; m[k + "b"] = m; m[k + "c"] = m; m[k + "d"] = m; m[k + "e"] = m;
+           m[k + "f"] = m; m[k + "g"] = m; m[k + "h"] = m; m[k + "i"] = m;
+           let c1 = m; let c2 = m; let c3 = m;
+           m.to_string().len()"#,
+    ),
+    (
+        "json",
+        r#"let k = "x"; k.pad(60000, "x"); let m = #{}; m[k] = 0;
+           m[k + "a"] = m; m[k + "b"] = m; m[k + "c"] = m; m[k + "d"] = m; m[k + "e"] = m;
+           m[k + "f"] = m; m[k + "g"] = m; m[k + "h"] = m; m[k + "i"] = m;
+           m.to_json().len()"#,
+    ),
+    (
+        "insert",
+        r#"let k = "x"; k.pad(60000, "x"); let m = #{}; let i = 0;
+           loop { m[k + i] = i; i += 1; }"#,
+    ),
+    (
+        "concat",
+        r#"let s = "0123456789abcdef"; loop { s = s + s; }"#,
+    ),
+    (
+        "append",
+        r#"let s = ""; loop { s += "0123456789abcdef0123456789abcdef"; }"#,
+    ),
+    (
+        "push",
+        r#"let s = "x"; s.pad(60000, "y"); let a = []; loop { a.push(s + a.len()); }"#,
+    ),
+    (
+        "pad",
+        r#"let s = "x"; s.pad(100000000, "y"); let a = []; a.pad(100000000, s); 0"#,
+    ),
+    (
+        "variables",
+        r#"let s = "x"; s.pad(60000, "y");
+           let a = [s + 1, s + 2, s + 3]; let b = a; let c = b; let d = c; let e = d;
+           let f = #{ a: a, b: b }; let g = f; let h = g; let i = h; let j = i; 0"#,
+    ),
+    (
+        "nested",
+        r#"let a = []; a.pad(1000, 0); let b = []; b.pad(999, "0123456789abcdef");
+           for i in 0..1000 { a[i] = b; } a.len()"#,
+    ),
+    (
+        "curry",
+        r#"let s = "x"; s.pad(60000, "y"); let f = [];
+           for i in 0..1000 { f.push(Fn("keep").curry(s + i)); } 0"#,
+    ),
+    ("recursion", r#"let s = "x"; s.pad(60000, "y"); deep(s, 0)"#),
+];
+
+/// A policy decision costs at most 64 MiB above a plain read, whatever the
+/// script builds: each memory bomb is denied with a refusal that names the
+/// limit, audited, and the command's peak memory stays within the bound.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_policy_decision_has_bounded_memory() {
+    const BOUND_KIB: u64 = 64 * 1024;
+    let fx = Fixture::new();
+    let (_, _) = outputs(&custodian(&fx, &["init", "--new-key"]), true, &["init"]);
+    let args = [
+        "--as",
+        "admin",
+        "principal",
+        "add",
+        "wang",
+        "--role",
+        "sales",
+    ];
+    outputs(&custodian(&fx, &args), true, &args);
+    let args = [
+        "--as",
+        "wang",
+        "customer",
+        "add",
+        "name=Li Na",
+        "phone=13800138000",
+    ];
+    let (id, _) = outputs(&custodian(&fx, &args), true, &args);
+    let id = id.trim().to_string();
+    let get = |purpose: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_custodian"));
+        command
+            .arg("--db")
+            .arg(fx.db())
+            .arg("--key-file")
+            .arg(fx.dir.path().join("master.key"))
+            .args(["--as", "wang", "--purpose", purpose, "customer", "get", &id])
+            .env_remove("CUSTODIAN_KEY");
+        peak_kib(command)
+    };
+    let (out, plain) = get("sales_contact");
+    outputs(&out, true, &["customer", "get"]);
+    assert!(plain > 0, "no peak read");
+
+    let pack = pack_dir(&fx, "bombs", |dir| {
+        let access = std::fs::read_to_string(dir.join("access.rhai")).unwrap();
+        let mut bombs = String::from(
+            "fn keep(x) { x }\nfn deep(s, n) { deep(s + n, n + 1) }\nfn authorize(req) {\n",
+        );
+        for (purpose, body) in MEMORY_BOMBS {
+            bombs.push_str(&format!(
+                "    if req.purpose == \"{purpose}\" {{ {body} }}\n"
+            ));
+        }
+        let access = access.replacen("fn authorize(req) {\n", &bombs, 1);
+        std::fs::write(dir.join("access.rhai"), access).unwrap();
+    });
+    let args = ["--as", "admin", "policy", "install", pack.to_str().unwrap()];
+    outputs(&custodian(&fx, &args), true, &args);
+
+    for (purpose, _) in MEMORY_BOMBS {
+        let (out, peak) = get(purpose);
+        let (_, stderr) = outputs(&out, false, &["customer", "get", purpose]);
+        assert!(
+            stderr.contains("the access policy failed")
+                && ["size limits", "time limit", "operations", "deeper than"]
+                    .iter()
+                    .any(|limit| stderr.contains(limit)),
+            "{purpose}: {stderr}"
+        );
+        assert!(
+            peak.saturating_sub(plain) < BOUND_KIB,
+            "{purpose}: peak {peak} KiB, a plain read {plain} KiB"
+        );
+    }
+    // The canonical bomb is stopped by the limit on all values together,
+    // named in the refusal, and audited.
+    let (out, _) = get("render");
+    let (_, stderr) = outputs(&out, false, &["customer", "get", "render"]);
+    assert!(stderr.contains("all its values together 4 MiB"), "{stderr}");
+    let args = ["--as", "admin", "--json", "audit", "tail", "-n", "100"];
+    let (tail, _) = outputs(&custodian(&fx, &args), true, &args);
+    let tail: serde_json::Value = serde_json::from_str(&tail).unwrap();
+    let denied = tail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "wang" && e["purpose"] == "render")
+        .filter(|e| e["outcome"].to_string().contains("all its values together"))
+        .count();
+    assert_eq!(denied, 2, "{tail:#}");
+}
+
+/// Closures and `this` are not in the sandbox's language: a closure holds
+/// what it captured out of the weighing's sight, and a method changes its
+/// caller's variable without naming it. A pack using either is refused.
+#[test]
+fn closures_and_this_are_refused_at_install() {
+    let fx = Fixture::new();
+    let (_, _) = outputs(&custodian(&fx, &["init", "--new-key"]), true, &["init"]);
+    for (name, helper) in [
+        (
+            "closure",
+            "fn helper() { let t = 1; let f = || t; f.call() }",
+        ),
+        ("this", "fn helper() { this.len() }"),
+    ] {
+        let pack = pack_dir(&fx, name, |dir| {
+            std::fs::write(dir.join("zz.rhai"), format!("{helper}\n")).unwrap();
+        });
+        let args = ["--as", "admin", "policy", "install", pack.to_str().unwrap()];
+        let (_, stderr) = outputs(&custodian(&fx, &args), false, &args);
+        assert!(stderr.contains("`zz.rhai`"), "{name}: {stderr}");
+    }
+}

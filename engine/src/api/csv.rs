@@ -2,6 +2,7 @@
 //! (and the reserved columns below); every row becomes a [`NewCustomer`]
 //! for [`Engine::import`].
 
+use std::collections::VecDeque;
 use std::io::Read;
 
 use super::{Engine, ImportOptions, ImportProgress, ImportReport};
@@ -31,7 +32,7 @@ impl Engine {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(input);
+            .from_reader(LineCounter::new(input));
         let header_error = |reason: String| ModelError::Attribute {
             what: "CSV header (line 1)".into(),
             reason,
@@ -56,24 +57,31 @@ impl Engine {
             columns.push(name);
         }
         let mut io_error = None;
-        let rows = reader.into_byte_records().map_while(|result| {
-            let record = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    if let csv::ErrorKind::Io(_) = e.kind() {
-                        io_error = Some(e.to_string());
-                        return None;
-                    }
-                    let error = ModelError::Attribute {
-                        what: "CSV row".into(),
-                        reason: e.to_string(),
-                    };
-                    return Some((line, Err(error.into())));
+        let failed = &mut io_error;
+        let columns = &columns;
+        let mut record = csv::ByteRecord::new();
+        // A row is named by the line it starts on, as an editor counts
+        // lines: csv's own count lags behind a CRLF or a blank line.
+        let rows = std::iter::from_fn(move || match reader.read_byte_record(&mut record) {
+            Ok(false) => None,
+            Ok(true) => {
+                let start = record.position().map_or(0, csv::Position::byte);
+                let line = reader.get_mut().line_of(start);
+                Some((line, csv_row(columns, &record)))
+            }
+            Err(e) => {
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    *failed = Some(e.to_string());
+                    return None;
                 }
-            };
-            let line = record.position().map_or(0, |p| p.line());
-            Some((line, csv_row(&columns, &record)))
+                let start = e.position().map_or(0, csv::Position::byte);
+                let line = reader.get_mut().line_of(start);
+                let error = ModelError::Attribute {
+                    what: "CSV row".into(),
+                    reason: e.to_string(),
+                };
+                Some((line, Err(error.into())))
+            }
         });
         let report = self.import(ctx, rows, options, progress)?;
         match io_error {
@@ -87,6 +95,83 @@ impl Engine {
             .into()),
             None => Ok(report),
         }
+    }
+}
+
+/// Counts the lines of what the CSV reader reads as a text editor does:
+/// `\n`, `\r\n` and a lone `\r` each end one, and a line break inside a
+/// quoted field ends a line too. It keeps the runs of line breaks the
+/// reader has read past but not yet asked about, so that the row starting
+/// at a byte (csv's position: just after the previous row, before any
+/// line break or blank line that precedes it) can be given the line its
+/// first character is on.
+struct LineCounter<R> {
+    inner: R,
+    /// Bytes read so far.
+    read: u64,
+    /// The line of the next byte read.
+    line: u64,
+    /// Whether the last byte read was `\r` (a `\n` after it ends no line).
+    after_cr: bool,
+    /// Runs of line breaks not yet behind the rows asked about: their first
+    /// byte, the byte after them, and the line that byte is on.
+    runs: VecDeque<(u64, u64, u64)>,
+    /// The line after the last run dropped from `runs`.
+    behind: u64,
+}
+
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            line: 1,
+            after_cr: false,
+            runs: VecDeque::new(),
+            behind: 1,
+        }
+    }
+
+    /// The line of the first character at or after `start` that is not a
+    /// line break. Rows are asked about in order: runs before `start` are
+    /// dropped.
+    fn line_of(&mut self, start: u64) -> u64 {
+        while let Some(&(first, after, line)) = self.runs.front() {
+            if after <= start {
+                self.behind = line;
+                self.runs.pop_front();
+            } else if first <= start {
+                return line;
+            } else {
+                break;
+            }
+        }
+        self.behind
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (at, &byte) in (self.read..).zip(buf.iter().take(n)) {
+            if byte != b'\n' && byte != b'\r' {
+                self.after_cr = false;
+                continue;
+            }
+            if !(byte == b'\n' && self.after_cr) {
+                self.line += 1;
+            }
+            self.after_cr = byte == b'\r';
+            match self.runs.back_mut() {
+                Some(run) if run.1 == at => {
+                    run.1 = at + 1;
+                    run.2 = self.line;
+                }
+                _ => self.runs.push_back((at, at + 1, self.line)),
+            }
+        }
+        self.read += n as u64;
+        Ok(n)
     }
 }
 

@@ -29,6 +29,17 @@ pub enum CryptoError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The key file can be read or written by users other than its owner,
+    /// so it is not used.
+    #[error(
+        "key file `{path}` is open to other users (mode {mode:04o}): the master key must be readable by its owner only; fix it with `chmod 600 {path}`"
+    )]
+    KeyFileOpen {
+        /// The key file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The environment variable that should hold the key is missing.
     #[error("environment variable `{0}` holds no master key")]
     KeyEnv(String),
@@ -100,15 +111,32 @@ impl MasterKey {
         out
     }
 
-    /// Reads a key file holding the key in hex.
+    /// Reads a key file holding the key in hex. On Unix, refuses a file
+    /// that users other than its owner may read or write (any group or
+    /// other permission bit), as ssh refuses an open private key.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, CryptoError> {
+        use std::io::Read;
         let path = path.as_ref();
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            CryptoError::KeyFile {
-                path: path.display().to_string(),
-                source,
+        let err = |source| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(err)?;
+        // The mode of the file opened, not of whatever the path names a
+        // moment later.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file.metadata().map_err(err)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(CryptoError::KeyFileOpen {
+                    path: path.display().to_string(),
+                    mode,
+                });
             }
-        })?);
+        }
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text).map_err(err)?;
         Self::from_hex(&text)
     }
 
@@ -136,6 +164,13 @@ impl MasterKey {
             options.mode(0o600);
         }
         let mut file = options.open(path).map_err(err)?;
+        // Owner-only whatever the umask let through.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(err)?;
+        }
         file.write_all(self.to_hex().as_bytes()).map_err(err)?;
         file.write_all(b"\n").map_err(err)?;
         file.sync_all().map_err(err)

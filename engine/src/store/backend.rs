@@ -28,13 +28,13 @@ pub trait StorageBackend: Debug + Send + Sync + 'static {
 pub struct FileStorage(redb::backends::FileBackend);
 
 impl FileStorage {
-    /// Opens or creates the file at `path`.
+    /// Opens the file at `path`, or creates it readable by its owner only.
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref();
+        super::files::create_private(path)?;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
             .open(path)?;
         redb::backends::FileBackend::new(file)
             .map(Self)

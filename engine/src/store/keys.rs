@@ -332,6 +332,8 @@ fn open_one(path: &Path, create: bool) -> Result<Database, StoreError> {
     let mut builder = Database::builder();
     builder.set_cache_size(64 * 1024 * 1024);
     if create {
+        super::files::create_private(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         Ok(builder.create(path)?)
     } else if path.exists() {
         Ok(builder.open(path)?)

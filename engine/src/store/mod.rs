@@ -8,6 +8,7 @@
 //! personal field, and never decides anything about access.
 
 mod backend;
+mod files;
 mod integrity;
 mod interface;
 mod keys;

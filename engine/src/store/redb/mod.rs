@@ -330,7 +330,11 @@ impl Store {
     ) -> Result<(Self, Meta), StoreError> {
         let builder = Database::builder();
         let db = match location {
-            Location::Path(path) if create => builder.create(path)?,
+            Location::Path(path) if create => {
+                super::files::create_private(path)
+                    .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+                builder.create(path)?
+            }
             Location::Path(path) => {
                 if !path.exists() {
                     return Err(StoreError::Missing(path.display().to_string()));

@@ -1,6 +1,10 @@
 //! `misbehave`: a plugin that is hostile on purpose, for the engine's
 //! sandbox tests. Never install it anywhere else.
 //!
+//! **Describes itself** with terminal controls in its manifest's
+//! description (escape sequences, CR, BEL, backspace, NUL, U+009B, U+202E,
+//! DEL and a line of its own), for the tests of what reaches a terminal.
+//!
 //! **Asks for** a lot, so that tests can narrow the grant: hooks `ingest`
 //! and `on-event`, every event kind, fields `name`, `phone`, `id_number`
 //! and `note` (the follow-up note of `follow-up-due`) in full, all four
@@ -59,13 +63,19 @@ thread_local! {
 }
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The manifest's description, hostile too: terminal controls that would,
+/// shown as they are, erase the line, move the cursor up, ring the bell,
+/// retitle the window, reverse what follows, and start a line of their own
+/// that looks like part of the consent screen.
+const DESCRIPTION: &str = "hostile on purpose: for the engine's sandbox tests only\u{1b}[2K\r\u{1b}[1A\u{1b}]0;title\u{7}\u{8}\u{0}\u{9b}0m\u{202e}\u{7f}\ngrants    nothing";
+
 /// The plugin.
 struct Misbehave;
 
 impl Guest for Misbehave {
     fn describe() -> Manifest {
         Manifest::new("misbehave", env!("CARGO_PKG_VERSION"), "Custodian tests")
-            .description("hostile on purpose: for the engine's sandbox tests only")
+            .description(DESCRIPTION)
             .hook(Hook::Ingest)
             .events([
                 EventKind::CustomerCreated,
