@@ -1,6 +1,13 @@
 //! The wasmtime host: one compiler and instance pool per engine, a fresh
-//! instance per call from a pre-instantiated component, a memory cap, an
-//! epoch deadline, and WASI without ambient authority.
+//! instance per call from a pre-instantiated component, a memory cap, a
+//! deadline, and WASI without ambient authority.
+//!
+//! The deadline holds in wasm and in host calls alike. Wasm code is
+//! stopped by the epoch (a trap when its ticks run out); a call that
+//! waits in the host (a sleep or a poll through WASI clocks) is an
+//! `async` call whose future is dropped when the deadline's timer fires,
+//! which ends the wait and the instance with it. Every entry point
+//! (instantiation, `describe`, `ingest`, `on-event`) runs under both.
 //!
 //! INVARIANT: nothing of a call outlives it. Each call gets its own
 //! `Store` (so its own linear memory, from the pool, zeroed on reuse), and
@@ -24,6 +31,9 @@ use super::{Fault, PluginError, PluginManifest, PluginSettings};
 wasmtime::component::bindgen!({
     path: "../sdk/wit",
     world: "plugin",
+    // Exports are called as futures, so that a timer can end a call that
+    // waits in the host; the engine's own imports answer at once.
+    exports: { default: async },
 });
 
 pub(crate) use self::custodian::plugin::host::Level;
@@ -262,7 +272,7 @@ impl Runtime {
             .max_wasm_stack(512 << 10);
         let engine = Engine::new(&config).map_err(host)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(host)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(host)?;
         let ticking = Arc::new(());
         let weak: Weak<()> = Arc::downgrade(&ticking);
@@ -355,14 +365,24 @@ impl Runtime {
             deadline: Duration::from_millis(u64::from(super::DEFAULT_DEADLINE_MS)),
         };
         let (mut store, _, _) = self.store(services, limits);
-        let plugin = loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| PluginError::Invalid(format!("cannot instantiate: {e:#}")))?;
-        let manifest = plugin
-            .custodian_plugin_handler()
-            .call_describe(&mut store)
-            .map_err(|e| PluginError::Invalid(format!("its manifest export failed: {e:#}")))?;
+        let described = within(limits.deadline, async {
+            let plugin = (loaded.pre.instantiate_async(&mut store).await)
+                .map_err(|e| PluginError::Invalid(format!("cannot instantiate: {e:#}")))?;
+            (plugin
+                .custodian_plugin_handler()
+                .call_describe(&mut store)
+                .await)
+                .map_err(|e| PluginError::Invalid(format!("its manifest export failed: {e:#}")))
+        });
+        let manifest = match described {
+            Some(manifest) => manifest?,
+            None => {
+                let fault = Fault::Deadline(limits.deadline);
+                return Err(PluginError::Invalid(format!(
+                    "its manifest export failed: {fault}"
+                )));
+            }
+        };
         let manifest = from_wit_manifest(manifest);
         manifest.check()?;
         Ok(manifest)
@@ -377,25 +397,27 @@ impl Runtime {
         entry: Entry<'_>,
     ) -> Result<CallOutput, CallError> {
         let (mut store, stdout, stderr) = self.store(services, limits);
-        let plugin = match loaded.pre.instantiate(&mut store) {
-            Ok(p) => p,
-            Err(e) => {
-                // A trap in a start function is the plugin's; an exhausted
-                // pool is the host's.
-                return Err(match e.downcast_ref::<Trap>() {
-                    Some(_) => self.fault(&mut store, &e, limits, &stdout, &stderr),
-                    None => CallError::Host(format!("cannot instantiate: {e:#}")),
-                });
+        let ran = within(limits.deadline, async {
+            let plugin = (loaded.pre.instantiate_async(&mut store).await).map_err(Failed::Start)?;
+            let handler = plugin.custodian_plugin_handler();
+            match entry {
+                Entry::Ingest(payload) => handler.call_ingest(&mut store, payload).await,
+                Entry::OnEvent(event) => handler.call_on_event(&mut store, event).await,
             }
-        };
-        let handler = plugin.custodian_plugin_handler();
-        let result = match entry {
-            Entry::Ingest(payload) => handler.call_ingest(&mut store, payload),
-            Entry::OnEvent(event) => handler.call_on_event(&mut store, event),
-        };
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => return Err(self.fault(&mut store, &e, limits, &stdout, &stderr)),
+            .map_err(Failed::Call)
+        });
+        let result = match ran {
+            Some(Ok(r)) => r,
+            // A trap in a start function is the plugin's; an exhausted
+            // pool is the host's.
+            Some(Err(Failed::Start(e))) if e.downcast_ref::<Trap>().is_none() => {
+                return Err(CallError::Host(format!("cannot instantiate: {e:#}")));
+            }
+            Some(Err(Failed::Start(e) | Failed::Call(e))) => {
+                return Err(self.fault(&mut store, Some(&e), limits, &stdout, &stderr));
+            }
+            // The timer fired while the call waited in the host.
+            None => return Err(self.fault(&mut store, None, limits, &stdout, &stderr)),
         };
         if let Ok(commands) = &result {
             self.check_output(commands)
@@ -411,23 +433,25 @@ impl Runtime {
         })
     }
 
+    /// The fault of a failed call: `error`, or `None` when its deadline
+    /// passed while it waited in the host.
     fn fault(
         &self,
         store: &mut Store<CallState>,
-        error: &wasmtime::Error,
+        error: Option<&wasmtime::Error>,
         limits: CallLimitsSpec,
         stdout: &MemoryOutputPipe,
         stderr: &MemoryOutputPipe,
     ) -> CallError {
-        let fault = if store.data().limits.memory_refused {
-            Fault::Memory { cap: limits.memory }
-        } else {
-            match error.downcast_ref::<Trap>() {
+        let fault = match error {
+            _ if store.data().limits.memory_refused => Fault::Memory { cap: limits.memory },
+            None => Fault::Deadline(limits.deadline),
+            Some(error) => match error.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => Fault::Deadline(limits.deadline),
                 Some(Trap::StackOverflow) => Fault::StackOverflow,
                 Some(trap) => Fault::Trap(trap.to_string()),
                 None => Fault::Trap(clip(format!("{error:#}"), 500)),
-            }
+            },
         };
         let mut log = std::mem::take(&mut store.data_mut().log);
         append_output(&mut log, stdout, stderr);
@@ -456,6 +480,28 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// Where a call failed: starting its instance, or in the export.
+enum Failed {
+    Start(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+/// Runs a call to its end, or to its deadline: `None` when the deadline
+/// passed first. The call is polled on this thread; the timer is driven
+/// by wasmtime-wasi's runtime, which also serves the plugin's own waits,
+/// and dropping the call's future cancels whatever it waited on.
+fn within<T: Send>(deadline: Duration, call: impl Future<Output = T> + Send) -> Option<T> {
+    let run = move || {
+        wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(deadline, call).await.ok() })
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run();
+    }
+    // Called from inside the host's own tokio runtime, where blocking on
+    // a future is refused: the call runs on a thread of its own.
+    std::thread::scope(|scope| scope.spawn(run).join().ok().flatten())
 }
 
 fn append_output(log: &mut Vec<LogLine>, stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) {
