@@ -103,9 +103,9 @@ impl Global {
         b
     }
 
-    /// The existing database.
-    pub fn open(&self) -> Result<Engine> {
-        Ok(self.builder(self.master_key()?).open()?)
+    /// The existing database, for one command.
+    pub fn open(&self) -> Result<Opened> {
+        Ok(Opened(self.builder(self.master_key()?).open()?))
     }
 
     /// Who acts, and for what purpose: the session's holder, or `--as`.
@@ -113,6 +113,35 @@ impl Global {
         match &self.session {
             Some(token) => Context::session(token, &self.purpose),
             None => Context::new(&self.principal, &self.purpose),
+        }
+    }
+}
+
+/// The engine of one command. A command exits once the events it caused
+/// are delivered (each delivery is bounded by its plugin's deadline), so a
+/// plugin's reaction is in the database when the command returns; a
+/// command killed before that leaves them queued, and the next command to
+/// open the database delivers them.
+pub struct Opened(Engine);
+
+impl std::ops::Deref for Opened {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.0
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        match self.0.drain_events() {
+            Ok(0) => {}
+            Ok(n) => {
+                tell!("note: {n} events are still queued; they are delivered on the next open")
+            }
+            Err(e) => tell!(
+                "note: the event queue was not read: {}",
+                render::line(&e.to_string())
+            ),
         }
     }
 }

@@ -13,7 +13,12 @@
 //!    orders of 23,570 customers) as shop orders in batches, each batch one
 //!    call and one write transaction (customers matched by the shop's id
 //!    through the keyed link index, created or updated, an order
-//!    interaction logged per order, every command audited).
+//!    interaction logged per order, every command audited);
+//! 3. the durable event queue: `Engine::create_customer` one customer at a
+//!    time with no subscriber, then with `misbehave` subscribed (its
+//!    `customer-created` event queued in the add's transaction), and the
+//!    delivery latency from the add's return (its commit) to the end of
+//!    the plugin's `on-event` call, observed by `Engine::drain_events`.
 //!
 //! Run it with `cargo bench -p custodian --bench plugins`. Sizes scale with
 //! `CUSTODIAN_BENCH_SCALE` (or `-- --scale 0.1`); `CUSTODIAN_BENCH_DIR`
@@ -33,7 +38,7 @@ mod common;
 use std::time::Instant;
 
 use custodian::__bench::SandboxProbe;
-use custodian::{AuditDurability, Context, Engine, Grant, MasterKey};
+use custodian::{AuditDurability, Context, Engine, Grant, MasterKey, NewCustomer};
 
 use common::{Config, count, mean, median, met, micros, percentile, print_header};
 
@@ -58,6 +63,7 @@ fn main() {
     );
     sandbox(&config);
     ingest(&config, dir.path());
+    events(&config, dir.path());
 }
 
 fn sandbox(config: &Config) {
@@ -184,5 +190,80 @@ fn ingest(config: &Config, dir: &std::path::Path) {
         count(rate as usize),
         met(rate >= 10_000.0)
     );
+    println!();
+}
+
+/// Customers added one at a time, per measurement.
+const ADDS: usize = 1_000;
+
+/// `create_customer` latencies (sorted, ns), draining the event queue
+/// after each add; with `delivery`, the time from each add's return to
+/// the end of its delivery.
+fn adds(
+    engine: &Engine,
+    admin: &Context,
+    tag: &str,
+    n: usize,
+    delivery: Option<&mut Vec<u64>>,
+) -> Vec<u64> {
+    let mut latencies = Vec::with_capacity(n);
+    let mut delivered = delivery;
+    for i in 0..n + 50 {
+        let new = NewCustomer::new().field("name", format!("{tag} {i}"));
+        let start = Instant::now();
+        engine.create_customer(admin, new).unwrap();
+        let added = Instant::now();
+        assert_eq!(engine.drain_events().unwrap(), 0);
+        let drained = added.elapsed();
+        if i >= 50 {
+            latencies.push(added.duration_since(start).as_nanos() as u64);
+            if let Some(d) = delivered.as_deref_mut() {
+                d.push(drained.as_nanos() as u64);
+            }
+        }
+    }
+    latencies.sort_unstable();
+    latencies
+}
+
+fn events(config: &Config, dir: &std::path::Path) {
+    let n = config.scaled(ADDS);
+    let engine = Engine::builder()
+        .path(dir.join("events.redb"))
+        .master_key(MasterKey::generate())
+        .create(true)
+        .open()
+        .unwrap();
+    let admin = Context::new("admin", "benchmark");
+    let alone = adds(&engine, &admin, "Alone", n, None);
+    let wasm = std::fs::read(custodian_test_artifacts::MISBEHAVE).unwrap();
+    let manifest = engine.inspect_plugin(&wasm).unwrap();
+    let mut grant = Grant::all(&manifest);
+    grant.events = [custodian::EventKind::CustomerCreated].into();
+    engine.install_plugin(&admin, &wasm, grant).unwrap();
+    let mut delivery = Vec::with_capacity(n);
+    let subscribed = adds(&engine, &admin, "Subscribed", n, Some(&mut delivery));
+    delivery.sort_unstable();
+    println!(
+        "## event queue (one customer per add, durable commits; `misbehave` subscribed to `customer-created`)\n"
+    );
+    println!("| measure | adds | median | p99 | mean |");
+    println!("|---|---:|---:|---:|---:|");
+    for (what, sorted) in [
+        ("`create_customer`, no subscriber", &alone),
+        (
+            "`create_customer`, one subscriber (event queued)",
+            &subscribed,
+        ),
+        ("delivery, add's return to end of `on-event`", &delivery),
+    ] {
+        println!(
+            "| {what} | {} | {} | {} | {} |",
+            count(sorted.len()),
+            micros(median(sorted), 0),
+            micros(percentile(sorted, 0.99), 0),
+            micros(mean(sorted), 0),
+        );
+    }
     println!();
 }

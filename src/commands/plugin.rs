@@ -46,7 +46,10 @@ pub fn run(g: &Global, out: Output, cmd: PluginCmd) -> Result<()> {
         }
         PluginCmd::Install(args) => install(g, out, &args),
         PluginCmd::List => out.emit(&g.open()?.plugins(&g.ctx())?),
-        PluginCmd::Show { name } => out.emit(&installed(&g.open()?, g, &name)?),
+        PluginCmd::Show { name } => {
+            let engine = g.open()?;
+            out.emit(&installed(&engine, g, &name)?)
+        }
         PluginCmd::Enable { name } => {
             g.open()?.set_plugin_enabled(&g.ctx(), &name, true)?;
             tell!("enabled plugin {name}");

@@ -56,6 +56,8 @@ pub fn run(out: Output, args: &RunArgs) -> Result<()> {
         (None, Some(e)) => steps.extend(cause(engine, &admin, e)?),
         (None, None) => bail!("give --ingest FILE or --event JSON"),
     }
+    // Events are delivered after their commit: wait for the reactions.
+    engine.drain_events()?;
 
     let after = Afterwards::gather(engine, &admin, &manifest)?;
     let refused_message = after

@@ -13,6 +13,7 @@ mod cedar;
 mod cli;
 mod crash;
 mod encryption;
+mod events;
 mod faults;
 mod files;
 mod fuzz;

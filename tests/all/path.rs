@@ -823,6 +823,8 @@ fn quarantine_another_plugin(w: &World) {
 /// The lines the test plugin printed for events of `kind` after line
 /// `from` of its log.
 fn event_lines(w: &World, from: usize, kind: EventKind) -> Vec<String> {
+    // Events are delivered after their commit, by the queue's worker.
+    assert_eq!(w.engine.drain_events().unwrap(), 0);
     let prefix = format!("event: {}", kind.as_str());
     w.plugin_log()
         .into_iter()

@@ -143,6 +143,7 @@ fn a_plugin_sees_only_granted_fields_masked_as_granted() {
         );
     }
     // The event it subscribed to shows the same narrowed view.
+    engine.drain_events().unwrap();
     let events: Vec<String> = log_text(&engine, "misbehave")
         .into_iter()
         .filter(|l| l.starts_with("event: customer-created"))
@@ -159,6 +160,9 @@ fn a_command_outside_the_grant_is_refused_and_audited() {
         g.commands = [custodian::CommandKind::LogInteraction].into();
     });
     let id = engine.create_customer(&admin(), li_na()).unwrap();
+    // The creation's event is delivered first, so the call below is the
+    // plugin's last.
+    assert_eq!(engine.drain_events().unwrap(), 0);
     let result = engine.ingest("misbehave", format!("command follow-up {id}").as_bytes());
     let fault = fault_of(result);
     assert!(
@@ -278,6 +282,7 @@ fn repeated_faults_quarantine_a_plugin_until_re_enabled() {
     assert_eq!(log_text(&engine, "misbehave").len(), before);
     // Nor for events.
     engine.create_customer(&admin(), li_na()).unwrap();
+    engine.drain_events().unwrap();
     assert_eq!(log_text(&engine, "misbehave").len(), before);
     // Quarantine survives a reopen; enabling clears it.
     drop(engine);
@@ -644,6 +649,7 @@ fn sms_reminder_queues_a_reminder_only_with_consent_and_never_sees_the_phone() {
         engine.dispatch_due_follow_ups(chrono::Utc::now()).unwrap(),
         2
     );
+    engine.drain_events().unwrap();
     // Delivered once only.
     assert_eq!(
         engine.dispatch_due_follow_ups(chrono::Utc::now()).unwrap(),
@@ -691,6 +697,7 @@ fn sms_reminder_queues_a_reminder_only_with_consent_and_never_sees_the_phone() {
         )
         .unwrap();
     engine.dispatch_due_follow_ups(chrono::Utc::now()).unwrap();
+    engine.drain_events().unwrap();
     let outbox = engine.outbox(&admin(), 10).unwrap();
     assert_eq!(outbox.len(), 1);
     assert_eq!(engine.ack_outbox(&admin(), &[outbox[0].id]).unwrap(), 1);
@@ -780,6 +787,7 @@ fn ungranted_hooks_disabled_and_removed_plugins_are_not_called() {
         "{result:?}"
     );
     engine.create_customer(&admin(), li_na()).unwrap();
+    engine.drain_events().unwrap();
     assert!(log_text(&engine, "misbehave").is_empty());
     // Removed: unknown, and its principal can no longer act.
     engine.remove_plugin(&admin(), "misbehave").unwrap();

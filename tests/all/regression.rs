@@ -162,6 +162,7 @@ fn a_follow_up_note_never_reaches_a_plugin_denied_follow_ups() {
         "the policy shows the plugin no note"
     );
     engine.dispatch_due_follow_ups(Utc::now()).unwrap();
+    engine.drain_events().unwrap();
     let log: Vec<String> = engine
         .plugin_log(&admin(), "misbehave", 100)
         .unwrap()
@@ -561,6 +562,7 @@ fn a_follow_up_note_handed_to_a_plugin_is_in_the_audit_entry() {
     };
     engine.add_follow_up(&admin(), new).unwrap();
     engine.dispatch_due_follow_ups(Utc::now()).unwrap();
+    assert_eq!(engine.drain_events().unwrap(), 0);
     let log: Vec<String> = (engine.plugin_log(&admin(), "misbehave", 100).unwrap())
         .into_iter()
         .map(|l| l.text)

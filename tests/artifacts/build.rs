@@ -56,6 +56,12 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
         "next-major",
         "built against `custodian:plugin@1.0.0`: must be refused at install",
     ),
+    (
+        "SLOW_DESCRIBE",
+        "testing/slow-describe",
+        "slow-describe",
+        "`describe` sleeps an hour in the host: the deadline must end it",
+    ),
 ];
 
 /// Environment variables the outer cargo sets (or honours) that must not

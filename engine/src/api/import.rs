@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use super::Engine;
 use crate::model::{ConsentChange, CustomerId, NewCustomer, Status};
 use crate::op::{Admitted, Caller, Emitted, Entry, Op, split_tags};
-use crate::plugin::EventKind;
 use crate::policy::{Action, CustomerFacts};
 use crate::records::owner_rule;
 use crate::store::StoredCustomer;
@@ -125,7 +124,6 @@ impl Engine {
         let batch_size = options.batch_size.clamp(1, MAX_BATCH);
         let mut checker = Checker::new(self, &admitted);
         let mut report = ImportReport::default();
-        let mut created: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
         let outcome = std::thread::scope(|scope| {
             let (to_writer, batches) = mpsc::sync_channel::<SealedBatch>(1);
             let (to_main, written) = mpsc::channel::<Result<Written>>();
@@ -144,7 +142,6 @@ impl Engine {
                 report.imported += done.count;
                 report.first_id.get_or_insert(*done.ids.start());
                 report.last_id = Some(*done.ids.end());
-                created.push(done.ids.clone());
                 progress(&ImportProgress {
                     imported: report.imported,
                     skipped: report.errors.len() as u64,
@@ -199,12 +196,6 @@ impl Engine {
                 None => Ok(report),
             }
         });
-        // Events go out after the import, on the caller's thread, so a slow
-        // plugin never stalls the writer.
-        if outcome.is_ok() && self.core.plugins.wants(EventKind::CustomerCreated) {
-            let ids = created.into_iter().flatten().map(Emitted::Created);
-            self.core.deliver(ids.collect(), None);
-        }
         checker.audit_refusals(&entry)?;
         outcome
     }
@@ -268,6 +259,8 @@ impl Engine {
                     .customer(record.id)
                     .fields(fields.collect());
                 tx.audit(entry, crate::audit::Outcome::Ok)?;
+                // Queued with the batch, delivered after its commit.
+                tx.emit(Emitted::Created(record.id));
             }
             Ok(())
         })?;

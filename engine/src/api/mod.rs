@@ -216,6 +216,9 @@ impl EngineBuilder {
                 .settle_pending(|id| Ok(r.contains_customer(id)?))
         })?;
         core.refresh_subscriptions()?;
+        // Events left queued by the last run (a crash, a close mid-way)
+        // are delivered first.
+        let deliverer = Arc::new(Deliverer::start(Arc::clone(&core))?);
         let flusher = match self.durability {
             AuditDurability::Buffered { flush_interval, .. } => {
                 Some(Arc::new(Flusher::start(Arc::clone(&core), flush_interval)?))
@@ -223,6 +226,7 @@ impl EngineBuilder {
             AuditDurability::Durable => None,
         };
         Ok(Engine {
+            _deliverer: deliverer,
             _flusher: flusher,
             core,
         })
@@ -302,12 +306,46 @@ impl Drop for Flusher {
     }
 }
 
+/// The thread that delivers the event queue. Dropping it stops the thread
+/// after the delivery in progress (which its plugin's deadline bounds) and
+/// joins it; what is still queued is delivered after the next open.
+struct Deliverer {
+    core: Arc<Core>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Deliverer {
+    fn start(core: Arc<Core>) -> Result<Self> {
+        let worker = Arc::clone(&core);
+        let thread = std::thread::Builder::new()
+            .name("custodian-events".into())
+            .spawn(move || worker.run_delivery())
+            .map_err(|e| Error::Config(format!("cannot start the event delivery thread: {e}")))?;
+        core.events.wake();
+        Ok(Self {
+            core,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        self.core.events.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// An open Custodian database. Cheap to clone; share it between threads.
 #[derive(Clone)]
 pub struct Engine {
     // INVARIANT: declared before `core`, so the last handle stops the
-    // flush thread (which holds its own `Arc<Core>`) before releasing
-    // `core`; dropping the last handle then closes the files.
+    // delivery and flush threads (which hold their own `Arc<Core>`)
+    // before releasing `core`; dropping the last handle then closes the
+    // files.
+    _deliverer: Arc<Deliverer>,
     _flusher: Option<Arc<Flusher>>,
     core: Arc<Core>,
 }
@@ -357,6 +395,25 @@ impl Engine {
     /// Commits every queued read entry now.
     pub fn flush_audit(&self) -> Result<()> {
         self.core.flush_audit()
+    }
+
+    /// Waits until the event queue is delivered: every event queued before
+    /// this call, and those their deliveries caused. Returns how many
+    /// events are still queued: 0, unless a delivery failed for a reason
+    /// of the host (the storage, the plugin runtime), in which case its
+    /// event waits for the next write or open to try again.
+    ///
+    /// Events are written to a durable queue in the transaction of the
+    /// change that caused them and delivered by a worker thread after the
+    /// commit, at least once and in order per plugin: an operation never
+    /// waits for a plugin. A host that wants a plugin's reaction before it
+    /// goes on (or before it exits) calls this; each delivery is bounded
+    /// by its plugin's deadline. Dropping the last handle stops the worker
+    /// after the delivery in progress and leaves the rest for the next
+    /// open.
+    pub fn drain_events(&self) -> Result<u64> {
+        self.core.events.wait_drained();
+        Ok(self.core.store.read(|r| r.queued_event_count())?)
     }
 }
 

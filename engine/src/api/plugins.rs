@@ -163,10 +163,12 @@ impl Engine {
             .call_plugin(plugin, Hook::Ingest, Call::Ingest(payload), "ingest")
     }
 
-    /// Delivers `follow-up-due` events for open follow-ups due at or before
-    /// `until` that were not delivered yet; returns how many. Each is
-    /// marked delivered before delivery (at most once). A host operation:
-    /// each plugin receives the event as its own principal may see it.
+    /// Queues `follow-up-due` events for open follow-ups due at or before
+    /// `until` that were not handed out yet; returns how many. Each is
+    /// marked handed out in the transaction that queues its event, so it
+    /// is delivered at least once, after the commit (see
+    /// [`Engine::drain_events`]). A host operation: each plugin receives
+    /// the event as its own principal may see it.
     pub fn dispatch_due_follow_ups(&self, until: DateTime<Utc>) -> Result<usize> {
         let core = &self.core;
         let due = core.store.read(|r| {
@@ -182,20 +184,22 @@ impl Engine {
             return Ok(0);
         }
         let now = core.records.now();
-        core.store.write(|w| {
-            for f in &due {
-                w.mark_notified(f.id, now)?;
-            }
-            Ok::<_, Error>(())
-        })?;
-        let events = (due.iter())
+        let events: Vec<Emitted> = (due.iter())
             .map(|f| Emitted::FollowUpDue {
                 customer: f.customer,
                 follow_up: f.id,
                 due: f.due,
             })
             .collect();
-        core.deliver(events, None);
+        let queued = core.store.write(|w| {
+            for f in &due {
+                w.mark_notified(f.id, now)?;
+            }
+            Ok::<_, Error>(core.enqueue(w, &events, None)?)
+        })?;
+        if queued {
+            core.events.wake();
+        }
         Ok(due.len())
     }
 

@@ -1,64 +1,224 @@
 //! Events: what a committed write tells the plugins subscribed to it.
-//! Delivered after the commit, on the caller's thread, each as the
-//! receiving plugin may see it (through the read path, as its principal);
-//! a plugin's failure is its own and never reaches the operation that
-//! caused the event.
+//!
+//! A write queues its events in its own transaction ([`Core::enqueue`]):
+//! one entry per subscribed plugin, in commit order, naming the event by
+//! kind and ids, never by a personal value. After the commit a worker
+//! thread delivers the queue in order ([`Core::deliver_queued`]), each
+//! event read through the path as the receiving plugin may see it at
+//! delivery time. An entry leaves the queue once its delivery has ended
+//! (a plugin's failure is audited and counted against it, never returned
+//! to anyone); a crash before that delivers it again on the next open. So
+//! events arrive at least once and in order per plugin, no plugin runs on
+//! the thread of the operation that caused its event, and a crash loses
+//! none.
 
 use std::cell::Cell;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::plugins::wit_channel;
 use super::{Context, Core, Emitted, Entry, Op};
-use crate::Result;
 use crate::model::CustomerId;
 use crate::plugin::runtime::{Entry as Call, event_kind_of, wit};
-use crate::plugin::{FieldAccess, Hook, PluginInfo, PluginStatus};
+use crate::plugin::{EventKind, FieldAccess, Hook, PluginError, PluginInfo, PluginStatus};
 use crate::policy::Action;
 use crate::records::Slot;
+use crate::store::{StoreError, StoredEvent, Txn};
+use crate::{Error, Result};
 
 thread_local! {
     /// How deep in event delivery this thread is: events caused by a
-    /// plugin's reaction to an event are delivered, but no deeper.
+    /// plugin's reaction to an event are queued, but no deeper.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 const MAX_EVENT_DEPTH: u32 = 2;
 
+/// Queued events read at a time by the worker.
+const BATCH: usize = 64;
+
+/// What the engine and its delivery worker tell each other about the
+/// queue (the queue itself is in the data file).
+#[derive(Default)]
+pub(crate) struct Queue {
+    signals: Mutex<Signals>,
+    /// The worker waits here for work.
+    work: Condvar,
+    /// Callers of [`Queue::wait_drained`] wait here for passes.
+    passes: Condvar,
+}
+
+#[derive(Default)]
+struct Signals {
+    /// Passes over the queue asked for.
+    asked: u64,
+    /// Passes finished: a pass delivers what was queued before it began.
+    done: u64,
+    /// The worker is asked to stop after the delivery in progress.
+    stop: bool,
+    /// The worker has stopped: nobody delivers until the next open.
+    ended: bool,
+}
+
+impl Queue {
+    fn signals(&self) -> MutexGuard<'_, Signals> {
+        self.signals.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the worker for a pass: something was queued.
+    pub(crate) fn wake(&self) {
+        self.signals().asked += 1;
+        self.work.notify_one();
+    }
+
+    /// Asks the worker to stop after the delivery in progress.
+    pub(crate) fn stop(&self) {
+        self.signals().stop = true;
+        self.work.notify_all();
+    }
+
+    fn stopping(&self) -> bool {
+        self.signals().stop
+    }
+
+    /// Waits until a pass that began after this call has ended; `false`
+    /// when the worker stopped first.
+    pub(crate) fn wait_drained(&self) -> bool {
+        let mut signals = self.signals();
+        signals.asked += 1;
+        let target = signals.asked;
+        self.work.notify_one();
+        while signals.done < target && !signals.ended {
+            signals = (self.passes.wait(signals)).unwrap_or_else(PoisonError::into_inner);
+        }
+        signals.done >= target
+    }
+
+    /// The worker's side: waits until a pass is asked for, and returns
+    /// the passes it covers; `None` when asked to stop.
+    fn next_pass(&self) -> Option<u64> {
+        let mut signals = self.signals();
+        while !signals.stop && signals.done == signals.asked {
+            signals = (self.work.wait(signals)).unwrap_or_else(PoisonError::into_inner);
+        }
+        (!signals.stop).then_some(signals.asked)
+    }
+
+    fn pass_done(&self, covered: u64) {
+        self.signals().done = covered;
+        self.passes.notify_all();
+    }
+
+    fn ended(&self) {
+        self.signals().ended = true;
+        self.passes.notify_all();
+    }
+}
+
+/// Whether `p` is called on events of `kind`.
+fn subscribed(p: &PluginInfo, kind: EventKind) -> bool {
+    p.status == PluginStatus::Enabled
+        && p.grant.hooks.contains(&Hook::OnEvent)
+        && p.grant.events.contains(&kind)
+}
+
 impl Core {
-    /// Delivers events to the enabled plugins granted them (never to
-    /// `source`, the plugin whose commands caused them). A plugin's
-    /// failure is audited and counted against it, never returned.
-    pub(crate) fn deliver(self: &std::sync::Arc<Self>, events: Vec<Emitted>, source: Option<&str>) {
-        if events.is_empty() || !events.iter().any(|e| self.plugins.wants(e.kind())) {
-            return;
+    /// Queues `events` in the write transaction `txn` for each enabled
+    /// plugin granted them (never for `source`, the plugin whose commands
+    /// caused them); returns whether anything was queued.
+    pub(crate) fn enqueue(
+        &self,
+        txn: &mut dyn Txn,
+        events: &[Emitted],
+        source: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        if !events.iter().any(|e| self.plugins.wants(e.kind())) {
+            return Ok(false);
         }
         let depth = DEPTH.with(Cell::get);
         if depth >= MAX_EVENT_DEPTH {
-            return;
+            return Ok(false);
         }
-        let Ok(plugins) = self.store.read(|r| r.plugins()) else {
-            return;
-        };
-        DEPTH.with(|d| d.set(depth + 1));
-        for event in &events {
+        let plugins = txn.plugins()?;
+        let mut queued = false;
+        for event in events {
             let kind = event.kind();
             for p in &plugins {
                 let name = p.manifest.name.as_str();
-                if Some(name) == source
-                    || p.status != PluginStatus::Enabled
-                    || !p.grant.hooks.contains(&Hook::OnEvent)
-                    || !p.grant.events.contains(&kind)
-                {
+                if Some(name) == source || !subscribed(p, kind) {
                     continue;
                 }
-                let Ok(Some(wit_event)) = self.wit_event(p, event) else {
-                    continue;
+                // Reserved inside the transaction: ids grow in commit order.
+                let id = self.records.reserve_ids(1);
+                let stored = StoredEvent {
+                    plugin: name.to_string(),
+                    depth,
+                    event: event.clone(),
                 };
-                let what = format!("on-event {}", event_kind_of(&wit_event).as_str());
-                // Failures are audited inside; the event's cause stands.
-                let _ = self.call_plugin(name, Hook::OnEvent, Call::OnEvent(&wit_event), &what);
+                txn.queue_event(id, &stored)?;
+                txn.record_id(id);
+                queued = true;
             }
         }
-        DEPTH.with(|d| d.set(depth));
+        Ok(queued)
+    }
+
+    /// The delivery worker: a pass over the queue each time it is woken,
+    /// until it is asked to stop.
+    pub(crate) fn run_delivery(self: &Arc<Self>) {
+        while let Some(covered) = self.events.next_pass() {
+            // A failure of the host (the storage, the plugin runtime)
+            // leaves its event queued for the next pass.
+            let _ = self.deliver_queued();
+            self.events.pass_done(covered);
+        }
+        self.events.ended();
+    }
+
+    /// Delivers the queue, oldest first, until it is empty, the worker is
+    /// asked to stop, or the host fails (the event stays queued).
+    fn deliver_queued(self: &Arc<Self>) -> Result<()> {
+        loop {
+            let batch = self.store.read(|r| r.queued_events(BATCH))?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for (id, queued) in batch {
+                if self.events.stopping() {
+                    return Ok(());
+                }
+                self.deliver_one(&queued)?;
+                self.store.write(|w| w.remove_event(id))?;
+            }
+        }
+    }
+
+    /// Hands one queued event to its plugin, if it is still enabled and
+    /// granted it and may see it. `Err` only for a failure of the host,
+    /// which keeps the event queued; the plugin's own failure is audited
+    /// and counted against it inside [`Core::call_plugin`].
+    fn deliver_one(self: &Arc<Self>, queued: &StoredEvent) -> Result<()> {
+        let Some(p) = self.store.read(|r| r.plugin(&queued.plugin))? else {
+            return Ok(());
+        };
+        if !subscribed(&p, queued.event.kind()) {
+            return Ok(());
+        }
+        let Some(wit_event) = self.wit_event(&p, &queued.event)? else {
+            return Ok(());
+        };
+        let what = format!("on-event {}", event_kind_of(&wit_event).as_str());
+        let outer = DEPTH.with(|d| d.replace(queued.depth.saturating_add(1)));
+        let called = self.call_plugin(
+            &queued.plugin,
+            Hook::OnEvent,
+            Call::OnEvent(&wit_event),
+            &what,
+        );
+        DEPTH.with(|d| d.set(outer));
+        match called {
+            Err(e @ (Error::Store(_) | Error::Plugin(PluginError::Runtime(_)))) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The event as plugin `p` may see it, read through the path as its
@@ -67,14 +227,16 @@ impl Core {
     fn wit_event(&self, p: &PluginInfo, event: &Emitted) -> Result<Option<wit::Event>> {
         let ctx = Context::new(p.manifest.principal(), "plugin event");
         let Some(id) = event.customer() else {
-            return Ok(Some(match event {
-                Emitted::Erased(id) => wit::Event::CustomerErased(*id),
-                Emitted::Alert { kind, message } => wit::Event::AlertRaised(wit::Alert {
-                    kind: kind.clone(),
-                    message: message.clone(),
+            return Ok(match event {
+                Emitted::Erased(id) => Some(wit::Event::CustomerErased(*id)),
+                Emitted::Alert(id) => (self.store.read(|r| r.alert(*id))?).map(|a| {
+                    wit::Event::AlertRaised(wit::Alert {
+                        kind: a.kind,
+                        message: a.message,
+                    })
                 }),
-                _ => return Ok(None),
-            }));
+                _ => None,
+            });
         };
         let op = Op::new(Entry::new("customer.read").customer(id));
         let seen = self.read(&ctx, op, |read| {
@@ -128,7 +290,7 @@ impl Core {
                     note,
                 })
             }
-            Emitted::Erased(_) | Emitted::Alert { .. } => return Ok(None),
+            Emitted::Erased(_) | Emitted::Alert(_) => return Ok(None),
         }))
     }
 }

@@ -8,7 +8,8 @@
 //!         → guard → approval                                  (steps)
 //!         → ONE snapshot, or ONE transaction with its audit entry
 //!           and, inside it, the policy per customer           (Read / Write)
-//!         → events, after commit                              (events)
+//!           and the events it caused, queued                  (events)
+//!         → events delivered after commit, by a worker        (events)
 //!         → the view the policy allows                        (Read::view)
 //! ```
 //!
@@ -36,6 +37,7 @@ pub(crate) use access::{Admitted, Decider, Prepared, allowed, shows_text, split_
 pub(crate) use context::Caller;
 pub use context::Context;
 pub(crate) use context::token_hash;
+pub(crate) use events::Queue;
 pub(crate) use handles::{Read, Write};
 pub use login::{AuthSettings, Session, SessionInfo, TotpEnrollment};
 pub(crate) use login::{name_key, session_id, token_is_id};
@@ -45,11 +47,10 @@ pub(crate) use plugins::{Host, NoServices, code_hash};
 
 use crate::audit::{self, Batcher, Outcome, Record};
 use crate::identity::Actor;
-use crate::model::{Channel, CustomerId};
-use crate::plugin::EventKind;
 use crate::policy::Policy;
 use crate::privacy::RetentionPolicy;
 use crate::records::{KeyClaim, Records};
+pub(crate) use crate::store::Emitted;
 use crate::store::{Snapshot, Store, StoreError, Txn};
 use crate::{Denied, Error, Result};
 
@@ -62,57 +63,12 @@ pub(crate) struct Core {
     pub(crate) auth: AuthSettings,
     pub(crate) plugins: Host,
     pub(crate) key_store_path: PathBuf,
+    /// The durable event queue's signals to its delivery worker.
+    pub(crate) events: Queue,
     /// The access policy in force; replaced whole by an install.
     policy: RwLock<Arc<Policy>>,
     /// The retention policy in force; replaced whole by an install.
     retention: RwLock<Arc<RetentionPolicy>>,
-}
-
-/// Something that happened, for subscribed plugins.
-#[derive(Clone, Debug)]
-pub(crate) enum Emitted {
-    Created(CustomerId),
-    Updated(CustomerId),
-    Erased(CustomerId),
-    Logged {
-        customer: CustomerId,
-        interaction: u64,
-        channel: Channel,
-        at: i64,
-    },
-    FollowUpDue {
-        customer: CustomerId,
-        follow_up: u64,
-        due: i64,
-    },
-    Alert {
-        kind: String,
-        message: String,
-    },
-}
-
-impl Emitted {
-    pub(crate) fn kind(&self) -> EventKind {
-        match self {
-            Emitted::Created(_) => EventKind::CustomerCreated,
-            Emitted::Updated(_) => EventKind::CustomerUpdated,
-            Emitted::Erased(_) => EventKind::CustomerErased,
-            Emitted::Logged { .. } => EventKind::InteractionLogged,
-            Emitted::FollowUpDue { .. } => EventKind::FollowUpDue,
-            Emitted::Alert { .. } => EventKind::AlertRaised,
-        }
-    }
-
-    /// The customer the event is about, if any.
-    pub(crate) fn customer(&self) -> Option<CustomerId> {
-        match self {
-            Emitted::Created(id) | Emitted::Updated(id) => Some(*id),
-            Emitted::Logged { customer, .. } | Emitted::FollowUpDue { customer, .. } => {
-                Some(*customer)
-            }
-            Emitted::Erased(_) | Emitted::Alert { .. } => None,
-        }
-    }
 }
 
 /// What a refused write keeps besides its audit entry: the record of the
@@ -159,6 +115,7 @@ impl Core {
             auth,
             plugins,
             key_store_path,
+            events: Queue::default(),
             policy: RwLock::new(Arc::new(policy)),
             retention: RwLock::new(Arc::new(RetentionPolicy::default())),
         }
@@ -247,7 +204,7 @@ impl Core {
     /// Runs `body` in one write transaction as `ctx`'s principal, after
     /// the identity, the rule, the guard and the approval steps (checked
     /// inside the transaction). `Ok` commits the change and its audit
-    /// entry, then delivers the events the body emitted; `Err` rolls the
+    /// entry and queues the events the body emitted; `Err` rolls the
     /// change back and commits only the refusal's audit entry.
     pub(crate) fn write<T>(
         self: &Arc<Self>,
@@ -325,6 +282,7 @@ impl Core {
         let mut refused_as = None;
         let mut consequences = Vec::new();
         let mut source = None;
+        let mut queued = false;
         let committed = self.store.write(|txn| {
             let actor = (self.admit(&*txn, caller, &rule, &entry)).map_err(Stop::Refused)?;
             source = actor.plugin_name().map(str::to_string);
@@ -340,6 +298,8 @@ impl Core {
                 consequences: (!itemized).then_some(&mut consequences),
             };
             let value = body(&mut write).map_err(Stop::Refused)?;
+            // The change's events are queued with it, in its transaction.
+            queued = self.enqueue(&mut *write.txn, write.emitted, source.as_deref())?;
             if !itemized {
                 let record =
                     std::mem::replace(write.entry, Entry::new("")).into_record(caller, Outcome::Ok);
@@ -353,11 +313,13 @@ impl Core {
         });
         match committed {
             Ok(value) => {
-                // The change stands: its events go out even if settling its
-                // keys fails (their marks then wait for the next open).
-                let settled = self.settle(claim);
-                self.deliver(emitted, source.as_deref());
-                settled.map(|()| value)
+                // The change stands, its events queued with it: the worker
+                // delivers them even if settling its keys fails (their
+                // marks then wait for the next open).
+                if queued {
+                    self.events.wake();
+                }
+                self.settle(claim).map(|()| value)
             }
             Err(Stop::Refused(error)) => {
                 // Nothing of the body is kept: only the refusal's entry, and

@@ -605,12 +605,12 @@ impl Core {
         let quarantine_after = self.plugins.settings.quarantine_after;
         let window = self.plugins.settings.fault_window;
         let key = self.records.ring.audit_key();
-        let alert = self.store.write(|w| {
+        let (alerted, queued) = self.store.write(|w| {
             let record = entry.record(caller, Outcome::Failed(reason.to_string()));
             crate::audit::append(w, key, &record)?;
             self.write_log(w, name, log)?;
             let Some(mut stored) = w.plugin(name)?.filter(|_| fault.is_some()) else {
-                return Ok::<_, Error>(None);
+                return Ok::<_, Error>((false, false));
             };
             let faults = self.count_fault(w, name, window)?;
             stored.consecutive_faults = faults;
@@ -626,11 +626,17 @@ impl Core {
                 alert = Some(self.put_alert(w, caller, "plugin.quarantined", name, &message)?);
             }
             w.put_plugin(&stored, None)?;
-            Ok(alert)
+            let queued = match &alert {
+                Some(alert) => self.enqueue(w, std::slice::from_ref(alert), Some(name))?,
+                None => false,
+            };
+            Ok((alert.is_some(), queued))
         })?;
-        if let Some(alert) = alert {
+        if alerted {
             self.refresh_subscriptions()?;
-            self.deliver(vec![alert], Some(name));
+        }
+        if queued {
+            self.events.wake();
         }
         Ok(())
     }
@@ -678,10 +684,7 @@ impl Core {
             self.records.ring.audit_key(),
             &entry.record(caller, Outcome::Ok),
         )?;
-        Ok(Emitted::Alert {
-            kind: kind.to_string(),
-            message: message.to_string(),
-        })
+        Ok(Emitted::Alert(id))
     }
 
     /// Appends a call's log lines to the plugin's log.

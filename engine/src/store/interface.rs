@@ -6,7 +6,7 @@
 use super::StoreError;
 use super::types::{
     CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
-    StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold,
+    StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredHold,
     StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
     StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle,
 };
@@ -163,6 +163,12 @@ pub(crate) trait Snapshot {
     fn messages_of(&self, customer: u64) -> Res<Vec<StoredMessage>>;
     /// The newest `limit` alerts, newest first.
     fn alerts(&self, limit: usize) -> Res<Vec<(u64, StoredAlert)>>;
+    /// One alert.
+    fn alert(&self, id: u64) -> Res<Option<StoredAlert>>;
+    /// The oldest `limit` events of the queue, in order.
+    fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>>;
+    /// How many events the queue holds.
+    fn queued_event_count(&self) -> Res<u64>;
 
     // The privacy lifecycle.
     /// A customer's consent state for one key (`purpose` or `purpose:field`).
@@ -352,6 +358,10 @@ pub(crate) trait Txn: Snapshot {
     fn put_consent(&mut self, customer: u64, key: &str, c: &StoredConsent) -> Res<()>;
     /// Records an alert.
     fn put_alert(&mut self, id: u64, a: &StoredAlert) -> Res<()>;
+    /// Queues an event under `id` (ids grow in commit order).
+    fn queue_event(&mut self, id: u64, e: &StoredEvent) -> Res<()>;
+    /// Removes a delivered event from the queue.
+    fn remove_event(&mut self, id: u64) -> Res<()>;
 
     // The privacy lifecycle.
     /// Appends an entry to a customer's consent ledger.

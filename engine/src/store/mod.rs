@@ -26,10 +26,11 @@ pub(crate) use interface::{AuditHead, Index, Snapshot, SnapshotExt, Txn};
 pub(crate) use keys::KeyStore;
 pub(crate) use types::LogText;
 pub(crate) use types::{
-    CustomerRef, MaskRef, SealedField, StoredAggregate, StoredAlert, StoredConsent,
-    StoredConsentEntry, StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp,
-    StoredHold, StoredInteraction, StoredLogLine, StoredMask, StoredMessage, StoredNotice,
-    StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle, StoredTotp,
+    CustomerRef, Emitted, MaskRef, SealedField, StoredAggregate, StoredAlert, StoredConsent,
+    StoredConsentEntry, StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent,
+    StoredFollowUp, StoredHold, StoredInteraction, StoredLogLine, StoredMask, StoredMessage,
+    StoredNotice, StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle,
+    StoredTotp,
 };
 
 /// Errors from the storage layer.

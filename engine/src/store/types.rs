@@ -432,6 +432,65 @@ pub(crate) struct StoredAlert {
     pub(crate) message: String,
 }
 
+/// Something that happened, for the plugins subscribed to it: only what
+/// names it (its kind and ids), never a personal value. A plugin is
+/// handed what it may see of it when it is delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Emitted {
+    Created(u64),
+    Updated(u64),
+    Erased(u64),
+    Logged {
+        customer: u64,
+        interaction: u64,
+        channel: crate::model::Channel,
+        at: i64,
+    },
+    FollowUpDue {
+        customer: u64,
+        follow_up: u64,
+        due: i64,
+    },
+    /// The alert, by its id in the alerts table.
+    Alert(u64),
+}
+
+impl Emitted {
+    pub(crate) fn kind(&self) -> crate::plugin::EventKind {
+        use crate::plugin::EventKind;
+        match self {
+            Emitted::Created(_) => EventKind::CustomerCreated,
+            Emitted::Updated(_) => EventKind::CustomerUpdated,
+            Emitted::Erased(_) => EventKind::CustomerErased,
+            Emitted::Logged { .. } => EventKind::InteractionLogged,
+            Emitted::FollowUpDue { .. } => EventKind::FollowUpDue,
+            Emitted::Alert(_) => EventKind::AlertRaised,
+        }
+    }
+
+    /// The customer the event is about, if any.
+    pub(crate) fn customer(&self) -> Option<u64> {
+        match self {
+            Emitted::Created(id) | Emitted::Updated(id) => Some(*id),
+            Emitted::Logged { customer, .. } | Emitted::FollowUpDue { customer, .. } => {
+                Some(*customer)
+            }
+            Emitted::Erased(_) | Emitted::Alert(_) => None,
+        }
+    }
+}
+
+/// An event waiting in the queue for one plugin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredEvent {
+    /// The plugin it is for.
+    pub(crate) plugin: String,
+    /// How many deliveries led to it: 0 for an event of an operation, 1
+    /// for one caused by a plugin's reaction to an event, ...
+    pub(crate) depth: u32,
+    pub(crate) event: Emitted,
+}
+
 /// A line of a plugin's log: its text sealed (envelope 2), or in the
 /// clear as versions before sealing wrote it (envelope 1).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -94,6 +94,7 @@ mod tests {
                 })
                 .into_iter()
                 .collect(),
+            masked: Vec::new(),
         }
     }
 

@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn every_component_and_sample_exists() {
-        assert_eq!(ALL.len(), 5);
+        assert_eq!(ALL.len(), 7);
         for (name, path) in ALL {
             let bytes = std::fs::read(path).unwrap();
             // A component, not a core module: `\0asm`, version 0x0d, layer 1.

@@ -1,6 +1,13 @@
 //! The wasmtime host: one compiler and instance pool per engine, a fresh
-//! instance per call from a pre-instantiated component, a memory cap, an
-//! epoch deadline, and WASI without ambient authority.
+//! instance per call from a pre-instantiated component, a memory cap, a
+//! deadline, and WASI without ambient authority.
+//!
+//! The deadline holds in wasm and in host calls alike. Wasm code is
+//! stopped by the epoch (a trap when its ticks run out); a call that
+//! waits in the host (a sleep or a poll through WASI clocks) is an
+//! `async` call whose future is dropped when the deadline's timer fires,
+//! which ends the wait and the instance with it. Every entry point
+//! (instantiation, `describe`, `ingest`, `on-event`) runs under both.
 //!
 //! INVARIANT: nothing of a call outlives it. Each call gets its own
 //! `Store` (so its own linear memory, from the pool, zeroed on reuse), and
@@ -24,6 +31,9 @@ use super::{Fault, PluginError, PluginManifest, PluginSettings};
 wasmtime::component::bindgen!({
     path: "../sdk/wit",
     world: "plugin",
+    // Exports are called as futures, so that a timer can end a call that
+    // waits in the host; the engine's own imports answer at once.
+    exports: { default: async },
 });
 
 pub(crate) use self::custodian::plugin::host::Level;
@@ -395,7 +405,7 @@ impl Runtime {
             .max_wasm_stack(512 << 10);
         let engine = Engine::new(&config).map_err(host)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(host)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(host)?;
         let ticking = Arc::new(());
         let weak: Weak<()> = Arc::downgrade(&ticking);
@@ -495,17 +505,27 @@ impl Runtime {
             deadline: Duration::from_millis(u64::from(super::DEFAULT_DEADLINE_MS)),
         };
         let (mut store, _, _) = self.store(services, limits);
-        let failed = |store: &mut Store<CallState>, what: &str, e: wasmtime::Error| {
-            let fault = classify(store, &e, limits);
-            PluginError::Invalid(format!("{what} failed: it {fault}"))
-        };
-        let plugin = match loaded.pre.instantiate(&mut store) {
-            Ok(plugin) => plugin,
-            Err(e) => return Err(failed(&mut store, "starting it", e)),
-        };
-        let manifest = match plugin.custodian_plugin_handler().call_describe(&mut store) {
-            Ok(manifest) => manifest,
-            Err(e) => return Err(failed(&mut store, "its describe() export", e)),
+        let described = within(limits.deadline, async {
+            let plugin =
+                (loaded.pre.instantiate_async(&mut store).await).map_err(|e| ("starting it", e))?;
+            (plugin
+                .custodian_plugin_handler()
+                .call_describe(&mut store)
+                .await)
+                .map_err(|e| ("its describe() export", e))
+        });
+        let manifest = match described {
+            Some(Ok(manifest)) => manifest,
+            Some(Err((what, e))) => {
+                let fault = classify(&store, Some(&e), limits);
+                return Err(PluginError::Invalid(format!("{what} failed: it {fault}")));
+            }
+            None => {
+                let fault = classify(&store, None, limits);
+                return Err(PluginError::Invalid(format!(
+                    "its describe() export failed: it {fault}"
+                )));
+            }
         };
         check_manifest_size(&manifest)?;
         let manifest = from_wit_manifest(manifest);
@@ -522,28 +542,30 @@ impl Runtime {
         entry: Entry<'_>,
     ) -> Result<CallOutput, CallError> {
         let (mut store, stdout, stderr) = self.store(services, limits);
-        let plugin = match loaded.pre.instantiate(&mut store) {
-            Ok(p) => p,
-            Err(e) => {
-                // A trap in a start function is the plugin's; an exhausted
-                // pool is the host's.
-                return Err(match e.downcast_ref::<Trap>() {
-                    Some(_) => self.fault(&mut store, &e, limits, &stdout, &stderr),
-                    None => CallError::Host(format!("cannot instantiate: {e:#}")),
-                });
+        let ran = within(limits.deadline, async {
+            let plugin = (loaded.pre.instantiate_async(&mut store).await).map_err(Failed::Start)?;
+            let handler = plugin.custodian_plugin_handler();
+            match entry {
+                Entry::Ingest(payload) => handler.call_ingest(&mut store, payload).await,
+                Entry::OnEvent(event) => {
+                    store.data_mut().shown.event(event);
+                    handler.call_on_event(&mut store, event).await
+                }
             }
-        };
-        let handler = plugin.custodian_plugin_handler();
-        let result = match entry {
-            Entry::Ingest(payload) => handler.call_ingest(&mut store, payload),
-            Entry::OnEvent(event) => {
-                store.data_mut().shown.event(event);
-                handler.call_on_event(&mut store, event)
+            .map_err(Failed::Call)
+        });
+        let result = match ran {
+            Some(Ok(r)) => r,
+            // A trap in a start function is the plugin's; an exhausted
+            // pool is the host's.
+            Some(Err(Failed::Start(e))) if e.downcast_ref::<Trap>().is_none() => {
+                return Err(CallError::Host(format!("cannot instantiate: {e:#}")));
             }
-        };
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => return Err(self.fault(&mut store, &e, limits, &stdout, &stderr)),
+            Some(Err(Failed::Start(e) | Failed::Call(e))) => {
+                return Err(self.fault(&mut store, Some(&e), limits, &stdout, &stderr));
+            }
+            // The timer fired while the call waited in the host.
+            None => return Err(self.fault(&mut store, None, limits, &stdout, &stderr)),
         };
         if let Ok(commands) = &result {
             self.check_output(commands)
@@ -563,10 +585,12 @@ impl Runtime {
         })
     }
 
+    /// The fault of a failed call: `error`, or `None` when its deadline
+    /// passed while it waited in the host.
     fn fault(
         &self,
         store: &mut Store<CallState>,
-        error: &wasmtime::Error,
+        error: Option<&wasmtime::Error>,
         limits: CallLimitsSpec,
         stdout: &MemoryOutputPipe,
         stderr: &MemoryOutputPipe,
@@ -603,11 +627,19 @@ impl Runtime {
 }
 
 /// What went wrong in words: the limit hit, or the trap; never the wasm
-/// frames of a backtrace.
-fn classify(store: &Store<CallState>, error: &wasmtime::Error, limits: CallLimitsSpec) -> Fault {
+/// frames of a backtrace. `None`: the deadline passed while the call
+/// waited in the host.
+fn classify(
+    store: &Store<CallState>,
+    error: Option<&wasmtime::Error>,
+    limits: CallLimitsSpec,
+) -> Fault {
     if store.data().limits.memory_refused {
         return Fault::Memory { cap: limits.memory };
     }
+    let Some(error) = error else {
+        return Fault::Deadline(limits.deadline);
+    };
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Fault::Deadline(limits.deadline),
         Some(Trap::StackOverflow) => Fault::StackOverflow,
@@ -619,6 +651,28 @@ fn classify(store: &Store<CallState>, error: &wasmtime::Error, limits: CallLimit
             Fault::Trap(clip(first.to_string(), 500))
         }
     }
+}
+
+/// Where a call failed: starting its instance, or in the export.
+enum Failed {
+    Start(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+/// Runs a call to its end, or to its deadline: `None` when the deadline
+/// passed first. The call is polled on this thread; the timer is driven
+/// by wasmtime-wasi's runtime, which also serves the plugin's own waits,
+/// and dropping the call's future cancels whatever it waited on.
+fn within<T: Send>(deadline: Duration, call: impl Future<Output = T> + Send) -> Option<T> {
+    let run = move || {
+        wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(deadline, call).await.ok() })
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run();
+    }
+    // Called from inside the host's own tokio runtime, where blocking on
+    // a future is refused: the call runs on a thread of its own.
+    std::thread::scope(|scope| scope.spawn(run).join().ok().flatten())
 }
 
 fn append_output(

@@ -9,7 +9,7 @@ use wasmtime::Store;
 use super::{
     CallError, CallLimitsSpec, CallState, Entry, HostServices, Loaded, Plugin, Runtime, TICK, wit,
 };
-use crate::plugin::{PluginError, PluginSettings};
+use crate::plugin::{Fault, PluginError, PluginSettings};
 
 /// The sandbox alone, for benchmarks: a component's `on-event` called with
 /// an event of a chosen size, on a fresh instance per call (what the
@@ -97,11 +97,12 @@ impl SandboxProbe {
     /// An instance to call repeatedly.
     pub fn warm(&self) -> Result<WarmInstance<'_>, PluginError> {
         let (mut store, _, _) = self.runtime.store(Arc::new(Silent), self.limits);
-        let plugin = self
-            .loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+        let plugin = super::within(
+            self.limits.deadline,
+            self.loaded.pre.instantiate_async(&mut store),
+        )
+        .ok_or_else(|| PluginError::Runtime("instantiation ran past its deadline".into()))?
+        .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         Ok(WarmInstance {
             probe: self,
             store,
@@ -122,10 +123,12 @@ impl WarmInstance<'_> {
             .max(1);
         self.store
             .set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        let result = self
-            .plugin
-            .custodian_plugin_handler()
-            .call_on_event(&mut self.store, &self.probe.event)
+        let handler = self.plugin.custodian_plugin_handler();
+        let call = handler.call_on_event(&mut self.store, &self.probe.event);
+        let result = super::within(self.probe.limits.deadline, call)
+            .ok_or_else(|| {
+                PluginError::Runtime(Fault::Deadline(self.probe.limits.deadline).to_string())
+            })?
             .map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         Ok(result.map_or(0, |c| c.len()))
     }

@@ -8,7 +8,7 @@ use super::super::StoreError;
 use super::super::interface::{AuditHead, Index, Snapshot};
 use super::super::types::{
     CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
-    StoredCredentials, StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold,
+    StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredHold,
     StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
     StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode,
     decode_customer, decode_customer_ref, decode_log_line, decode_principal,
@@ -414,6 +414,32 @@ impl<S: Open> Snapshot for S {
                 Ok((id, decode(self.body(ALERTS, &id, v.value())?, "alert")?))
             })
             .collect()
+    }
+
+    fn alert(&self, id: u64) -> Res<Option<StoredAlert>> {
+        get(self, ALERTS, id, "alert")
+    }
+
+    fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>> {
+        let Some(table) = self.table(EVENTS)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .iter()?
+            .take(limit)
+            .map(|e| {
+                let (k, v) = e?;
+                let id = k.value();
+                Ok((
+                    id,
+                    decode(self.body(EVENTS, &id, v.value())?, "queued event")?,
+                ))
+            })
+            .collect()
+    }
+
+    fn queued_event_count(&self) -> Res<u64> {
+        len(self, EVENTS)
     }
 
     fn consent(&self, customer: u64, key: &str) -> Res<Option<StoredConsent>> {

@@ -224,6 +224,9 @@ tables! {
     AGGREGATES: Aggregates, aggregates, u64, was &'static [u8] = "anonymized";
     /// The retention script, the retired purposes and a sweep's progress.
     RETENTION: Retention, retention, &'static str, was &'static [u8] = "retention";
+    /// Events waiting for delivery, by queue id (in commit order): one
+    /// entry per subscribed plugin, naming the event by kind and ids.
+    EVENTS: Events, events, u64, was &'static [u8] = "event_queue";
     }
     tables {
     /// The storage format and the key-check value: read before the key is

@@ -6,10 +6,10 @@ use super::super::StoreError;
 use super::super::interface::{AuditHead, Index, Snapshot, Txn};
 use super::super::types::{
     LogText, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry, StoredCredentials,
-    StoredCustomer, StoredDeletion, StoredFollowUp, StoredHold, StoredInteraction, StoredLogLine,
-    StoredMessage, StoredNotice, StoredPluginCounters, StoredPolicy, StoredPrincipal, StoredRun,
-    StoredSession, StoredThrottle, decode, encode, encode_customer, encode_log_line,
-    encode_principal,
+    StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredHold, StoredInteraction,
+    StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters, StoredPolicy,
+    StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode, encode, encode_customer,
+    encode_log_line, encode_principal,
 };
 use super::reads::customer_state_key;
 use super::tables::*;
@@ -336,6 +336,16 @@ impl Txn for Writer<'_> {
 
     fn put_alert(&mut self, id: u64, a: &StoredAlert) -> Res<()> {
         self.put(ALERTS, id, &encode(a)?)?;
+        Ok(())
+    }
+
+    fn queue_event(&mut self, id: u64, e: &StoredEvent) -> Res<()> {
+        self.put(EVENTS, id, &encode(e)?)?;
+        Ok(())
+    }
+
+    fn remove_event(&mut self, id: u64) -> Res<()> {
+        self.table_mut(EVENTS)?.remove(id)?;
         Ok(())
     }
 

@@ -34,6 +34,7 @@
 //! | `remember TEXT` / `recall` | keeps TEXT in the instance's memory / prints `recalled: <text>` or `recalled: none` |
 //! | `ambient` | tries what WASI could give an unsandboxed program: prints the number of environment variables and arguments, whether `/`, `.`, `/etc/passwd` and `/tmp` can be read, whether a file can be written, a TCP connection made and stdin read |
 //! | `trap` | panics with `deliberate trap` (a trap: panics abort) |
+//! | `sleep [MS]` | sleeps MS milliseconds (default 60,000) in the host (`std::thread::sleep`, a WASI clocks poll), then returns no commands |
 //! | `ok` | no commands |
 //! | `fail` | the error `deliberate failure` |
 //!
@@ -46,7 +47,10 @@
 //! name=Li Na,phone=+86 138 0013 8000`), then for `follow-up-due` the note
 //! when the engine handed one over (`event: follow-up-due
 //! name=Li Na,note=call back`); `id=<id>` for `customer-erased`,
-//! `kind=..,message=..` for `alert-raised`. It returns no commands.
+//! `kind=..,message=..` for `alert-raised`. It returns no commands. Then,
+//! if the plugin's state holds `sleep MS` under the key `on-event` (set it
+//! with `state-set on-event sleep MS`), it sleeps MS milliseconds in the
+//! host, as `sleep` does.
 
 use std::hint::black_box;
 
@@ -289,18 +293,26 @@ impl Guest for Misbehave {
                 Ok(Vec::new())
             }
             "trap" => trap(),
+            "sleep" => {
+                sleep(count(args.next(), 60_000)?);
+                Ok(Vec::new())
+            }
             "ok" => Ok(Vec::new()),
             "fail" => Err("deliberate failure".into()),
             other => Err(format!(
                 "unknown word `{other}`: expected loop, grow, recurse, huge, flood, command, \
                  lookup, print, state-set, state-get, state-fill, cstate-set, cstate-set-unseen, \
-                 cstate-get, park, log-flood, remember, recall, ambient, trap, ok or fail"
+                 cstate-get, park, log-flood, remember, recall, ambient, trap, sleep, ok or fail"
             )),
         }
     }
 
     fn on_event(event: Event) -> Result<Vec<Command>, String> {
         println!("{}", event_line(&event));
+        let asked = host::state_get("on-event").and_then(|v| String::from_utf8(v).ok());
+        if let Some(ms) = asked.as_deref().and_then(|a| a.strip_prefix("sleep ")) {
+            sleep(count(Some(ms.trim()), 60_000)?);
+        }
         Ok(Vec::new())
     }
 }
@@ -393,6 +405,12 @@ fn customer_id(arg: Option<&str>) -> Result<u64, String> {
 
 /// Spins until the engine's deadline stops it. `black_box` keeps the
 /// optimizer from proving the loop useless.
+/// Waits `ms` milliseconds in the host: a blocking call the deadline must
+/// end as surely as a loop.
+fn sleep(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
 fn spin() -> ! {
     let mut i: u64 = 0;
     loop {
@@ -531,13 +549,13 @@ mod tests {
                     value: "138****8000".into(),
                 },
             ],
+            masked: vec!["phone".into()],
         };
         assert_eq!(fields(&c), "name=Li Na,phone=138****8000");
         assert_eq!(
-            event_line(&Event::CustomerCreated(c.clone())),
+            event_line(&Event::CustomerCreated(c)),
             "event: customer-created name=Li Na,phone=138****8000"
         );
-        assert_eq!(Misbehave::on_event(Event::CustomerCreated(c)), Ok(vec![]));
     }
 
     #[test]
@@ -549,6 +567,7 @@ mod tests {
                 name: "name".into(),
                 value: "Li Na".into(),
             }],
+            masked: Vec::new(),
         };
         let due = |customer: Customer, note: Option<&str>| {
             Event::FollowUpDue(FollowUpDue {
