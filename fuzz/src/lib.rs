@@ -2,8 +2,9 @@
 //! parser of outside input, each fed arbitrary bytes. A target fails by
 //! panicking: the engine must answer any input with a value or an error
 //! that says what is wrong, never a panic. Run with cargo-fuzz (see
-//! README.md); the tests below run each body on the seeds in `seeds/` and
-//! on every input a run has found and turned into a regression.
+//! README.md); `tests/seeds.rs` runs each body on the seeds in `seeds/` and
+//! on every input a run has found and turned into a regression (and, being
+//! an integration test, makes `cargo test` build and link the targets).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -135,59 +136,5 @@ pub fn checkpoint(data: &[u8]) {
     if let Ok(checkpoint) = Checkpoint::from_json(source) {
         let again = Checkpoint::from_json(&checkpoint.to_json());
         assert!(again.is_ok_and(|c| c == checkpoint));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use std::path::Path;
-
-    /// Each target on every file of `seeds/<target>/` and
-    /// `regressions/<target>/`.
-    fn run(target: &str, body: fn(&[u8])) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut ran = 0;
-        for folder in ["seeds", "regressions"] {
-            let Ok(entries) = std::fs::read_dir(root.join(folder).join(target)) else {
-                continue;
-            };
-            for entry in entries {
-                body(&std::fs::read(entry.unwrap().path()).unwrap());
-                ran += 1;
-            }
-        }
-        assert!(ran > 0, "no seed for {target}");
-    }
-
-    #[test]
-    fn csv_import() {
-        run("csv_import", super::csv_import);
-    }
-
-    #[test]
-    fn schema() {
-        run("schema", super::schema);
-    }
-
-    #[test]
-    fn policy_pack() {
-        run("policy_pack", super::policy_pack);
-    }
-
-    #[test]
-    fn retention() {
-        run("retention", super::retention);
-    }
-
-    #[test]
-    fn manifest() {
-        run("manifest", super::manifest);
-    }
-
-    #[test]
-    fn checkpoint() {
-        run("checkpoint", super::checkpoint);
     }
 }
