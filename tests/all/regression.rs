@@ -304,26 +304,36 @@ fn a_refusal_reason_of_any_size_is_kept_bounded() {
 /// the actor and the policy as they were when the import began; the write
 /// re-checks only that the principal is active. A principal whose roles
 /// are taken away during an import goes on creating customers.
-#[test]
-fn an_import_stops_when_its_principal_loses_the_right_to_create() {
-    let fx = Fixture::new();
-    let engine = fx.with_staff();
+/// Twelve rows imported by `wang` one per batch, `change` made after the
+/// first batch; the import's result.
+fn import_changed_after_first_batch(
+    engine: &Engine,
+    change: impl FnOnce(),
+) -> custodian::Result<custodian::ImportReport> {
     let rows: Vec<NewCustomer> = (0..12)
         .map(|i| NewCustomer::new().field("name", format!("Row {i}")))
         .collect();
     let options = ImportOptions { batch_size: 1 };
-    let mut demoted = false;
-    let result = engine.import_customers(&as_("wang"), rows, &options, |_| {
-        if !demoted {
-            demoted = true;
-            // Analysts may not create customers.
-            let update = PrincipalUpdate {
-                roles: Some(vec!["analyst".into()]),
-                set_attributes: Default::default(),
-                remove_attributes: vec![],
-            };
-            engine.update_principal(&admin(), "wang", &update).unwrap();
+    let mut change = Some(change);
+    engine.import_customers(&as_("wang"), rows, &options, |_| {
+        if let Some(change) = change.take() {
+            change();
         }
+    })
+}
+
+#[test]
+fn an_import_stops_when_its_principal_loses_the_right_to_create() {
+    let fx = Fixture::new();
+    let engine = fx.with_staff();
+    let result = import_changed_after_first_batch(&engine, || {
+        // Analysts may not create customers.
+        let update = PrincipalUpdate {
+            roles: Some(vec!["analyst".into()]),
+            set_attributes: Default::default(),
+            remove_attributes: vec![],
+        };
+        engine.update_principal(&admin(), "wang", &update).unwrap();
     });
     // The next batch is decided again in its own write, and refused.
     assert!(
@@ -522,21 +532,13 @@ fn of_two_racing_policy_installs_the_latest_stored_is_in_force() {
 fn an_import_stops_when_a_stricter_policy_is_installed() {
     let fx = Fixture::new();
     let engine = fx.with_staff();
-    let rows: Vec<NewCustomer> = (0..12)
-        .map(|i| NewCustomer::new().field("name", format!("Row {i}")))
-        .collect();
-    let options = ImportOptions { batch_size: 1 };
     let from = "    let c = req.customer;";
     let to = format!(
         "    if req.principal.id == \"wang\" && req.action == \"create\" {{ return deny(\"no more imports\"); }}\n{from}"
     );
     let stricter = default_pack_with(from, &to);
-    let mut installed = false;
-    let result = engine.import_customers(&as_("wang"), rows, &options, |_| {
-        if !installed {
-            installed = true;
-            engine.install_policy(&admin(), &stricter).unwrap();
-        }
+    let result = import_changed_after_first_batch(&engine, || {
+        engine.install_policy(&admin(), &stricter).unwrap();
     });
     assert!(
         matches!(&result, Err(Error::Denied(Denied::Policy { reason })) if reason == "no more imports"),

@@ -30,6 +30,32 @@ fn get<'k, T: Named<V = Tagged>, D: DeserializeOwned>(
     source.record(table, key, |body| decode(body, what))
 }
 
+/// Up to `limit` records of a table keyed by id, with their ids: oldest
+/// first, or newest first.
+fn listed<T: Named<K = u64, V = Tagged>, D: DeserializeOwned>(
+    source: &impl Open,
+    table: T,
+    what: &str,
+    limit: usize,
+    newest_first: bool,
+) -> Res<Vec<(u64, D)>> {
+    let Some(open) = source.table(table)? else {
+        return Ok(Vec::new());
+    };
+    let rows = open.iter()?;
+    let rows: Box<dyn Iterator<Item = _>> = match newest_first {
+        true => Box::new(rows.rev()),
+        false => Box::new(rows),
+    };
+    rows.take(limit)
+        .map(|e| {
+            let (k, v) = e?;
+            let id = k.value();
+            Ok((id, decode(source.body(table, &id, v.value())?, what)?))
+        })
+        .collect()
+}
+
 /// How many entries a table holds.
 fn len(source: &impl Open, table: impl Named) -> Res<u64> {
     Ok(match source.table(table)? {
@@ -367,18 +393,7 @@ impl<S: Open> Snapshot for S {
     }
 
     fn messages(&self, limit: usize) -> Res<Vec<(u64, StoredMessage)>> {
-        let Some(table) = self.table(OUTBOX)? else {
-            return Ok(Vec::new());
-        };
-        table
-            .iter()?
-            .take(limit)
-            .map(|e| {
-                let (k, v) = e?;
-                let id = k.value();
-                Ok((id, decode(self.body(OUTBOX, &id, v.value())?, "message")?))
-            })
-            .collect()
+        listed(self, OUTBOX, "message", limit, false)
     }
 
     fn messages_of(&self, customer: u64) -> Res<Vec<StoredMessage>> {
@@ -401,19 +416,7 @@ impl<S: Open> Snapshot for S {
     }
 
     fn alerts(&self, limit: usize) -> Res<Vec<(u64, StoredAlert)>> {
-        let Some(table) = self.table(ALERTS)? else {
-            return Ok(Vec::new());
-        };
-        table
-            .iter()?
-            .rev()
-            .take(limit)
-            .map(|e| {
-                let (k, v) = e?;
-                let id = k.value();
-                Ok((id, decode(self.body(ALERTS, &id, v.value())?, "alert")?))
-            })
-            .collect()
+        listed(self, ALERTS, "alert", limit, true)
     }
 
     fn alert(&self, id: u64) -> Res<Option<StoredAlert>> {
@@ -421,21 +424,7 @@ impl<S: Open> Snapshot for S {
     }
 
     fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>> {
-        let Some(table) = self.table(EVENTS)? else {
-            return Ok(Vec::new());
-        };
-        table
-            .iter()?
-            .take(limit)
-            .map(|e| {
-                let (k, v) = e?;
-                let id = k.value();
-                Ok((
-                    id,
-                    decode(self.body(EVENTS, &id, v.value())?, "queued event")?,
-                ))
-            })
-            .collect()
+        listed(self, EVENTS, "queued event", limit, false)
     }
 
     fn queued_event_count(&self) -> Res<u64> {
