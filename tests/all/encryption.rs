@@ -364,6 +364,97 @@ fn no_byte_of_a_destroyed_key_is_left_in_the_key_store_or_its_mirrors() {
     assert!(engine.customer(&admin(), keep).is_ok());
 }
 
+/// What the data file holds of `ids`: every blind-index key that finds
+/// one of them, and the stored bytes of their records.
+fn traces_of(db: &std::path::Path, ids: &[u64]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use redb::{ReadableDatabase, ReadableMultimapTable};
+    let db = redb::ReadOnlyDatabase::open(db).unwrap();
+    let txn = db.begin_read().unwrap();
+    let blind: redb::MultimapTableDefinition<&[u8], u64> =
+        redb::MultimapTableDefinition::new("blind_index");
+    let mut keys = Vec::new();
+    for entry in txn.open_multimap_table(blind).unwrap().iter().unwrap() {
+        let (key, found) = entry.unwrap();
+        for id in found {
+            if ids.contains(&id.unwrap().value()) {
+                keys.push(key.value().to_vec());
+            }
+        }
+    }
+    let mut records = Vec::new();
+    let customers: redb::TableDefinition<u64, crate::integrity::Tagged> =
+        redb::TableDefinition::new("customers");
+    let customers = txn.open_table(customers).unwrap();
+    let interactions: redb::TableDefinition<(u64, u64), crate::integrity::Tagged> =
+        redb::TableDefinition::new("interactions");
+    let interactions = txn.open_table(interactions).unwrap();
+    for id in ids {
+        records.push(customers.get(id).unwrap().unwrap().value().to_vec());
+        for entry in interactions.range((*id, 0)..=(*id, u64::MAX)).unwrap() {
+            records.push(entry.unwrap().1.value().to_vec());
+        }
+    }
+    (keys, records)
+}
+
+#[test]
+fn nothing_an_erasure_frees_is_left_in_the_data_file() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let ctx = admin();
+    let people: Vec<u64> = (0..40)
+        .map(|i| {
+            let person = NewCustomer::new()
+                .field("name", format!("Person {i}"))
+                .field("phone", format!("1380013{i:04}"))
+                .field("email", format!("person.{i}@example.com"));
+            let id = engine.create_customer(&ctx, person).unwrap();
+            let call = custodian::NewInteraction::new(
+                custodian::Channel::Call,
+                custodian::Direction::Inbound,
+                format!("Call {i} about the quote"),
+            );
+            engine.log_interaction(&ctx, id, call).unwrap();
+            id
+        })
+        .collect();
+    let (gone, kept) = people.split_at(3);
+    engine.flush_audit().unwrap();
+    drop(engine);
+    let (gone_keys, gone_records) = traces_of(&fx.db(), gone);
+    let (kept_keys, _) = traces_of(&fx.db(), kept);
+    assert!(gone_keys.len() >= 6 && gone_records.len() >= 6);
+    for key in gone_keys.iter().chain(&kept_keys) {
+        assert!(contains(&fx.db(), key));
+    }
+    let engine = fx.open();
+    engine.delete_customer(&ctx, gone[0]).unwrap();
+    engine
+        .subject_erase(&ctx, gone[1], "erasure request")
+        .unwrap();
+    engine
+        .anonymize_customer(&ctx, gone[2], "erasure request")
+        .unwrap();
+    // Checked while the engine is open: the erasure returned, so no copy
+    // is left for a later close or compaction to remove.
+    for key in &gone_keys {
+        assert!(!contains(&fx.db(), key), "a usable index entry is left");
+    }
+    for record in &gone_records {
+        assert!(!contains(&fx.db(), record), "an erased record is left");
+    }
+    // What was not erased is all there, and still found.
+    for key in &kept_keys {
+        assert!(contains(&fx.db(), key));
+    }
+    let found = engine
+        .find_customers(&ctx, &Query::field("phone", "13800130007"), 5)
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    drop(engine);
+    assert!(fx.open().customer(&ctx, kept[0]).is_ok());
+}
+
 #[test]
 fn masked_renderings_are_sealed_in_every_file() {
     let fx = Fixture::new();

@@ -234,17 +234,20 @@ impl EngineBuilder {
 }
 
 /// Seals the masked renderings that a database made before they were
-/// sealed keeps in the clear: once, in audited batches.
+/// sealed keeps in the clear: once, in audited batches; then rewrites the
+/// file, whose freed pages still hold them.
 fn seal_clear_masks(core: &Core) -> Result<()> {
     if core.store.read(|r| r.setting(MASKS_SEALED))?.is_some() {
         return Ok(());
     }
+    let mut sealed = false;
     let mut after = 0;
     loop {
         let (ids, last) = core
             .store
             .read(|r| core.records.clear_masks(r, after, 1_000))?;
         if !ids.is_empty() {
+            sealed = true;
             let keys = core.records.add_mask_keys(&ids)?;
             let target = format!("masked renderings of {} customers", keys.len());
             let entry = Entry::new("customer.seal_masks").target(target);
@@ -259,6 +262,9 @@ fn seal_clear_masks(core: &Core) -> Result<()> {
             Some(last) => after = last,
             None => break,
         }
+    }
+    if sealed {
+        core.store.scrub()?;
     }
     core.store
         .write(|w| Ok::<_, Error>(w.put_setting(MASKS_SEALED, b"done")?))

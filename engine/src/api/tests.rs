@@ -345,3 +345,53 @@ fn a_masked_read_opens_the_masked_rendering_and_never_the_data_key() {
     assert!(engine.customer(&admin(), a).is_ok());
     assert!(engine.core.records.cached_key(a).is_some());
 }
+
+#[test]
+fn renderings_sealed_at_open_leave_no_clear_copy_in_the_file() {
+    let (dir, open) = reopenable();
+    let engine = open();
+    engine
+        .add_principal(&admin(), "zhao", crate::PrincipalKind::User, &["support"])
+        .unwrap();
+    let people: Vec<(u64, String)> = (0..200)
+        .map(|i| {
+            let phone = format!("1380013{i:04}");
+            let id = customer(&engine, &format!("Person {i}"), &phone, "p@example.com");
+            (id, format!("138****{i:04}"))
+        })
+        .collect();
+    // The renderings in the clear, as customer envelope 1 kept them.
+    engine
+        .core
+        .store
+        .write(|txn| {
+            for (id, rendering) in &people {
+                let mut record = txn.customer(*id)?.unwrap();
+                let phone = record.sealed.get_mut("phone").unwrap();
+                phone.masked = crate::store::StoredMask::Clear(rendering.clone());
+                txn.put_customer(&record)?;
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .unwrap();
+    engine
+        .core
+        .store
+        .forget_setting(crate::records::MASKS_SEALED)
+        .unwrap();
+    drop(engine);
+    let file = dir.path().join("crm.redb");
+    let clear = || {
+        let raw = std::fs::read(&file).unwrap();
+        (people.iter())
+            .filter(|(_, r)| raw.windows(r.len()).any(|w| w == r.as_bytes()))
+            .count()
+    };
+    assert_eq!(clear(), people.len());
+    let engine = open();
+    assert_eq!(clear(), 0, "clear renderings are left in the data file");
+    let support = Context::new("zhao", "support");
+    let (id, rendering) = &people[7];
+    let seen = engine.customer(&support, *id).unwrap();
+    assert_eq!(seen.get("phone"), Some(rendering.as_str()));
+}

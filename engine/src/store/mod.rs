@@ -40,6 +40,12 @@ pub enum StoreError {
     /// The storage device or file failed (I/O error, full disk, ...).
     #[error("storage failure: {0}; nothing was acknowledged")]
     Backend(String),
+    /// A change was committed, but the data file it freed pages of could
+    /// not be rewritten (`Store::scrub`).
+    #[error(
+        "the change is saved, but the data file could not be rewritten to clear the space it freed ({0}); it is rewritten when the database is next opened"
+    )]
+    Rewrite(String),
     /// Another process (or another open engine) holds the file.
     #[error("the database is already open in another process or engine; close that one and retry")]
     Locked,

@@ -13,6 +13,7 @@ mod reads;
 #[cfg(test)]
 mod tests;
 mod migrate;
+mod scrub;
 mod tables;
 mod tagged;
 mod writes;
@@ -20,7 +21,8 @@ mod writes;
 use std::borrow::Borrow;
 use std::cell::{OnceCell, Ref, RefCell, RefMut};
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use redb::{
     Database, MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableMultimapTable,
@@ -33,13 +35,20 @@ use super::interface::{AuditHead, Snapshot, Txn};
 use super::{FORMAT, Identity, Location, Meta, StoreError};
 use tables::{
     META, META_CHECK, META_FORMAT, MultimapOf, NEWEST, Named, NamedMultimap, Opened,
-    SETTING_AUDIT_HEAD, SETTING_NEXT_ID, SETTING_SCHEMA, SETTING_STORE_ID, SETTINGS, Seen, TableOf,
+    SETTING_AUDIT_HEAD, SETTING_NEXT_ID, SETTING_SCHEMA, SETTING_SCRUB, SETTING_STORE_ID, SETTINGS,
+    Seen, TableOf,
 };
 use tagged::{Tagged, TaggedRef};
 
 /// The data file, and the key its records are authenticated under.
 pub(crate) struct Store {
-    db: Database,
+    /// The open file. A rewrite ([`Store::scrub`]) puts a new one in its
+    /// place; a snapshot keeps the one it began on until it ends.
+    db: RwLock<Arc<Database>>,
+    /// Held by each write transaction, and by a rewrite throughout.
+    writing: Mutex<()>,
+    /// Where the file is; `None` for a caller-supplied medium.
+    path: Option<PathBuf>,
     integrity: Integrity,
 }
 
@@ -104,6 +113,9 @@ pub(crate) struct Reader<'s> {
     txn: ReadTransaction,
     seen: Seen,
     integrity: &'s Integrity,
+    /// The file the snapshot reads, kept open until it ends (dropped
+    /// after `txn`).
+    _db: Arc<Database>,
 }
 
 /// What a snapshot's slot holds once opened: the table, or `None` if the
@@ -159,6 +171,8 @@ pub(crate) struct Writer<'t> {
     audit: Vec<(u64, Vec<u8>)>,
     /// The smallest id this transaction knows to be unused.
     next_id: Option<u64>,
+    /// Whether it freed what must not outlive it in the file's free pages.
+    owes_scrub: bool,
 }
 
 /// A write transaction's slot, opened on first use, for a write. A table
@@ -204,6 +218,7 @@ impl<'t> Writer<'t> {
             head: None,
             audit: Vec::new(),
             next_id: None,
+            owes_scrub: false,
         }
     }
 
@@ -278,9 +293,12 @@ impl Open for Writer<'_> {
 }
 
 impl Writer<'_> {
-    /// Writes what the transaction kept in memory: the audit head and the
-    /// highest id used.
-    fn finish(self) -> Result<(), StoreError> {
+    /// Writes what the transaction kept in memory: the audit head, the
+    /// highest id used and whether it owes a rewrite. Returns the latter.
+    fn finish(self) -> Result<bool, StoreError> {
+        if self.owes_scrub {
+            self.put(SETTINGS, SETTING_SCRUB, &[])?;
+        }
         if !self.audit.is_empty() {
             let mut audit = self.table_mut(tables::AUDIT)?;
             for (seq, bytes) in &self.audit {
@@ -296,7 +314,7 @@ impl Writer<'_> {
                 self.put(SETTINGS, SETTING_NEXT_ID, &next.to_le_bytes())?;
             }
         }
-        Ok(())
+        Ok(self.owes_scrub)
     }
 }
 
@@ -329,32 +347,59 @@ impl Store {
         key_check: [u8; 32],
     ) -> Result<(Self, Meta), StoreError> {
         let builder = Database::builder();
-        let db = match location {
+        let (db, path) = match location {
             Location::Path(path) if create => {
                 super::files::create_private(path)
                     .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-                builder.create(path)?
+                (builder.create(path)?, Some(path.to_owned()))
             }
             Location::Path(path) => {
                 if !path.exists() {
                     return Err(StoreError::Missing(path.display().to_string()));
                 }
-                builder.open(path)?
+                (builder.open(path)?, Some(path.to_owned()))
             }
-            Location::Backend(backend) => builder.create_with_backend(BackendAdapter(backend))?,
+            Location::Backend(backend) => {
+                let db = builder.create_with_backend(BackendAdapter(backend))?;
+                (db, None)
+            }
         };
-        let store = Self { db, integrity };
+        let store = Self {
+            db: RwLock::new(Arc::new(db)),
+            writing: Mutex::new(()),
+            path,
+            integrity,
+        };
         let meta = store.reader()?.meta(key_check)?;
         Ok((store, meta))
     }
 
+    /// The file open now.
+    fn db(&self) -> Arc<Database> {
+        Arc::clone(&self.db.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Brings the file to this build's format (creating any missing table
     /// and tagging the records of a format-1 file) and, for a new
-    /// database, records its identity. Writes only when something is
-    /// missing.
+    /// database, records its identity; then finishes a rewrite a crash
+    /// interrupted. Writes only when something is missing.
     pub(crate) fn prepare(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
+        self.bring_up_to_date(identity)?;
+        if self
+            .reader()?
+            .table(SETTINGS)?
+            .is_some_and(|t| t.get(SETTING_SCRUB).is_ok_and(|owed| owed.is_some()))
+        {
+            self.scrub()?;
+        }
+        Ok(())
+    }
+
+    fn bring_up_to_date(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
+        let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let db = self.db();
         let complete = {
-            let txn = self.db.begin_read()?;
+            let txn = db.begin_read()?;
             let newest = match txn.open_table(NEWEST.def()) {
                 Ok(_) => true,
                 Err(redb::TableError::TableDoesNotExist(_)) => false,
@@ -370,7 +415,7 @@ impl Store {
         if complete {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
+        let txn = db.begin_write()?;
         let format = read_format(&txn.open_table(META.def())?)?;
         if format.is_some_and(|f| f < FORMAT) {
             migrate::from_format_1(&txn, &self.integrity)?;
@@ -389,23 +434,30 @@ impl Store {
             }
         }
         txn.commit()?;
+        drop(writing);
         Ok(())
     }
 
     /// Runs `f` in one write transaction and commits it durably. If `f`
-    /// fails, nothing it wrote is kept.
+    /// fails, nothing it wrote is kept. A transaction that removed a
+    /// customer returns once the file holds no freed page of it
+    /// ([`Store::scrub`]).
     pub(crate) fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&mut dyn Txn) -> Result<T, E>,
     ) -> Result<T, E> {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
-        let value = {
+        let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let txn = self.db().begin_write().map_err(StoreError::from)?;
+        let (value, owes_scrub) = {
             let mut writer = Writer::new(&txn, &self.integrity);
             let value = f(&mut writer)?;
-            writer.finish().map_err(E::from)?;
-            value
+            (value, writer.finish().map_err(E::from)?)
         };
         txn.commit().map_err(StoreError::from)?;
+        drop(writing);
+        if owes_scrub {
+            self.scrub()?;
+        }
         Ok(value)
     }
 
@@ -418,11 +470,24 @@ impl Store {
     }
 
     fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        let db = self.db();
         Ok(Reader {
-            txn: self.db.begin_read()?,
+            txn: db.begin_read()?,
             seen: Seen::default(),
             integrity: &self.integrity,
+            _db: db,
         })
+    }
+
+    /// Removes an engine setting, as a file written before it was set
+    /// lacks it.
+    #[cfg(test)]
+    pub(crate) fn forget_setting(&self, name: &str) -> Result<(), StoreError> {
+        let txn = self.db().begin_write()?;
+        let key = tables::engine_setting(name);
+        txn.open_table(SETTINGS.def())?.remove(key.as_str())?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Checks every authenticated record; each that fails is reported.

@@ -7,7 +7,8 @@ use std::cell::{OnceCell, RefCell};
 
 use redb::{
     Key, MultimapTable, MultimapTableDefinition, ReadOnlyMultimapTable, ReadOnlyTable,
-    ReadableTable, ReadableTableMetadata, Table, TableDefinition, Value, WriteTransaction,
+    ReadTransaction, ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, Value, WriteTransaction,
 };
 
 use super::super::StoreError;
@@ -145,6 +146,17 @@ macro_rules! tables {
             Ok(checked)
         }
 
+        /// Copies every table `from` holds into `to`, record by record.
+        pub(super) fn copy_all(
+            from: &ReadTransaction,
+            to: &WriteTransaction,
+        ) -> Result<(), StoreError> {
+            $( copy_table(from, to, $rkonst.def())?; )*
+            $( copy_table(from, to, $konst.def())?; )*
+            $( copy_multimap(from, to, $mkonst.def())?; )*
+            Ok(())
+        }
+
         /// Storage format 1 to 2: tags every record where it lies.
         pub(super) fn tag_records(
             txn: &WriteTransaction,
@@ -273,6 +285,46 @@ fn verify_table<T: Named<V = Tagged>>(
     Ok(checked)
 }
 
+/// Copies the table `def` names, if `from` has it, into `to`.
+fn copy_table<K: Key + 'static, V: Value + 'static>(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+    def: TableDefinition<'static, K, V>,
+) -> Result<(), StoreError> {
+    let source = match from.open_table(def) {
+        Ok(source) => source,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut copy = to.open_table(def)?;
+    for entry in source.iter()? {
+        let (key, value) = entry?;
+        copy.insert(key.value(), value.value())?;
+    }
+    Ok(())
+}
+
+/// [`copy_table`], for a multimap table.
+fn copy_multimap<K: Key + 'static, V: Key + 'static>(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+    def: MultimapTableDefinition<'static, K, V>,
+) -> Result<(), StoreError> {
+    let source = match from.open_multimap_table(def) {
+        Ok(source) => source,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut copy = to.open_multimap_table(def)?;
+    for entry in source.iter()? {
+        let (key, values) = entry?;
+        for value in values {
+            copy.insert(key.value(), value?.value())?;
+        }
+    }
+    Ok(())
+}
+
 /// Tags each record of a format-1 table in place: the table is read as
 /// it was typed, and written anew under the same name.
 fn tag_table<T: Named<V = Tagged>, Old: Untagged>(
@@ -312,6 +364,11 @@ pub(super) const SETTING_STORE_ID: &str = "store_id";
 pub(super) const SETTING_SCHEMA: &str = "schema";
 pub(super) const SETTING_AUDIT_HEAD: &str = "audit_head";
 pub(super) const SETTING_NEXT_ID: &str = "next_id";
+/// Set by a transaction that removed a customer, in that transaction;
+/// removed by the rewrite that leaves no freed page behind
+/// ([`Store::scrub`](super::Store::scrub)). One found at open is a rewrite a
+/// crash interrupted.
+pub(super) const SETTING_SCRUB: &str = "scrub_owed";
 
 /// The settings key of a setting the engine keeps (apart from the
 /// store's own).

@@ -1,18 +1,31 @@
 //! The tables a transaction keeps open: its own writes are read back, a
 //! scan's callback may read the table it scans, and a table lent to a
-//! write is refused to anything else with an error, not a panic.
+//! write is refused to anything else with an error, not a panic. The
+//! rewrite that follows a removal: nothing freed is left, a crash before it
+//! is finished by the next open, and snapshots and writes go on across it.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
-use super::super::{Integrity, Location, StoreError, StoredCustomer};
-use super::tables::{CUSTOMERS, HOLDS};
-use super::{Open, Store};
+use redb::ReadableTable;
+
+use super::super::{Index, Integrity, Location, Snapshot, StoreError, StoredCustomer, Txn};
+use super::tables::{CUSTOMERS, HOLDS, SETTING_SCRUB, SETTINGS};
+use super::{Open, Store, Writer};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data.redb");
+    let store = open(&dir);
+    (dir, store)
+}
+
+fn path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("data.redb")
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    let path = path(dir);
     let (store, _) = Store::open(
         Location::Path(&path),
         true,
@@ -21,7 +34,102 @@ fn store() -> (tempfile::TempDir, Store) {
     )
     .unwrap();
     store.prepare(None).unwrap();
-    (dir, store)
+    store
+}
+
+/// Whether the file at `path` holds `needle` anywhere, free pages too.
+fn holds(path: &std::path::Path, needle: &[u8]) -> bool {
+    let raw = std::fs::read(path).unwrap();
+    raw.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A blind-index key no other byte of the file is likely to match.
+fn marker(id: u64) -> [u8; 16] {
+    let mut key = *b"blindkey\0\0\0\0\0\0\0\0";
+    key[8..].copy_from_slice(&id.to_le_bytes());
+    key
+}
+
+/// Customers 1..=`n`, each found under its [`marker`].
+fn filled(store: &Store, n: u64) {
+    store
+        .write(|txn| {
+            for id in 1..=n {
+                txn.put_customer(&customer(id))?;
+                txn.index(&[(Index::Blind(&marker(id)), id)], true)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+}
+
+/// Removes customer `id` and its index entry as an erasure does.
+fn erase(txn: &mut dyn Txn, id: u64) -> Result<(), StoreError> {
+    txn.remove_customer(id)?;
+    txn.index(&[(Index::Blind(&marker(id)), id)], false)
+}
+
+#[test]
+fn a_removal_leaves_nothing_it_freed_in_the_file() {
+    let (dir, store) = store();
+    filled(&store, 50);
+    assert!(holds(&path(&dir), &marker(7)));
+    store.write(|txn| erase(txn, 7)).unwrap();
+    assert!(!holds(&path(&dir), &marker(7)));
+    assert!(holds(&path(&dir), &marker(8)));
+    // The rewrite's own mark is not carried into the new file.
+    assert!(!owes(&store));
+}
+
+/// Whether the file holds the mark of a rewrite owed.
+fn owes(store: &Store) -> bool {
+    let reader = store.reader().unwrap();
+    let settings = reader.table(SETTINGS).unwrap().unwrap();
+    settings.get(SETTING_SCRUB).unwrap().is_some()
+}
+
+#[test]
+fn a_rewrite_a_crash_interrupted_is_finished_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        filled(&store, 50);
+        // The removal commits; the process ends before the rewrite.
+        let db = store.db();
+        let txn = db.begin_write().unwrap();
+        let mut writer = Writer::new(&txn, &store.integrity);
+        erase(&mut writer, 7).unwrap();
+        assert!(writer.finish().unwrap(), "a removal owes a rewrite");
+        txn.commit().unwrap();
+        assert!(owes(&store));
+    }
+    // Closing may reuse the freed page or not: what shows the rewrite is
+    // the file itself replaced, and its mark gone.
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path(&dir)).unwrap());
+    let crashed = inode();
+    let store = open(&dir);
+    assert_ne!(inode(), crashed, "the open did not rewrite the file");
+    assert!(!owes(&store));
+    assert!(!holds(&path(&dir), &marker(7)));
+    let found = store.read(|r| r.contains_customers(&[6, 7, 8])).unwrap();
+    assert_eq!(found, [true, false, true]);
+}
+
+#[test]
+fn snapshots_and_writes_go_on_across_a_rewrite() {
+    let (dir, store) = store();
+    filled(&store, 20);
+    let before = store.reader().unwrap();
+    store.write(|txn| erase(txn, 3)).unwrap();
+    // The snapshot taken before still reads the file it began on.
+    assert_eq!(before.contains_customers(&[3, 4]).unwrap(), [true, true]);
+    store.write(|txn| txn.put_customer(&customer(99))).unwrap();
+    drop(before);
+    drop(store);
+    // The write after the rewrite reached the file now in place.
+    let store = open(&dir);
+    let found = store.read(|r| r.contains_customers(&[3, 4, 99])).unwrap();
+    assert_eq!(found, [false, true, true]);
 }
 
 fn customer(id: u64) -> StoredCustomer {
@@ -73,7 +181,7 @@ fn a_write_transaction_reads_its_own_writes_through_tables_it_keeps_open() {
 #[test]
 fn a_table_lent_to_a_write_is_refused_to_anything_else_with_an_error() {
     let (_dir, store) = store();
-    let txn = store.db.begin_write().unwrap();
+    let txn = store.db().begin_write().unwrap();
     let writer = super::Writer::new(&txn, &store.integrity);
     let reading = writer.table(CUSTOMERS).unwrap();
     let refused = writer.table_mut(CUSTOMERS).err().unwrap();

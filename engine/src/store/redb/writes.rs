@@ -45,6 +45,7 @@ impl Txn for Writer<'_> {
 
     fn remove_customer(&mut self, id: u64) -> Res<()> {
         self.table_mut(CUSTOMERS)?.remove(id)?;
+        self.owes_scrub = true;
         Ok(())
     }
 
