@@ -304,7 +304,7 @@ fn wrapped_key(path: &std::path::Path, id: u64) -> Vec<u8> {
         .to_vec()
 }
 
-fn contains(path: &std::path::Path, needle: &[u8]) -> bool {
+pub(crate) fn contains(path: &std::path::Path, needle: &[u8]) -> bool {
     let raw = std::fs::read(path).unwrap();
     raw.windows(needle.len()).any(|w| w == needle)
 }
@@ -366,7 +366,7 @@ fn no_byte_of_a_destroyed_key_is_left_in_the_key_store_or_its_mirrors() {
 
 /// What the data file holds of `ids`: every blind-index key that finds
 /// one of them, and the stored bytes of their records.
-fn traces_of(db: &std::path::Path, ids: &[u64]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+pub(crate) fn traces_of(db: &std::path::Path, ids: &[u64]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     use redb::{ReadableDatabase, ReadableMultimapTable};
     let db = redb::ReadOnlyDatabase::open(db).unwrap();
     let txn = db.begin_read().unwrap();

@@ -1014,3 +1014,57 @@ fn a_retired_purpose_leaves_its_fields_flagged_and_stores_nothing_more() {
     let again = engine.inventory(&ctx).unwrap();
     assert_eq!(field(&again, "birthday").without_basis, 0);
 }
+
+#[test]
+fn a_sweep_leaves_nothing_it_anonymized_in_the_data_file() {
+    use crate::encryption::{contains, traces_of};
+    let fx = Fixture::new();
+    let t0 = Utc.with_ymd_and_hms(2019, 1, 1, 9, 0, 0).unwrap();
+    let clock = TestClock::at(t0);
+    let open = || {
+        Engine::builder()
+            .path(fx.db())
+            .master_key(fx.key())
+            .create(true)
+            .clock(clock.clock())
+            .open()
+            .unwrap()
+    };
+    let engine = open();
+    let ctx = admin();
+    let ids: Vec<u64> = (0..30)
+        .map(|i| {
+            let new = NewCustomer::new()
+                .field("name", format!("Swept {i}"))
+                .field("phone", format!("1390000{i:04}"))
+                .field("email", format!("swept.{i}@example.com"));
+            engine.create_customer(&ctx, new).unwrap()
+        })
+        .collect();
+    // Batches of 7: the sweep removes in five transactions.
+    let options = custodian::SweepOptions {
+        batch_size: 7,
+        ..Default::default()
+    };
+    let sweep = |engine: &Engine, days: i64| {
+        let now = t0 + Duration::days(days);
+        clock.set(now);
+        engine
+            .retention_sweep_with(&ctx, now, &options, |_| {})
+            .unwrap()
+    };
+    let notified = sweep(&engine, 5 * 365 + 1);
+    assert_eq!(notified.counts.get(&Transition::Notified), Some(&30));
+    drop(engine);
+    let (keys, records) = traces_of(&fx.db(), &ids);
+    assert!(keys.len() >= 60 && records.len() >= 30);
+    let engine = open();
+    let removed = sweep(&engine, 5 * 365 + 32);
+    assert_eq!(removed.counts.get(&Transition::Anonymized), Some(&30));
+    for key in &keys {
+        assert!(!contains(&fx.db(), key), "a usable index entry is left");
+    }
+    for record in &records {
+        assert!(!contains(&fx.db(), record), "an anonymized record is left");
+    }
+}

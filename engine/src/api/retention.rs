@@ -221,6 +221,8 @@ impl Engine {
             }
             after = last;
         }
+        // What the batches removed is left in no freed page.
+        self.core.store.scrub_if_owed()?;
         self.finish_sweep(caller, &report, mode)?;
         Ok(report)
     }

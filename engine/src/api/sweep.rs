@@ -182,9 +182,11 @@ impl Engine {
             .map(|(id, _, _)| *id)
             .collect();
         let marked: HashSet<u64> = removable.iter().copied().collect();
+        // The sweep rewrites the data file once, after its last batch.
         let mut op = Op::new(Entry::new("retention.sweep"))
             .officers("run retention sweeps")
-            .itemized();
+            .itemized()
+            .rewrite_later();
         if !removable.is_empty() {
             op = op.claim(self.core.records.claim_doomed(&removable)?);
         }

@@ -51,7 +51,7 @@ use crate::policy::Policy;
 use crate::privacy::RetentionPolicy;
 use crate::records::{KeyClaim, Records};
 pub(crate) use crate::store::Emitted;
-use crate::store::{Snapshot, Store, StoreError, Txn};
+use crate::store::{Rewrite, Snapshot, Store, StoreError, Txn};
 use crate::{Denied, Error, Result};
 
 /// The engine below its public handle: its files, its keys, what decides,
@@ -275,6 +275,7 @@ impl Core {
             rule,
             claim,
             itemized,
+            rewrite_later,
         } = op;
         let policy = self.policy();
         let mut emitted = Vec::new();
@@ -283,7 +284,11 @@ impl Core {
         let mut consequences = Vec::new();
         let mut source = None;
         let mut queued = false;
-        let committed = self.store.write(|txn| {
+        let rewrite = match rewrite_later {
+            true => Rewrite::Later,
+            false => Rewrite::Now,
+        };
+        let committed = self.store.write_then(rewrite, |txn| {
             let actor = (self.admit(&*txn, caller, &rule, &entry)).map_err(Stop::Refused)?;
             source = actor.plugin_name().map(str::to_string);
             let mut write = Write {

@@ -65,6 +65,8 @@ pub(crate) struct Op<'r> {
     pub(super) claim: Option<KeyClaim<'r>>,
     /// On success, the body writes the entries itself (one per item).
     pub(super) itemized: bool,
+    /// A removal's rewrite of the data file is left to the caller.
+    pub(super) rewrite_later: bool,
 }
 
 impl<'r> Op<'r> {
@@ -75,6 +77,7 @@ impl<'r> Op<'r> {
             rule: Rule::Active,
             claim: None,
             itemized: false,
+            rewrite_later: false,
         }
     }
 
@@ -96,6 +99,16 @@ impl<'r> Op<'r> {
     /// The keys this write creates or may destroy, settled after it.
     pub(crate) fn claim(mut self, claim: KeyClaim<'r>) -> Self {
         self.claim = Some(claim);
+        self
+    }
+
+    /// A write that removes customers returns without rewriting the data
+    /// file ([`Store::scrub`](crate::store::Store::scrub)): for one batch of
+    /// many, whose caller rewrites it once at the end. Until then, and if
+    /// the caller never gets there, the file is marked for a rewrite at the
+    /// next removal or open.
+    pub(crate) fn rewrite_later(mut self) -> Self {
+        self.rewrite_later = true;
         self
     }
 

@@ -18,7 +18,7 @@ mod types;
 
 use std::path::Path;
 
-pub(crate) use self::redb::Store;
+pub(crate) use self::redb::{Rewrite, Store};
 pub use backend::{FileStorage, StorageBackend};
 pub(crate) use integrity::Integrity;
 pub use integrity::IntegrityFailure;

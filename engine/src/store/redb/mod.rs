@@ -40,6 +40,15 @@ use tables::{
 };
 use tagged::{Tagged, TaggedRef};
 
+/// When a write that removed a customer has the data file rewritten.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rewrite {
+    /// Before the write returns.
+    Now,
+    /// At [`Store::scrub_if_owed`], for the last of a series of writes.
+    Later,
+}
+
 /// The data file, and the key its records are authenticated under.
 pub(crate) struct Store {
     /// The open file. A rewrite ([`Store::scrub`]) puts a new one in its
@@ -385,14 +394,19 @@ impl Store {
     /// interrupted. Writes only when something is missing.
     pub(crate) fn prepare(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
         self.bring_up_to_date(identity)?;
-        if self
+        self.scrub_if_owed()
+    }
+
+    /// Rewrites the file if a removal left it marked.
+    pub(crate) fn scrub_if_owed(&self) -> Result<(), StoreError> {
+        let owed = self
             .reader()?
             .table(SETTINGS)?
-            .is_some_and(|t| t.get(SETTING_SCRUB).is_ok_and(|owed| owed.is_some()))
-        {
-            self.scrub()?;
+            .is_some_and(|t| t.get(SETTING_SCRUB).is_ok_and(|owed| owed.is_some()));
+        match owed {
+            true => self.scrub(),
+            false => Ok(()),
         }
-        Ok(())
     }
 
     fn bring_up_to_date(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
@@ -446,6 +460,16 @@ impl Store {
         &self,
         f: impl FnOnce(&mut dyn Txn) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.write_then(Rewrite::Now, f)
+    }
+
+    /// [`Store::write`], with the rewrite a removal owes done now or left
+    /// to [`Store::scrub_if_owed`] (the file stays marked until then).
+    pub(crate) fn write_then<T, E: From<StoreError>>(
+        &self,
+        rewrite: Rewrite,
+        f: impl FnOnce(&mut dyn Txn) -> Result<T, E>,
+    ) -> Result<T, E> {
         let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let txn = self.db().begin_write().map_err(StoreError::from)?;
         let (value, owes_scrub) = {
@@ -455,7 +479,7 @@ impl Store {
         };
         txn.commit().map_err(StoreError::from)?;
         drop(writing);
-        if owes_scrub {
+        if owes_scrub && rewrite == Rewrite::Now {
             self.scrub()?;
         }
         Ok(value)
