@@ -16,7 +16,11 @@
 //!    nothing);
 //! 4. the sweep 31 days later, which anonymizes every notified customer
 //!    (record, indexes and queued notice removed, aggregates and a
-//!    deletion record kept, data key destroyed).
+//!    deletion record kept, data key destroyed), and rewrites the data
+//!    file once at its end;
+//! 5. five erasures of one customer each, every one returning once the
+//!    data file is rewritten, beside a copy of the same file by the file
+//!    system.
 //!
 //! Run it with `cargo bench -p custodian --bench retention`.
 //! `CUSTODIAN_BENCH_SCALE` (or `-- --scale 0.1`) scales the customer
@@ -34,6 +38,7 @@
 #[allow(dead_code)]
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -150,6 +155,8 @@ fn main() {
     );
     assert!(again.1.changes.is_empty(), "a second sweep changes nothing");
     println!();
+    erasures(&engine, &ctx, &dir.path().join("crm.redb"), first_ids[0]);
+    println!();
     println!("| target | aim | measured | |");
     println!("|---|---|---|---|");
     let aim = Duration::from_secs(10);
@@ -158,6 +165,41 @@ fn main() {
         count(n),
         dry.0.as_secs_f64(),
         met(dry.0 <= aim.mul_f64(n as f64 / CUSTOMERS as f64))
+    );
+}
+
+/// Step 5: erasures of single customers on the swept database, each
+/// returning once the data file is rewritten; beside them, a copy of the
+/// same file by the file system, the floor of any rewrite.
+fn erasures(engine: &Engine, ctx: &Context, path: &Path, first: u64) {
+    const ERASED: u64 = 5;
+    let size = std::fs::metadata(path).unwrap().len();
+    let mut times: Vec<Duration> = (first..first + ERASED)
+        .map(|id| {
+            let start = Instant::now();
+            engine.subject_erase(ctx, id, "erasure request").unwrap();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    let copy_path = path.with_extension("copy");
+    let start = Instant::now();
+    std::fs::copy(path, &copy_path).unwrap();
+    std::fs::File::open(&copy_path).unwrap().sync_all().unwrap();
+    let copy = start.elapsed();
+    std::fs::remove_file(&copy_path).unwrap();
+    let mib = size as f64 / f64::from(1 << 20);
+    println!("| 5. erasure of one customer, data file of {mib:.0} MiB | time |");
+    println!("|---|---|");
+    println!(
+        "| median of {ERASED} (fastest {:.2} s, slowest {:.2} s) | {:.2} s |",
+        times[0].as_secs_f64(),
+        times[times.len() - 1].as_secs_f64(),
+        times[times.len() / 2].as_secs_f64(),
+    );
+    println!(
+        "| peer: the file copied by the file system, synced | {:.2} s |",
+        copy.as_secs_f64()
     );
 }
 

@@ -48,25 +48,32 @@ fn copy(db: &Database, path: &Path) -> Result<Database, StoreError> {
         _ => {}
     }
     super::super::files::create_private(&fresh).map_err(io)?;
-    {
-        // A small cache bounds what the copy holds in memory: redb writes
-        // out a transaction's pages beyond half of it before the commit.
-        let to = Database::builder()
-            .set_cache_size(64 << 20)
-            .create(&fresh)?;
-        let from = db.begin_read()?;
-        let txn = to.begin_write()?;
-        tables::copy_all(&from, &txn)?;
-        txn.open_table(SETTINGS.def())?.remove(SETTING_SCRUB)?;
-        txn.commit()?;
-    }
-    // Opened before it is put in place: once the rename is done, the old
-    // file is gone, and nothing may be written to it.
-    let opened = Database::builder().open(&fresh)?;
-    std::fs::rename(&fresh, path).map_err(io)?;
+    // Renamed only once open: after the rename the old file is gone, and
+    // nothing may be written to it.
+    let opened = fill(db, &fresh)
+        .and_then(|()| Ok(Database::builder().open(&fresh)?))
+        .and_then(|opened| std::fs::rename(&fresh, path).map(|()| opened).map_err(io));
+    // A copy that failed (a full disk) is not left beside the file.
+    let opened = opened.inspect_err(|_| {
+        let _ = std::fs::remove_file(&fresh);
+    })?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // The rename stands either way; only its durability is unknown.
+        // The rename stands either way; only its durability is unknown,
+        // and a file found marked at open is rewritten again.
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(opened)
+}
+
+/// Copies what `db` holds into the new file at `fresh`, without the mark.
+fn fill(db: &Database, fresh: &Path) -> Result<(), StoreError> {
+    // A small cache bounds what the copy holds in memory: redb writes out
+    // a transaction's pages beyond half of it before the commit.
+    let to = Database::builder().set_cache_size(64 << 20).create(fresh)?;
+    let from = db.begin_read()?;
+    let txn = to.begin_write()?;
+    tables::copy_all(&from, &txn)?;
+    txn.open_table(SETTINGS.def())?.remove(SETTING_SCRUB)?;
+    txn.commit()?;
+    Ok(())
 }
