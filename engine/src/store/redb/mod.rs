@@ -7,7 +7,9 @@
 //! from redb, and a multi-writer backend must provide otherwise, is in
 //! ARCHITECTURE.md: one writer at a time (the file is locked by one
 //! process, and write transactions are serialized), snapshots isolated
-//! from later writes, and a commit that is durable when it returns.
+//! from later writes, and a commit that is durable when it returns. A
+//! write that removes a customer has the file rewritten (`scrub.rs`), so
+//! no page it freed keeps what it removed.
 
 mod reads;
 #[cfg(test)]
@@ -16,17 +18,17 @@ mod migrate;
 mod scrub;
 mod tables;
 mod tagged;
+mod writer;
 mod writes;
 
 use std::borrow::Borrow;
-use std::cell::{OnceCell, Ref, RefCell, RefMut};
+use std::cell::OnceCell;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use redb::{
-    Database, MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableMultimapTable,
-    ReadableTable, TableHandle, Value, WriteTransaction,
+    Database, ReadTransaction, ReadableDatabase, ReadableMultimapTable, ReadableTable, Value,
 };
 
 use super::backend::BackendAdapter;
@@ -34,11 +36,11 @@ use super::integrity::{Integrity, IntegrityFailure};
 use super::interface::{AuditHead, Snapshot, Txn};
 use super::{FORMAT, Identity, Location, Meta, StoreError};
 use tables::{
-    META, META_CHECK, META_FORMAT, MultimapOf, NEWEST, Named, NamedMultimap, Opened,
-    SETTING_AUDIT_HEAD, SETTING_NEXT_ID, SETTING_SCHEMA, SETTING_SCRUB, SETTING_STORE_ID, SETTINGS,
-    Seen, TableOf,
+    META, META_CHECK, META_FORMAT, NEWEST, Named, NamedMultimap, SETTING_NEXT_ID, SETTING_SCHEMA,
+    SETTING_SCRUB, SETTING_STORE_ID, SETTINGS, Seen,
 };
 use tagged::{Tagged, TaggedRef};
+pub(crate) use writer::Writer;
 
 /// When a write that removed a customer has the data file rewritten.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -165,165 +167,6 @@ impl Open for Reader<'_> {
         seen(table.seen(&self.seen), || {
             self.txn.open_multimap_table(table.def())
         })
-    }
-}
-
-/// One write transaction.
-pub(crate) struct Writer<'t> {
-    txn: &'t WriteTransaction,
-    integrity: &'t Integrity,
-    /// The tables opened so far, each once.
-    opened: Opened<'t>,
-    /// The audit head as this transaction moved it.
-    head: Option<AuditHead>,
-    /// Audit entries appended, written to their table once, at the end.
-    audit: Vec<(u64, Vec<u8>)>,
-    /// The smallest id this transaction knows to be unused.
-    next_id: Option<u64>,
-    /// Whether it freed what must not outlive it in the file's free pages.
-    owes_scrub: bool,
-}
-
-/// A write transaction's slot, opened on first use, for a write. A table
-/// is borrowed by one write, or by any number of reads, at a time: the
-/// reads and writes of this backend never hold one across another use of
-/// it, and if one did, it gets an error rather than a second handle.
-fn opened<'a, T>(
-    name: &str,
-    slot: &'a RefCell<Option<T>>,
-    open: impl FnOnce() -> Result<T, redb::TableError>,
-) -> Result<RefMut<'a, T>, StoreError> {
-    let mut held = slot.try_borrow_mut().map_err(|_| busy(name))?;
-    if held.is_none() {
-        *held = Some(open()?);
-    }
-    RefMut::filter_map(held, Option::as_mut).map_err(|_| busy(name))
-}
-
-/// [`opened`], for a read.
-fn opened_ref<'a, T>(
-    name: &str,
-    slot: &'a RefCell<Option<T>>,
-    open: impl FnOnce() -> Result<T, redb::TableError>,
-) -> Result<Ref<'a, T>, StoreError> {
-    let missing = slot.try_borrow().map_err(|_| busy(name))?.is_none();
-    if missing {
-        drop(opened(name, slot, open)?);
-    }
-    let held = slot.try_borrow().map_err(|_| busy(name))?;
-    Ref::filter_map(held, Option::as_ref).map_err(|_| busy(name))
-}
-
-fn busy(name: &str) -> StoreError {
-    StoreError::Backend(format!("table `{name}` is already in use"))
-}
-
-impl<'t> Writer<'t> {
-    fn new(txn: &'t WriteTransaction, integrity: &'t Integrity) -> Self {
-        Self {
-            txn,
-            integrity,
-            opened: Opened::default(),
-            head: None,
-            audit: Vec::new(),
-            next_id: None,
-            owes_scrub: false,
-        }
-    }
-
-    /// `table`, open for writing.
-    fn table_mut<T: Named>(&self, table: T) -> Result<RefMut<'_, TableOf<'t, T>>, StoreError> {
-        let def = table.def();
-        opened(def.name(), table.opened(&self.opened), || {
-            self.txn.open_table(def)
-        })
-    }
-
-    /// `table`, open for writing.
-    fn multimap_mut<T: NamedMultimap>(
-        &self,
-        table: T,
-    ) -> Result<RefMut<'_, MultimapOf<'t, T>>, StoreError> {
-        let def = table.def();
-        opened(def.name(), table.opened(&self.opened), || {
-            self.txn.open_multimap_table(def)
-        })
-    }
-
-    /// Stores `body` under `key` in `table`, tagged.
-    fn put<'k, T: Named<V = Tagged>>(
-        &self,
-        table: T,
-        key: impl Borrow<<T::K as Value>::SelfType<'k>>,
-        body: &[u8],
-    ) -> Result<(), StoreError> {
-        let key = key.borrow();
-        let sealed = tagged::seal::<T::K>(self.integrity, table.name(), key, body);
-        self.table_mut(table)?.insert(key, sealed.as_ref())?;
-        Ok(())
-    }
-}
-
-impl Open for Writer<'_> {
-    fn integrity(&self) -> &Integrity {
-        self.integrity
-    }
-
-    fn table<T: Named>(
-        &self,
-        table: T,
-    ) -> Result<Option<impl Deref<Target: ReadableTable<T::K, T::V>> + '_>, StoreError> {
-        let def = table.def();
-        opened_ref(def.name(), table.opened(&self.opened), || {
-            self.txn.open_table(def)
-        })
-        .map(Some)
-    }
-
-    fn multimap<T: NamedMultimap>(
-        &self,
-        table: T,
-    ) -> Result<Option<impl Deref<Target: ReadableMultimapTable<T::K, T::V>> + '_>, StoreError>
-    {
-        let def = table.def();
-        opened_ref(def.name(), table.opened(&self.opened), || {
-            self.txn.open_multimap_table(def)
-        })
-        .map(Some)
-    }
-
-    fn pending_head(&self) -> Option<AuditHead> {
-        self.head
-    }
-
-    fn pending_audit(&self) -> &[(u64, Vec<u8>)] {
-        &self.audit
-    }
-}
-
-impl Writer<'_> {
-    /// Writes what the transaction kept in memory: the audit head, the
-    /// highest id used and whether it owes a rewrite. Returns the latter.
-    fn finish(self) -> Result<bool, StoreError> {
-        if self.owes_scrub {
-            self.put(SETTINGS, SETTING_SCRUB, &[])?;
-        }
-        if !self.audit.is_empty() {
-            let mut audit = self.table_mut(tables::AUDIT)?;
-            for (seq, bytes) in &self.audit {
-                audit.insert(*seq, bytes.as_slice())?;
-            }
-        }
-        if let Some(head) = self.head {
-            self.put(SETTINGS, SETTING_AUDIT_HEAD, &head.encode())?;
-        }
-        if let Some(next) = self.next_id {
-            let stored = self.record(SETTINGS, SETTING_NEXT_ID, read_u64)?;
-            if next > stored.unwrap_or(1) {
-                self.put(SETTINGS, SETTING_NEXT_ID, &next.to_le_bytes())?;
-            }
-        }
-        Ok(self.owes_scrub)
     }
 }
 
