@@ -2,8 +2,8 @@
 //! a wrong key refused without a write, views cut to what a principal may see.
 
 use custodian::{
-    AuditDurability, CryptoError, CustomerUpdate, Engine, Error, ImportOptions, MasterKey,
-    NewCustomer, Query, Shown,
+    AuditDurability, ConsentChange, CryptoError, CustomerUpdate, Engine, Error, ImportOptions,
+    MasterKey, NewCustomer, Query, Shown,
 };
 
 use crate::{Fixture, admin, as_, file_contains, li_na};
@@ -479,4 +479,112 @@ fn masked_renderings_are_sealed_in_every_file() {
             );
         }
     }
+}
+
+#[test]
+fn a_rewrite_that_fails_loses_nothing_and_is_done_later() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let ctx = admin();
+    let ids: Vec<u64> = (0..20)
+        .map(|i| {
+            let person = NewCustomer::new()
+                .field("name", format!("Person {i}"))
+                .field("phone", format!("1370013{i:04}"));
+            engine.create_customer(&ctx, person).unwrap()
+        })
+        .collect();
+    engine.flush_audit().unwrap();
+    drop(engine);
+    let (keys, _) = traces_of(&fx.db(), &ids[..1]);
+    let wrapped = wrapped_key(&fx.keys(), ids[0]);
+    // Something in the way of the rewrite's new file.
+    let blocker = fx.dir.path().join("crm.redb.scrub");
+    std::fs::create_dir(&blocker).unwrap();
+    let engine = fx.open();
+    let refused = engine.delete_customer(&ctx, ids[0]).unwrap_err();
+    assert!(
+        refused.to_string().contains("could not be rewritten"),
+        "{refused}"
+    );
+    // The erasure stands all the same: the customer is gone for good, its
+    // key destroyed.
+    assert!(engine.customer(&ctx, ids[0]).is_err());
+    assert!(!contains(&fx.keys(), &wrapped));
+    drop(engine);
+    // The database still opens, and says what is owed.
+    let engine = fx.open();
+    let alerts = engine.alerts(&ctx, 10).unwrap();
+    assert!(
+        alerts.iter().any(|a| a.kind == "storage.rewrite_failed"),
+        "{alerts:?}"
+    );
+    drop(engine);
+    std::fs::remove_dir(&blocker).unwrap();
+    let engine = fx.open();
+    for key in &keys {
+        assert!(!contains(&fx.db(), key), "the owed rewrite was not done");
+    }
+    assert!(engine.customer(&ctx, ids[1]).is_ok());
+}
+
+#[test]
+fn fields_erased_on_a_withdrawal_leave_no_old_version_in_the_file() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    let ctx = admin();
+    let ids: Vec<u64> = (0..40)
+        .map(|i| {
+            let person = NewCustomer::new()
+                .field("name", format!("Person {i}"))
+                .field("birthday", format!("1988-03-{:02}", i % 28 + 1))
+                .consent(ConsentChange::grant("marketing", "web", "2026-01"));
+            engine.create_customer(&ctx, person).unwrap()
+        })
+        .collect();
+    engine.flush_audit().unwrap();
+    drop(engine);
+    let (_, before) = traces_of(&fx.db(), &ids);
+    let engine = fx.open();
+    for id in &ids {
+        let withdrawal = ConsentChange::withdraw("marketing", "app");
+        let erased = engine.record_consent(&ctx, *id, &withdrawal).unwrap();
+        assert_eq!(erased, ["birthday"]);
+    }
+    for record in before.iter().filter(|r| r.len() > 64) {
+        assert!(
+            !contains(&fx.db(), record),
+            "a version with the field is left"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_from_a_version_that_left_freed_pages_is_rewritten_once() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new();
+    let engine = fx.open();
+    engine.create_customer(&admin(), li_na()).unwrap();
+    drop(engine);
+    // As an older version left it: no record of a rewrite.
+    {
+        let db = redb::Database::open(fx.db()).unwrap();
+        let txn = db.begin_write().unwrap();
+        let settings: redb::TableDefinition<&str, crate::integrity::Tagged> =
+            redb::TableDefinition::new("settings");
+        txn.open_table(settings)
+            .unwrap()
+            .remove("rewritten")
+            .unwrap()
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let inode = || std::fs::metadata(fx.db()).unwrap().ino();
+    let old = inode();
+    drop(fx.open());
+    let rewritten = inode();
+    assert_ne!(rewritten, old);
+    drop(fx.open());
+    assert_eq!(inode(), rewritten, "rewritten at every open");
 }

@@ -215,6 +215,15 @@ impl EngineBuilder {
             core.records
                 .settle_pending(|id| Ok(r.contains_customer(id)?))
         })?;
+        // A rewrite a crash or a failure cut short, the masks sealed above,
+        // or a file last written by a version that left freed pages as
+        // they were: done once the keys are settled. One that fails does
+        // not keep the database closed: the file stays marked, the next
+        // removal or open tries again, and staff see an alert.
+        if let Err(e) = core.store.scrub_if_owed() {
+            let said = e.to_string();
+            core.raise_alert("storage.rewrite_failed", "the data file", &said)?;
+        }
         core.refresh_subscriptions()?;
         // Events left queued by the last run (a crash, a close mid-way)
         // are delivered first.
@@ -234,20 +243,19 @@ impl EngineBuilder {
 }
 
 /// Seals the masked renderings that a database made before they were
-/// sealed keeps in the clear: once, in audited batches; then rewrites the
-/// file, whose freed pages still hold them.
+/// sealed keeps in the clear: once, in audited batches, each marking the
+/// file for the rewrite that clears the pages they free (done at the end
+/// of the open).
 fn seal_clear_masks(core: &Core) -> Result<()> {
     if core.store.read(|r| r.setting(MASKS_SEALED))?.is_some() {
         return Ok(());
     }
-    let mut sealed = false;
     let mut after = 0;
     loop {
         let (ids, last) = core
             .store
             .read(|r| core.records.clear_masks(r, after, 1_000))?;
         if !ids.is_empty() {
-            sealed = true;
             let keys = core.records.add_mask_keys(&ids)?;
             let target = format!("masked renderings of {} customers", keys.len());
             let entry = Entry::new("customer.seal_masks").target(target);
@@ -255,6 +263,7 @@ fn seal_clear_masks(core: &Core) -> Result<()> {
                 for (id, mask) in &keys {
                     core.records.seal_clear_masks(txn, *id, mask)?;
                 }
+                txn.owe_rewrite();
                 Ok(!keys.is_empty())
             })?;
         }
@@ -262,9 +271,6 @@ fn seal_clear_masks(core: &Core) -> Result<()> {
             Some(last) => after = last,
             None => break,
         }
-    }
-    if sealed {
-        core.store.scrub()?;
     }
     core.store
         .write(|w| Ok::<_, Error>(w.put_setting(MASKS_SEALED, b"done")?))

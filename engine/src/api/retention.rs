@@ -190,7 +190,6 @@ impl Engine {
             return self.core.refuse(caller, &entry, refused.into());
         }
         let policy = self.core.retention();
-        let batch = options.batch_size.clamp(1, 100_000);
         let mut report = RetentionReport {
             now,
             dry_run: options.dry_run,
@@ -202,9 +201,41 @@ impl Engine {
             after = run.done_through;
             report.resumed_after = Some(after);
         }
-        while let Some((last, planned)) =
-            self.decide_batch(&policy, &mut report, after, batch, now_us)?
-        {
+        let swept = self.sweep_batches(
+            caller,
+            &policy,
+            &mut report,
+            options,
+            after,
+            now_us,
+            &mut progress,
+        );
+        // What the batches removed is left in no freed page, whether the
+        // sweep ended or stopped.
+        let rewritten = match options.dry_run {
+            true => Ok(()),
+            false => self.core.store.scrub_if_owed(),
+        };
+        swept?;
+        rewritten?;
+        self.finish_sweep(caller, &report, mode)?;
+        Ok(report)
+    }
+
+    /// The batches of a sweep, from after `after`.
+    #[allow(clippy::too_many_arguments)]
+    fn sweep_batches(
+        &self,
+        caller: &crate::op::Caller,
+        policy: &RetentionPolicy,
+        report: &mut RetentionReport,
+        options: &SweepOptions,
+        mut after: u64,
+        now_us: i64,
+        progress: &mut impl FnMut(&SweepProgress),
+    ) -> Result<()> {
+        let batch = options.batch_size.clamp(1, 100_000);
+        while let Some((last, planned)) = self.decide_batch(policy, report, after, batch, now_us)? {
             if options.dry_run {
                 for (id, t, reason) in &planned {
                     report.note(*id, *t, reason);
@@ -212,7 +243,7 @@ impl Engine {
             } else if !planned.is_empty() {
                 // A batch with nothing to change writes nothing, not even
                 // the cursor: a rerun decides it again and changes nothing.
-                self.commit_batch(caller, &policy, &mut report, planned, last, now_us)?;
+                self.commit_batch(caller, policy, report, planned, last, now_us)?;
                 progress(&SweepProgress {
                     examined: report.examined,
                     changed: report.changes.len() as u64,
@@ -221,10 +252,7 @@ impl Engine {
             }
             after = last;
         }
-        // What the batches removed is left in no freed page.
-        self.core.store.scrub_if_owed()?;
-        self.finish_sweep(caller, &report, mode)?;
-        Ok(report)
+        Ok(())
     }
 
     /// The sweep is complete: forget where it was, and say what it did.

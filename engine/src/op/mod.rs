@@ -247,12 +247,22 @@ impl Core {
         body: impl FnOnce(&mut dyn Txn) -> Result<bool>,
     ) -> Result<()> {
         let caller = Caller::internal(by, "setup");
-        self.store.write(|txn| {
+        // A rewrite is left to the end of the open.
+        self.store.write_then(Rewrite::Later, |txn| {
             if body(txn)? {
                 let record = entry.into_record(&caller, Outcome::Ok);
                 audit::append(txn, self.records.ring.audit_key(), &record)?;
             }
             Ok(())
+        })
+    }
+
+    /// Raises an alert the engine finds on its own, with no operation
+    /// behind it (a rewrite of the data file that failed at open).
+    pub(crate) fn raise_alert(&self, kind: &str, subject: &str, message: &str) -> Result<()> {
+        let caller = Caller::internal("engine", "setup");
+        self.store.write_then(Rewrite::Later, |w| {
+            self.put_alert(w, &caller, kind, subject, message).map(drop)
         })
     }
 
@@ -284,11 +294,9 @@ impl Core {
         let mut consequences = Vec::new();
         let mut source = None;
         let mut queued = false;
-        let rewrite = match rewrite_later {
-            true => Rewrite::Later,
-            false => Rewrite::Now,
-        };
-        let committed = self.store.write_then(rewrite, |txn| {
+        // The rewrite a removal owes comes after its keys are settled: a
+        // rewrite that fails then loses nothing (the file stays marked).
+        let committed = self.store.write_then(Rewrite::Later, |txn| {
             let actor = (self.admit(&*txn, caller, &rule, &entry)).map_err(Stop::Refused)?;
             source = actor.plugin_name().map(str::to_string);
             let mut write = Write {
@@ -324,7 +332,11 @@ impl Core {
                 if queued {
                     self.events.wake();
                 }
-                self.settle(claim).map(|()| value)
+                self.settle(claim)?;
+                if !rewrite_later {
+                    self.store.scrub_if_owed()?;
+                }
+                Ok(value)
             }
             Err(Stop::Refused(error)) => {
                 // Nothing of the body is kept: only the refusal's entry, and

@@ -103,7 +103,7 @@ impl<'r> Op<'r> {
     }
 
     /// A write that removes customers returns without rewriting the data
-    /// file ([`Store::scrub`](crate::store::Store::scrub)): for one batch of
+    /// file ([`Store::scrub_if_owed`](crate::store::Store::scrub_if_owed)): for one batch of
     /// many, whose caller rewrites it once at the end. Until then, and if
     /// the caller never gets there, the file is marked for a rewrite at the
     /// next removal or open.

@@ -659,7 +659,7 @@ impl Core {
     }
 
     /// Records an alert (and its audit entry) inside a write transaction.
-    fn put_alert(
+    pub(super) fn put_alert(
         &self,
         w: &mut dyn Txn,
         caller: &Caller,

@@ -248,6 +248,9 @@ impl Records {
         for name in names {
             clear_field(record, name);
         }
+        // Erased, not replaced: the pages the old version frees must not
+        // keep the values.
+        txn.owe_rewrite();
         self.save(txn, record, before)
     }
 

@@ -8,7 +8,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
 
 /// Makes `path` an empty file only its owner may read or write, unless a
 /// file is already there (it keeps its content and mode).
@@ -34,4 +36,11 @@ fn owner_only(file: &File) -> io::Result<()> {
 #[cfg(not(unix))]
 fn owner_only(_file: &File) -> io::Result<()> {
     Ok(())
+}
+
+/// Where the file at `path` really is: a rewrite renames over the file,
+/// not over a link to it, and a later change of the working directory
+/// does not move it.
+pub(crate) fn resolved(path: &Path) -> Result<PathBuf, StoreError> {
+    std::fs::canonicalize(path).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))
 }

@@ -286,7 +286,12 @@ pub(crate) trait Txn: Snapshot {
     /// Inserts or replaces customers.
     fn put_customers(&mut self, customers: &[&StoredCustomer]) -> Res<()>;
     /// Removes a customer record (its index entries are removed apart).
+    /// The data file is then rewritten, so that no freed page keeps it.
     fn remove_customer(&mut self, id: u64) -> Res<()>;
+    /// Has the data file rewritten after this transaction, for one that
+    /// erases personal values without removing their customer (the
+    /// pages it frees keep them otherwise).
+    fn owe_rewrite(&mut self);
     /// Adds (`add`) or removes index entries, best given in key order.
     fn index(&mut self, entries: &[(Index<'_>, u64)], add: bool) -> Res<()>;
 

@@ -103,12 +103,12 @@ impl KeyStore {
             if read_meta(&db, GENERATION)? != generation {
                 copy_all(&primary, &db)?;
             }
-            opened.push((mirror.clone(), db));
+            opened.push((super::files::resolved(mirror)?, db));
         }
         Ok(Self {
             files: RwLock::new(Files {
                 primary,
-                primary_path: path.to_path_buf(),
+                primary_path: super::files::resolved(path)?,
                 mirrors: opened,
             }),
         })
@@ -312,11 +312,13 @@ fn rewrite(db: &mut Database, path: &Path) -> Result<(), StoreError> {
     }
     drop(copy_into_new(db, &fresh)?);
     std::fs::rename(&fresh, path).map_err(io)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
     *db = open_one(path, false)?;
     Ok(())
 }

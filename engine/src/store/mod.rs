@@ -41,9 +41,9 @@ pub enum StoreError {
     #[error("storage failure: {0}; nothing was acknowledged")]
     Backend(String),
     /// A change was committed, but the data file it freed pages of could
-    /// not be rewritten (`Store::scrub`).
+    /// not be rewritten (`Store::scrub_if_owed`).
     #[error(
-        "the change is saved, but the data file could not be rewritten to clear the space it freed ({0}); it is rewritten when the database is next opened"
+        "the data file could not be rewritten to clear the space a saved change freed ({0}); it stays marked, and the next removal or open tries again"
     )]
     Rewrite(String),
     /// Another process (or another open engine) holds the file.

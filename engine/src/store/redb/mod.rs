@@ -36,8 +36,8 @@ use super::integrity::{Integrity, IntegrityFailure};
 use super::interface::{AuditHead, Snapshot, Txn};
 use super::{FORMAT, Identity, Location, Meta, StoreError};
 use tables::{
-    META, META_CHECK, META_FORMAT, NEWEST, Named, NamedMultimap, SETTING_NEXT_ID, SETTING_SCHEMA,
-    SETTING_SCRUB, SETTING_STORE_ID, SETTINGS, Seen,
+    META, META_CHECK, META_FORMAT, NEWEST, Named, NamedMultimap, SETTING_NEXT_ID,
+    SETTING_REWRITTEN, SETTING_SCHEMA, SETTING_STORE_ID, SETTINGS, Seen,
 };
 use tagged::{Tagged, TaggedRef};
 pub(crate) use writer::Writer;
@@ -53,7 +53,7 @@ pub(crate) enum Rewrite {
 
 /// The data file, and the key its records are authenticated under.
 pub(crate) struct Store {
-    /// The open file. A rewrite ([`Store::scrub`]) puts a new one in its
+    /// The open file. A rewrite ([`Store::scrub_if_owed`]) puts a new one in its
     /// place; a snapshot keeps the one it began on until it ends.
     db: RwLock<Arc<Database>>,
     /// Held by each write transaction, and by a rewrite throughout.
@@ -203,13 +203,13 @@ impl Store {
             Location::Path(path) if create => {
                 super::files::create_private(path)
                     .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-                (builder.create(path)?, Some(path.to_owned()))
+                (builder.create(path)?, Some(super::files::resolved(path)?))
             }
             Location::Path(path) => {
                 if !path.exists() {
                     return Err(StoreError::Missing(path.display().to_string()));
                 }
-                (builder.open(path)?, Some(path.to_owned()))
+                (builder.open(path)?, Some(super::files::resolved(path)?))
             }
             Location::Backend(backend) => {
                 let db = builder.create_with_backend(BackendAdapter(backend))?;
@@ -233,26 +233,10 @@ impl Store {
 
     /// Brings the file to this build's format (creating any missing table
     /// and tagging the records of a format-1 file) and, for a new
-    /// database, records its identity; then finishes a rewrite a crash
-    /// interrupted. Writes only when something is missing.
+    /// database, records its identity. Writes only when something is
+    /// missing. A rewrite the file owes is left to the caller
+    /// ([`Store::scrub_if_owed`]), once the keys are settled.
     pub(crate) fn prepare(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
-        self.bring_up_to_date(identity)?;
-        self.scrub_if_owed()
-    }
-
-    /// Rewrites the file if a removal left it marked.
-    pub(crate) fn scrub_if_owed(&self) -> Result<(), StoreError> {
-        let owed = self
-            .reader()?
-            .table(SETTINGS)?
-            .is_some_and(|t| t.get(SETTING_SCRUB).is_ok_and(|owed| owed.is_some()));
-        match owed {
-            true => self.scrub(),
-            false => Ok(()),
-        }
-    }
-
-    fn bring_up_to_date(&self, identity: Option<Identity<'_>>) -> Result<(), StoreError> {
         let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let db = self.db();
         let complete = {
@@ -284,6 +268,8 @@ impl Store {
                 let writer = Writer::new(&txn, &self.integrity);
                 writer.put(SETTINGS, SETTING_STORE_ID, identity.store_id.as_slice())?;
                 writer.put(SETTINGS, SETTING_SCHEMA, identity.schema.as_bytes())?;
+                // A new file has freed nothing yet.
+                writer.put(SETTINGS, SETTING_REWRITTEN, &[])?;
                 drop(writer);
                 let mut meta = txn.open_table(META.def())?;
                 meta.insert(META_FORMAT, FORMAT.to_le_bytes().as_slice())?;
@@ -298,7 +284,7 @@ impl Store {
     /// Runs `f` in one write transaction and commits it durably. If `f`
     /// fails, nothing it wrote is kept. A transaction that removed a
     /// customer returns once the file holds no freed page of it
-    /// ([`Store::scrub`]).
+    /// ([`Store::scrub_if_owed`]).
     pub(crate) fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&mut dyn Txn) -> Result<T, E>,
@@ -323,7 +309,7 @@ impl Store {
         txn.commit().map_err(StoreError::from)?;
         drop(writing);
         if owes_scrub && rewrite == Rewrite::Now {
-            self.scrub()?;
+            self.scrub_if_owed()?;
         }
         Ok(value)
     }

@@ -146,6 +146,9 @@ macro_rules! tables {
             Ok(checked)
         }
 
+        /// The name of every table this build knows.
+        pub(super) const KNOWN: &[&str] = &[$($rname,)* $($name,)* $($mname,)*];
+
         /// Copies every table `from` holds into `to`, record by record.
         pub(super) fn copy_all(
             from: &ReadTransaction,
@@ -364,11 +367,13 @@ pub(super) const SETTING_STORE_ID: &str = "store_id";
 pub(super) const SETTING_SCHEMA: &str = "schema";
 pub(super) const SETTING_AUDIT_HEAD: &str = "audit_head";
 pub(super) const SETTING_NEXT_ID: &str = "next_id";
-/// Set by a transaction that removed a customer, in that transaction;
-/// removed by the rewrite that leaves no freed page behind
-/// ([`Store::scrub`](super::Store::scrub)). One found at open is a rewrite a
-/// crash interrupted.
+/// Set by a transaction that removed personal data, in that transaction;
+/// removed by the rewrite that leaves no freed page behind (`scrub.rs`).
+/// One found at open is a rewrite that a crash or a failure cut short.
 pub(super) const SETTING_SCRUB: &str = "scrub_owed";
+/// Set by a rewrite, and at creation: a file without it was written by a
+/// version that left freed pages as they were.
+pub(super) const SETTING_REWRITTEN: &str = "rewritten";
 
 /// The settings key of a setting the engine keeps (apart from the
 /// store's own).

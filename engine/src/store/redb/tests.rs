@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 
 use super::super::{Index, Integrity, Location, Snapshot, StoreError, StoredCustomer, Txn};
 use super::tables::{CUSTOMERS, HOLDS, SETTING_SCRUB, SETTINGS};
@@ -88,12 +88,19 @@ fn owes(store: &Store) -> bool {
     settings.get(SETTING_SCRUB).unwrap().is_some()
 }
 
+#[cfg(unix)]
+fn inode(path: &std::path::Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+#[cfg(unix)]
 #[test]
-fn a_rewrite_a_crash_interrupted_is_finished_by_the_next_open() {
+fn a_rewrite_a_crash_interrupted_is_owed_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(&dir);
         filled(&store, 50);
+        store.scrub_if_owed().unwrap();
         // The removal commits; the process ends before the rewrite.
         let db = store.db();
         let txn = db.begin_write().unwrap();
@@ -105,14 +112,96 @@ fn a_rewrite_a_crash_interrupted_is_finished_by_the_next_open() {
     }
     // Closing may reuse the freed page or not: what shows the rewrite is
     // the file itself replaced, and its mark gone.
-    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path(&dir)).unwrap());
-    let crashed = inode();
+    let crashed = inode(&path(&dir));
     let store = open(&dir);
-    assert_ne!(inode(), crashed, "the open did not rewrite the file");
-    assert!(!owes(&store));
+    assert!(store.owes_rewrite().unwrap());
+    store.scrub_if_owed().unwrap();
+    assert_ne!(inode(&path(&dir)), crashed, "the file was not rewritten");
+    assert!(!owes(&store) && !store.owes_rewrite().unwrap());
     assert!(!holds(&path(&dir), &marker(7)));
     let found = store.read(|r| r.contains_customers(&[6, 7, 8])).unwrap();
     assert_eq!(found, [true, false, true]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_never_rewritten_is_rewritten_once() {
+    let (dir, store) = store();
+    filled(&store, 10);
+    // Made without an identity, as by a version that did not rewrite.
+    assert!(store.owes_rewrite().unwrap());
+    let before = inode(&path(&dir));
+    store.scrub_if_owed().unwrap();
+    let after = inode(&path(&dir));
+    assert_ne!(before, after);
+    store.scrub_if_owed().unwrap();
+    assert_eq!(inode(&path(&dir)), after, "rewritten twice");
+}
+
+#[test]
+fn a_table_the_build_does_not_know_stops_the_rewrite_and_loses_nothing() {
+    let (dir, store) = store();
+    filled(&store, 10);
+    let planted: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("planted");
+    let txn = store.db().begin_write().unwrap();
+    txn.open_table(planted).unwrap().insert(1, 2).unwrap();
+    txn.commit().unwrap();
+    let refused = store.write(|txn| erase(txn, 3)).unwrap_err();
+    assert!(matches!(refused, StoreError::Rewrite(_)), "{refused}");
+    assert!(refused.to_string().contains("`planted`"), "{refused}");
+    // The removal stands, the table is there, the mark stays for a retry,
+    // and no partial copy is left beside the file.
+    let found = store.read(|r| r.contains_customers(&[3, 4])).unwrap();
+    assert_eq!(found, [false, true]);
+    let kept = store
+        .db()
+        .begin_read()
+        .unwrap()
+        .open_table(planted)
+        .unwrap();
+    assert_eq!(kept.get(1).unwrap().unwrap().value(), 2);
+    assert!(owes(&store));
+    assert!(!dir.path().join("data.redb.scrub").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_rewrite_replaces_the_file_a_link_names_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.redb");
+    let link = dir.path().join("link.redb");
+    drop(std::fs::File::create(&real).unwrap());
+    std::fs::remove_file(&real).unwrap();
+    let store = {
+        let (store, _) = Store::open(
+            Location::Path(&real),
+            true,
+            Integrity::new(&[3; 32]),
+            [4; 32],
+        )
+        .unwrap();
+        store.prepare(None).unwrap();
+        filled(&store, 20);
+        drop(store);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let (store, _) = Store::open(
+            Location::Path(&link),
+            false,
+            Integrity::new(&[3; 32]),
+            [4; 32],
+        )
+        .unwrap();
+        store
+    };
+    store.write(|txn| erase(txn, 5)).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!holds(&real, &marker(5)));
+    assert!(holds(&real, &marker(6)));
 }
 
 #[test]

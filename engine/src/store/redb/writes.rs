@@ -49,6 +49,10 @@ impl Txn for Writer<'_> {
         Ok(())
     }
 
+    fn owe_rewrite(&mut self) {
+        self.owes_scrub = true;
+    }
+
     fn index(&mut self, entries: &[(Index<'_>, u64)], add: bool) -> Res<()> {
         for (index, id) in entries {
             match index {
