@@ -295,3 +295,47 @@ fn one_calls_log_has_a_quota() {
     let stored = stored_log(&engine);
     assert_eq!(stored.iter().filter(|l| l.starts_with("xxxx")).count(), 40);
 }
+
+#[test]
+fn message_parameters_are_sealed_in_every_file() {
+    let fx = Fixture::new();
+    let engine = fx.open();
+    crate::plugins::install(&engine, wasm::SMS_REMINDER, |_| {});
+    let id = engine
+        .create_customer(
+            &admin(),
+            custodian::NewCustomer::new()
+                .field("name", "Zhangsanfeng Li")
+                .field("phone", "13800138000")
+                .consent(custodian::ConsentChange::grant("service", "web", "v1")),
+        )
+        .unwrap();
+    let due = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let follow_up = custodian::NewFollowUp {
+        customer: id,
+        due,
+        assignee: None,
+        note: "call back".into(),
+    };
+    engine.add_follow_up(&admin(), follow_up).unwrap();
+    engine.dispatch_due_follow_ups(chrono::Utc::now()).unwrap();
+    engine.drain_events().unwrap();
+    let queued = engine.subject_export(&admin(), id).unwrap().queued_messages;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let name = (queued[0].params.iter())
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    // The greeting as the plugin was shown it (masked), kept for the host
+    // to send: a rendering is sealed wherever it is kept.
+    assert_eq!(name, "Z****");
+    engine.flush_audit().unwrap();
+    drop(engine);
+    for entry in std::fs::read_dir(fx.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(!file_contains(&path, &name), "{name} in {}", path.display());
+    }
+    let engine = fx.open();
+    let outbox = engine.outbox(&admin(), 10).unwrap();
+    assert!(outbox[0].params.contains(&("name".into(), name)));
+}

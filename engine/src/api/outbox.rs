@@ -79,6 +79,7 @@ impl Engine {
                     continue;
                 }
                 tx.touched([m.customer]);
+                let params = records.message_params(&m)?;
                 out.push(OutboxMessage {
                     id,
                     plugin: m.plugin,
@@ -86,7 +87,7 @@ impl Engine {
                     customer: m.customer,
                     address: address.unwrap_or_default(),
                     template: m.template,
-                    params: m.params,
+                    params,
                     marketing: m.marketing,
                     created_at: from_micros(m.created_at),
                 });

@@ -213,7 +213,9 @@ impl Engine {
                     .into_iter()
                     .map(consent_record)
                     .collect(),
-                queued_messages: r.messages_of(id)?.into_iter().map(queued).collect(),
+                queued_messages: (r.messages_of(id)?.into_iter())
+                    .map(|m| queued(records, m))
+                    .collect::<Result<_>>()?,
                 accesses,
             })
         })
@@ -346,13 +348,13 @@ impl Engine {
     }
 }
 
-fn queued(m: StoredMessage) -> QueuedMessage {
-    QueuedMessage {
+fn queued(records: &crate::records::Records, m: StoredMessage) -> Result<QueuedMessage> {
+    Ok(QueuedMessage {
+        params: records.message_params(&m)?,
         sender: m.plugin,
         channel: m.channel,
         template: m.template,
-        params: m.params,
         marketing: m.marketing,
         created_at: from_micros(m.created_at),
-    }
+    })
 }

@@ -61,6 +61,9 @@ pub(crate) enum Slot<'a> {
     Body(u64),
     /// A follow-up's note.
     Note(u64),
+    /// The template parameters of a message queued for the customer (the
+    /// message record's own tag binds them to it).
+    MessageParams,
     /// A plugin's state about the customer, by the name it is filed under.
     PluginState {
         /// The plugin.
@@ -80,6 +83,7 @@ impl<'a> Slot<'a> {
             Slot::Summary(id) => format!("interaction/{id}/summary").into(),
             Slot::Body(id) => format!("interaction/{id}/body").into(),
             Slot::Note(id) => format!("followup/{id}/note").into(),
+            Slot::MessageParams => std::borrow::Cow::Borrowed("message/params"),
             Slot::PluginState { plugin, name } => format!("plugin/{plugin}/state/{name}").into(),
         }
     }

@@ -3,9 +3,10 @@
 //! that queues one never sees it.
 
 use super::Records;
+use super::Slot;
 use crate::Result;
 use crate::model::CustomerId;
-use crate::store::{StoredMessage, Txn};
+use crate::store::{StoreError, StoredMessage, StoredParams, Txn};
 
 /// The address field of a message channel.
 pub(crate) fn address_field(channel: &str) -> Option<&'static str> {
@@ -37,6 +38,10 @@ pub(crate) struct MessageWrite {
 impl Records {
     /// Queues a message; returns its id.
     pub(crate) fn queue_message(&self, txn: &mut dyn Txn, m: MessageWrite) -> Result<u64> {
+        let key = self.data_key(m.customer)?;
+        let params = postcard::to_stdvec(&m.params)
+            .map_err(|e| StoreError::Corrupt(format!("message parameters: {e}")))?;
+        let params = key.seal_bytes(&Slot::MessageParams.name(), &params)?;
         let id = self.reserve_ids(1);
         txn.put_message(
             id,
@@ -45,13 +50,26 @@ impl Records {
                 channel: m.channel,
                 customer: m.customer,
                 template: m.template,
-                params: m.params,
+                params: StoredParams::Sealed(params),
                 marketing: m.marketing,
                 created_at: m.at,
             },
         )?;
         txn.record_id(id);
         Ok(id)
+    }
+
+    /// The template parameters of a message, opened.
+    pub(crate) fn message_params(&self, m: &StoredMessage) -> Result<Vec<(String, String)>> {
+        match &m.params {
+            StoredParams::Clear(params) => Ok(params.clone()),
+            StoredParams::Sealed(sealed) => {
+                let key = self.data_key(m.customer)?;
+                let bytes = key.open_bytes(&Slot::MessageParams.name(), sealed)?;
+                postcard::from_bytes(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("message parameters: {e}")).into())
+            }
+        }
     }
 
     /// Whether customer `id` consented to `purpose`.

@@ -29,8 +29,8 @@ pub(crate) use types::{
     CustomerRef, Emitted, MaskRef, SealedField, StoredAggregate, StoredAlert, StoredConsent,
     StoredConsentEntry, StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent,
     StoredFollowUp, StoredHold, StoredInteraction, StoredLogLine, StoredMask, StoredMessage,
-    StoredNotice, StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle,
-    StoredTotp,
+    StoredNotice, StoredParams, StoredPolicy, StoredPrincipal, StoredRun, StoredSession,
+    StoredThrottle, StoredTotp,
 };
 
 /// Errors from the storage layer.

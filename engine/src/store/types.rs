@@ -410,9 +410,69 @@ pub(crate) struct StoredMessage {
     pub(crate) channel: String,
     pub(crate) customer: u64,
     pub(crate) template: String,
-    pub(crate) params: Vec<(String, String)>,
+    pub(crate) params: StoredParams,
     pub(crate) marketing: bool,
     pub(crate) created_at: i64,
+}
+
+/// A message's template parameters: a plugin may put there what it was
+/// shown (a name), so they are sealed under the customer's data key, and
+/// go with it at erasure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StoredParams {
+    /// In the clear, as message envelope 1 kept them.
+    Clear(Vec<(String, String)>),
+    /// The postcard bytes of the list, sealed.
+    Sealed(Sealed),
+}
+
+/// The envelope of an outbox message. 1: parameters in the clear. 2:
+/// parameters sealed ([`StoredParams`]).
+const MESSAGE_ENVELOPE: u8 = 2;
+
+/// A message as envelope 1 stored it.
+#[derive(Deserialize)]
+struct MessageV1 {
+    plugin: String,
+    channel: String,
+    customer: u64,
+    template: String,
+    params: Vec<(String, String)>,
+    marketing: bool,
+    created_at: i64,
+}
+
+/// Serializes a message into its envelope.
+pub(crate) fn encode_message(m: &StoredMessage) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![MESSAGE_ENVELOPE];
+    let body = postcard::to_stdvec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Opens a message's envelope, of either version.
+pub(crate) fn decode_message(bytes: &[u8]) -> Result<StoredMessage, StoreError> {
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("message: {e}"));
+    match bytes.split_first() {
+        Some((&MESSAGE_ENVELOPE, body)) => postcard::from_bytes(body).map_err(corrupt),
+        Some((&1, body)) => {
+            let old: MessageV1 = postcard::from_bytes(body).map_err(corrupt)?;
+            Ok(StoredMessage {
+                plugin: old.plugin,
+                channel: old.channel,
+                customer: old.customer,
+                template: old.template,
+                params: StoredParams::Clear(old.params),
+                marketing: old.marketing,
+                created_at: old.created_at,
+            })
+        }
+        Some((&v, _)) => Err(StoreError::Version {
+            found: u32::from(v),
+            supported: u32::from(MESSAGE_ENVELOPE),
+        }),
+        None => Err(StoreError::Corrupt("message: empty".into())),
+    }
 }
 
 /// A consent flag for one purpose.

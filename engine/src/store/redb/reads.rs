@@ -11,7 +11,7 @@ use super::super::types::{
     StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredHold,
     StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
     StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode,
-    decode_customer, decode_customer_ref, decode_log_line, decode_principal,
+    decode_customer, decode_customer_ref, decode_log_line, decode_message, decode_principal,
 };
 use super::Open;
 use super::tables::*;
@@ -32,12 +32,12 @@ fn get<'k, T: Named<V = Tagged>, D: DeserializeOwned>(
 
 /// Up to `limit` records of a table keyed by id, with their ids: oldest
 /// first, or newest first.
-fn listed<T: Named<K = u64, V = Tagged>, D: DeserializeOwned>(
+fn listed<T: Named<K = u64, V = Tagged>, D>(
     source: &impl Open,
     table: T,
-    what: &str,
     limit: usize,
     newest_first: bool,
+    decode: impl Fn(&[u8]) -> Res<D>,
 ) -> Res<Vec<(u64, D)>> {
     let Some(open) = source.table(table)? else {
         return Ok(Vec::new());
@@ -51,7 +51,7 @@ fn listed<T: Named<K = u64, V = Tagged>, D: DeserializeOwned>(
         .map(|e| {
             let (k, v) = e?;
             let id = k.value();
-            Ok((id, decode(source.body(table, &id, v.value())?, what)?))
+            Ok((id, decode(source.body(table, &id, v.value())?)?))
         })
         .collect()
 }
@@ -393,7 +393,7 @@ impl<S: Open> Snapshot for S {
     }
 
     fn messages(&self, limit: usize) -> Res<Vec<(u64, StoredMessage)>> {
-        listed(self, OUTBOX, "message", limit, false)
+        listed(self, OUTBOX, limit, false, decode_message)
     }
 
     fn messages_of(&self, customer: u64) -> Res<Vec<StoredMessage>> {
@@ -405,7 +405,7 @@ impl<S: Open> Snapshot for S {
         for id in ids.get(customer)? {
             let id = id?.value();
             if let Some(v) = table.get(id)? {
-                let m: StoredMessage = decode(self.body(OUTBOX, &id, v.value())?, "message")?;
+                let m = decode_message(self.body(OUTBOX, &id, v.value())?)?;
                 // The index is not authenticated: keep what the record confirms.
                 if m.customer == customer {
                     out.push(m);
@@ -416,7 +416,7 @@ impl<S: Open> Snapshot for S {
     }
 
     fn alerts(&self, limit: usize) -> Res<Vec<(u64, StoredAlert)>> {
-        listed(self, ALERTS, "alert", limit, true)
+        listed(self, ALERTS, limit, true, |b| decode(b, "alert"))
     }
 
     fn alert(&self, id: u64) -> Res<Option<StoredAlert>> {
@@ -424,7 +424,7 @@ impl<S: Open> Snapshot for S {
     }
 
     fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>> {
-        listed(self, EVENTS, "queued event", limit, false)
+        listed(self, EVENTS, limit, false, |b| decode(b, "queued event"))
     }
 
     fn queued_event_count(&self) -> Res<u64> {

@@ -13,7 +13,7 @@ use redb::{
 
 use super::super::StoreError;
 use super::super::integrity::{Integrity, IntegrityFailure};
-use super::super::types::{StoredMessage, decode};
+use super::super::types::decode_message;
 use super::Open;
 use super::tagged::{self, ShownKey, Tagged};
 
@@ -400,7 +400,7 @@ pub(super) fn create_all(txn: &WriteTransaction, integrity: &Integrity) -> Resul
             let (id, v) = entry?;
             let id = id.value();
             let body = tagged::open::<u64>(integrity, OUTBOX.name(), &id, v.value())?;
-            let m: StoredMessage = decode(body, "message")?;
+            let m = decode_message(body)?;
             by_customer.insert(m.customer, id)?;
         }
     }

@@ -8,8 +8,8 @@ use super::super::types::{
     LogText, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry, StoredCredentials,
     StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredHold, StoredInteraction,
     StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters, StoredPolicy,
-    StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode, encode, encode_customer,
-    encode_log_line, encode_principal,
+    StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode, decode_message, encode,
+    encode_customer, encode_log_line, encode_message, encode_principal,
 };
 use super::reads::customer_state_key;
 use super::tables::*;
@@ -306,7 +306,7 @@ impl Txn for Writer<'_> {
             .collect::<Result<_, _>>()?;
         for id in ids {
             let mine = self.record(OUTBOX, id, |body| {
-                let m: StoredMessage = decode(body, "message")?;
+                let m = decode_message(body)?;
                 Ok(m.customer == customer)
             })?;
             if mine == Some(true) {
@@ -317,15 +317,14 @@ impl Txn for Writer<'_> {
     }
 
     fn put_message(&mut self, id: u64, m: &StoredMessage) -> Res<()> {
-        self.put(OUTBOX, id, &encode(m)?)?;
+        self.put(OUTBOX, id, &encode_message(m)?)?;
         self.multimap_mut(OUTBOX_BY_CUSTOMER)?
             .insert(m.customer, id)?;
         Ok(())
     }
 
     fn remove_message(&mut self, id: u64) -> Res<bool> {
-        let Some(m) = self.record(OUTBOX, id, |body| decode::<StoredMessage>(body, "message"))?
-        else {
+        let Some(m) = self.record(OUTBOX, id, decode_message)? else {
             return Ok(false);
         };
         self.table_mut(OUTBOX)?.remove(id)?;
