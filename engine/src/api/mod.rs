@@ -41,7 +41,7 @@ use crate::op::{AuthSettings, Core, Entry, Host};
 use crate::plugin::PluginSettings;
 use crate::policy::{Policy, PolicyPack};
 use crate::records::{MASKS_SEALED, Records};
-use crate::store::{self, Location, StorageBackend, StoreError};
+use crate::store::{self, Location, StorageBackend, StoreError, StoredParams};
 use crate::{Error, Result};
 
 /// Builds an [`Engine`]. Defaults: the key store beside the data file
@@ -209,6 +209,7 @@ impl EngineBuilder {
         policies::load(&core)?;
         retention::load(&core)?;
         seal_clear_masks(&core)?;
+        seal_clear_message_params(&core)?;
         core.records
             .reload_retired(|| core.store.read(|r| r.retired_purposes()))?;
         core.store.read(|r| {
@@ -241,6 +242,44 @@ impl EngineBuilder {
         })
     }
 }
+
+/// Seals the template parameters that messages queued by an older version
+/// keep in the clear: once, in one audited transaction, marking the file
+/// for the rewrite that clears the pages they free.
+fn seal_clear_message_params(core: &Core) -> Result<()> {
+    if core.store.read(|r| r.setting(PARAMS_SEALED))?.is_some() {
+        return Ok(());
+    }
+    let entry = Entry::new("outbox.seal_params").target("message parameters kept in the clear");
+    core.setup("setup", entry, |txn| {
+        let mut sealed = false;
+        for (id, mut message) in txn.messages(usize::MAX)? {
+            let StoredParams::Clear(params) = &message.params else {
+                continue;
+            };
+            sealed = true;
+            match core.records.seal_message_params(message.customer, params) {
+                Ok(params) => {
+                    message.params = params;
+                    txn.put_message(id, &message)?;
+                }
+                // Its customer's keys are gone: it could never be handed
+                // out (its address cannot be opened).
+                Err(_) => {
+                    txn.remove_message(id)?;
+                }
+            }
+        }
+        if sealed {
+            txn.owe_rewrite();
+        }
+        txn.put_setting(PARAMS_SEALED, b"done")?;
+        Ok(sealed)
+    })
+}
+
+/// The setting that says every message's parameters are sealed.
+const PARAMS_SEALED: &str = "message_params_sealed";
 
 /// Seals the masked renderings that a database made before they were
 /// sealed keeps in the clear: once, in audited batches, each marking the

@@ -395,3 +395,38 @@ fn renderings_sealed_at_open_leave_no_clear_copy_in_the_file() {
     let seen = engine.customer(&support, *id).unwrap();
     assert_eq!(seen.get("phone"), Some(rendering.as_str()));
 }
+
+#[test]
+fn message_parameters_kept_in_the_clear_are_sealed_at_open() {
+    let (dir, open) = reopenable();
+    let engine = open();
+    let a = customer(&engine, "Li Na", "13800138000", "li.na@example.com");
+    // Queued as message envelope 1 kept it: the parameters in the clear.
+    let message = crate::store::StoredMessage {
+        plugin: "sms-reminder".into(),
+        channel: "sms".into(),
+        customer: a,
+        template: "follow-up-reminder".into(),
+        params: crate::store::StoredParams::Clear(vec![("name".into(), "Zhangsanfeng".into())]),
+        marketing: false,
+        created_at: 1,
+    };
+    engine
+        .core
+        .store
+        .write(|txn| txn.put_message(900, &message))
+        .unwrap();
+    engine.core.store.forget_setting(PARAMS_SEALED).unwrap();
+    drop(engine);
+    let file = dir.path().join("crm.redb");
+    let clear = || {
+        let raw = std::fs::read(&file).unwrap();
+        raw.windows(12).any(|w| w == b"Zhangsanfeng")
+    };
+    assert!(clear());
+    let engine = open();
+    assert!(!clear(), "clear parameters are left in the data file");
+    let queued = engine.subject_export(&admin(), a).unwrap().queued_messages;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].params, [("name".into(), "Zhangsanfeng".into())]);
+}

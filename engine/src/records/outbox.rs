@@ -38,10 +38,7 @@ pub(crate) struct MessageWrite {
 impl Records {
     /// Queues a message; returns its id.
     pub(crate) fn queue_message(&self, txn: &mut dyn Txn, m: MessageWrite) -> Result<u64> {
-        let key = self.data_key(m.customer)?;
-        let params = postcard::to_stdvec(&m.params)
-            .map_err(|e| StoreError::Corrupt(format!("message parameters: {e}")))?;
-        let params = key.seal_bytes(&Slot::MessageParams.name(), &params)?;
+        let params = self.seal_message_params(m.customer, &m.params)?;
         let id = self.reserve_ids(1);
         txn.put_message(
             id,
@@ -50,13 +47,26 @@ impl Records {
                 channel: m.channel,
                 customer: m.customer,
                 template: m.template,
-                params: StoredParams::Sealed(params),
+                params,
                 marketing: m.marketing,
                 created_at: m.at,
             },
         )?;
         txn.record_id(id);
         Ok(id)
+    }
+
+    /// The template parameters of a message to customer `id`, sealed.
+    pub(crate) fn seal_message_params(
+        &self,
+        id: CustomerId,
+        params: &[(String, String)],
+    ) -> Result<StoredParams> {
+        let key = self.data_key(id)?;
+        let bytes = postcard::to_stdvec(params)
+            .map_err(|e| StoreError::Corrupt(format!("message parameters: {e}")))?;
+        let sealed = key.seal_bytes(&Slot::MessageParams.name(), &bytes)?;
+        Ok(StoredParams::Sealed(sealed))
     }
 
     /// The template parameters of a message, opened.
