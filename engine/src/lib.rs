@@ -72,6 +72,17 @@ pub mod __bench {
     pub use crate::plugin::runtime::{SandboxProbe, WarmInstance};
 }
 
+/// Internals exposed for the fuzz targets (`fuzz/`) only; not part of the
+/// API: what a plugin returns, checked without a component.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::api::check_plugin_commands;
+    pub use crate::plugin::runtime::wit::{
+        Channel, Command, CreateFollowUp, CustomerRef, Direction, Field, LogInteraction,
+        MessagePurpose, OrderItem, SendMessage, UpsertCustomer,
+    };
+}
+
 pub use api::{
     Aggregate, Alert, DEFAULT_SWEEP_BATCH, DeletionRecord, Engine, EngineBuilder, FieldInventory,
     ImportOptions, ImportProgress, ImportReport, InstalledPolicy, Inventory, Lifecycle,

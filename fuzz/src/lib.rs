@@ -6,14 +6,24 @@
 //! on every input a run has found and turned into a regression (and, being
 //! an integration test, makes `cargo test` build and link the targets).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use custodian::{
     Action, AuditDurability, Checkpoint, CompiledPolicy, Context, CustomerAttributes, Engine,
-    ImportOptions, MasterKey, PluginManifest, PolicyPack, PreparedSubject, RetentionFacts,
-    RetentionPolicy, Schema, Status,
+    ImportOptions, MasterKey, NewCustomer, PluginManifest, PolicyPack, PreparedSubject,
+    RetentionFacts, RetentionPolicy, Schema, Status,
 };
+use custodian_sdk::{Command as PluginCommand, CustomerRef as PluginRef};
+
+pub mod plugin_commands;
+
+/// The shipped plugins' payload parsers, compiled natively from their own
+/// source files (the plugins' workspace builds them for wasm).
+#[path = "../../plugins/shop-orders/src/payload.rs"]
+mod shop_orders_payload;
+#[path = "../../plugins/chat-sync/src/payload.rs"]
+mod chat_sync_payload;
 
 /// One database per process, opened once: opening costs far more than an
 /// import of a few rows.
@@ -136,5 +146,118 @@ pub fn checkpoint(data: &[u8]) {
     if let Ok(checkpoint) = Checkpoint::from_json(source) {
         let again = Checkpoint::from_json(&checkpoint.to_json());
         assert!(again.is_ok_and(|c| c == checkpoint));
+    }
+}
+
+/// Customers the plugin-result target's references can find: by id (1
+/// and 2), phone and email; made once, on the shared database.
+fn plugin_customers() -> &'static Engine {
+    static MADE: OnceLock<()> = OnceLock::new();
+    let engine = engine();
+    MADE.get_or_init(|| {
+        let admin = Context::new("admin", "fuzz");
+        for (name, phone, email) in [
+            ("Li Na", "13800138000", "li.na@example.com"),
+            ("Zhang Wei", "+86 139 1234 5678", "zhang.wei@example.cn"),
+        ] {
+            let new = NewCustomer::new()
+                .field("name", name)
+                .field("phone", phone)
+                .field("email", email);
+            engine
+                .create_customer(&admin, new)
+                .unwrap_or_else(|e| panic!("cannot create a customer: {e}"));
+        }
+    });
+    engine
+}
+
+/// What a plugin returns from a call (its commands; see
+/// `plugin_commands` for how bytes become a grant and commands), checked
+/// as the engine checks a call's result before writing: outside the grant
+/// or invalid, it is refused with the command's position; the report
+/// renders every command it accepted, each within its bound.
+pub fn plugin_results(data: &[u8]) {
+    let engine = plugin_customers();
+    let (grant, commands) = plugin_commands::decode(data);
+    match custodian::fuzzing::check_plugin_commands(engine, "fuzz", &grant, &commands) {
+        Ok(rendered) => {
+            assert_eq!(rendered.len(), commands.len());
+            for line in &rendered {
+                assert!(line.len() <= 2000 + 32, "{} bytes", line.len());
+            }
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
+
+/// The customer a plugin command names, for the invariants below.
+fn named(command: &PluginCommand) -> Option<&PluginRef> {
+    match command {
+        PluginCommand::UpsertCustomer(u) => Some(&u.match_),
+        PluginCommand::LogInteraction(l) => Some(&l.customer),
+        _ => None,
+    }
+}
+
+/// Checks what a payload parser returned: an error says something; the
+/// commands are upserts and logs, each log for a customer an earlier
+/// upsert of the same result named, each customer upserted once.
+fn payload_commands(result: &Result<Vec<PluginCommand>, String>) -> usize {
+    let commands = match result {
+        Ok(commands) => commands,
+        Err(e) => {
+            assert!(!e.is_empty());
+            return 0;
+        }
+    };
+    let mut upserted = BTreeSet::new();
+    let mut logs = 0;
+    for command in commands {
+        let key = named(command).map(|r| format!("{r:?}"));
+        match (command, key) {
+            (PluginCommand::UpsertCustomer(_), Some(key)) => {
+                assert!(upserted.insert(key), "a customer upserted twice");
+            }
+            (PluginCommand::LogInteraction(_), Some(key)) => {
+                assert!(upserted.contains(&key), "a log before its upsert");
+                logs += 1;
+            }
+            _ => panic!("an unexpected command: {command:?}"),
+        }
+    }
+    logs
+}
+
+/// `shop-orders`' payload: one order object or an array of them, JSON;
+/// one that parses gives one interaction per order.
+pub fn shop_orders(data: &[u8]) {
+    let result = shop_orders_payload::ingest(data);
+    let logs = payload_commands(&result);
+    if result.is_ok() {
+        let orders = match serde_json::from_slice::<serde_json::Value>(data) {
+            Ok(serde_json::Value::Array(orders)) => orders.len(),
+            _ => 1,
+        };
+        assert_eq!(logs, orders);
+    }
+}
+
+/// `chat-sync`'s payload: one conversation or an array of them, JSON;
+/// one that parses gives one interaction per conversation, its transcript
+/// one line per message and its summary within 200 characters unless it
+/// names the conversation.
+pub fn chat_sync(data: &[u8]) {
+    let result = chat_sync_payload::ingest(data);
+    payload_commands(&result);
+    for command in result.iter().flatten() {
+        if let PluginCommand::LogInteraction(log) = command {
+            assert!(
+                log.summary.chars().count() <= 200 || log.summary.starts_with("Conversation "),
+                "{}",
+                log.summary
+            );
+            assert!(log.body.is_some());
+        }
     }
 }

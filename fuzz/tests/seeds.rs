@@ -50,3 +50,18 @@ fn manifest() {
 fn checkpoint() {
     run("checkpoint", custodian_fuzz::checkpoint);
 }
+
+#[test]
+fn shop_orders() {
+    run("shop_orders", custodian_fuzz::shop_orders);
+}
+
+#[test]
+fn chat_sync() {
+    run("chat_sync", custodian_fuzz::chat_sync);
+}
+
+#[test]
+fn plugin_results() {
+    run("plugin_results", custodian_fuzz::plugin_results);
+}

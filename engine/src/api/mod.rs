@@ -25,7 +25,7 @@ pub use consent::Lifecycle;
 pub use customers::Query;
 pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
 pub use outbox::OutboxMessage;
-pub use plugins::{Alert, PluginLogLine};
+pub use plugins::{Alert, PluginLogLine, check_plugin_commands};
 pub use policies::InstalledPolicy;
 pub use report::{FieldInventory, Inventory, PurposeReport};
 pub use retention::{

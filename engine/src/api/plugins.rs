@@ -243,3 +243,17 @@ impl Engine {
             .collect()
     }
 }
+
+/// What a plugin named `plugin` with `grant` may return, checked as a call
+/// checks it before anything is written (the grant, then the plan), and
+/// rendered as the call's report renders it; nothing is written. The fuzz
+/// targets' way to what a hostile plugin returns without compiling a
+/// component; not part of the API (see `crate::fuzzing`).
+pub fn check_plugin_commands(
+    engine: &Engine,
+    plugin: &str,
+    grant: &Grant,
+    commands: &[crate::plugin::runtime::wit::Command],
+) -> Result<Vec<String>> {
+    engine.core.check_returned(plugin, grant, commands)
+}

@@ -21,8 +21,8 @@ use crate::plugin::runtime::{
     wit,
 };
 use crate::plugin::{
-    EventKind, Fault, FieldAccess, Grant, Hook, PluginError, PluginInfo, PluginSettings,
-    PluginStatus,
+    EventKind, Fault, FieldAccess, Grant, Hook, PLUGIN_PRINCIPAL_PREFIX, PluginError, PluginInfo,
+    PluginSettings, PluginStatus,
 };
 use crate::policy::{Action, Decision, Treatment};
 use crate::records::Slot;
@@ -536,6 +536,24 @@ impl Core {
                 .map(|l| format!("{}: {}", l.level, l.text))
                 .collect(),
         })
+    }
+
+    /// The checks a call's returned commands go through before anything
+    /// is written, without a call: the grant, then the plan (references
+    /// resolved, values validated, new customers normalized and sealed),
+    /// then their renderings for the call's report. Nothing is written and
+    /// no rate is taken; for the fuzz targets (`crate::fuzzing`).
+    pub(crate) fn check_returned(
+        &self,
+        name: &str,
+        grant: &Grant,
+        commands: &[wit::Command],
+    ) -> Result<Vec<String>> {
+        let owner =
+            (grant.owner.clone()).unwrap_or_else(|| format!("{PLUGIN_PRINCIPAL_PREFIX}{name}"));
+        self.check_grant(name, grant, commands)?;
+        self.plan(name, grant, &owner, commands)?;
+        Ok(commands.iter().map(render).collect())
     }
 
     /// A call's state writes, sealed: unscoped ones under the key of

@@ -40,17 +40,9 @@
 //! field `name`, masked (the engine lets a plugin write only fields in its
 //! grant; it is granted no phone and no id number).
 
-use std::collections::BTreeMap;
+mod payload;
 
-use custodian_sdk::{
-    Channel, Command, CommandKind, CustomerRef, Direction, Event, Field, Guest, Hook, Manifest,
-    time::{self, UtcOffset},
-};
-use serde::Deserialize;
-use serde_json::Value;
-
-/// Longest summary, in characters.
-const SUMMARY_CHARS: usize = 200;
+use custodian_sdk::{Command, CommandKind, Event, Guest, Hook, Manifest};
 
 /// The plugin.
 struct ChatSync;
@@ -68,22 +60,7 @@ impl Guest for ChatSync {
     }
 
     fn ingest(payload: Vec<u8>) -> Result<Vec<Command>, String> {
-        let payload: Value =
-            serde_json::from_slice(&payload).map_err(|e| format!("payload is not JSON: {e}"))?;
-        let conversations = match payload {
-            Value::Array(list) => list,
-            one @ Value::Object(_) => vec![one],
-            _ => return Err("payload must be a conversation object or an array of them".into()),
-        };
-        let mut out = Output::default();
-        for (i, conversation) in conversations.into_iter().enumerate() {
-            let name = match conversation.get("conversation_id") {
-                Some(Value::String(id)) => format!("conversation {} (`{id}`)", i + 1),
-                _ => format!("conversation {}", i + 1),
-            };
-            out.add(conversation).map_err(|e| format!("{name}: {e}"))?;
-        }
-        Ok(out.commands)
+        payload::ingest(&payload)
     }
 
     fn on_event(_event: Event) -> Result<Vec<Command>, String> {
@@ -93,136 +70,10 @@ impl Guest for ChatSync {
 
 custodian_sdk::export!(ChatSync);
 
-#[derive(Deserialize)]
-struct Conversation {
-    conversation_id: String,
-    customer: ChatCustomer,
-    messages: Vec<Message>,
-}
-
-#[derive(Deserialize)]
-struct ChatCustomer {
-    external_id: String,
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    at: String,
-    from: Sender,
-    text: String,
-}
-
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Sender {
-    Customer,
-    Agent,
-}
-
-impl Sender {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Customer => "customer",
-            Self::Agent => "agent",
-        }
-    }
-}
-
-#[derive(Default)]
-struct Output {
-    commands: Vec<Command>,
-    /// Index in `commands` of each customer's upsert.
-    upsert_of: BTreeMap<String, usize>,
-}
-
-impl Output {
-    fn add(&mut self, conversation: Value) -> Result<(), String> {
-        let c: Conversation = serde_json::from_value(conversation).map_err(|e| e.to_string())?;
-        let external_id = c.customer.external_id;
-        if external_id.is_empty() {
-            return Err("customer.external_id is empty".into());
-        }
-        let Some(first) = c.messages.first() else {
-            return Err("no messages".into());
-        };
-        let mut transcript = String::new();
-        let mut times = Vec::with_capacity(c.messages.len());
-        for (i, m) in c.messages.iter().enumerate() {
-            let at = time::parse_rfc3339(&m.at).map_err(|e| format!("message {}: {e}", i + 1))?;
-            times.push(at);
-            if !transcript.is_empty() {
-                transcript.push('\n');
-            }
-            let text = m.text.lines().collect::<Vec<_>>().join(" ");
-            transcript.push_str(&format!(
-                "{} {}: {}",
-                time::format_hm(at, UtcOffset::CHINA),
-                m.from.as_str(),
-                text
-            ));
-        }
-        let summary = match c.messages.iter().find(|m| m.from == Sender::Customer) {
-            Some(m) => m
-                .text
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(SUMMARY_CHARS)
-                .collect(),
-            None => format!("Conversation {}", c.conversation_id),
-        };
-        let direction = match first.from {
-            Sender::Customer => Direction::Inbound,
-            Sender::Agent => Direction::Outbound,
-        };
-
-        self.upsert(&external_id, c.customer.name);
-        let mut log = Command::log_interaction(
-            CustomerRef::external_id(external_id),
-            Channel::Chat,
-            summary,
-        )
-        .direction(direction)
-        .body(transcript);
-        if let Some(&at) = times.first() {
-            log = log.at(at);
-        }
-        self.commands.push(log.into());
-        Ok(())
-    }
-
-    /// One upsert per customer; a later name replaces an earlier one.
-    fn upsert(&mut self, external_id: &str, name: Option<String>) {
-        let existing = self
-            .upsert_of
-            .get(external_id)
-            .and_then(|&i| self.commands.get_mut(i));
-        if let Some(Command::UpsertCustomer(upsert)) = existing {
-            if let Some(name) = name {
-                upsert.fields = vec![Field {
-                    name: "name".into(),
-                    value: name,
-                }];
-            }
-            return;
-        }
-        self.upsert_of
-            .insert(external_id.to_owned(), self.commands.len());
-        self.commands.push(
-            Command::upsert_customer(CustomerRef::external_id(external_id))
-                .external_id(external_id)
-                .field_opt("name", name)
-                .into(),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custodian_sdk::{Access, LogInteraction};
+    use custodian_sdk::{Access, Channel, CustomerRef, Direction, Field, LogInteraction, time};
 
     fn ingest(payload: &str) -> Result<Vec<Command>, String> {
         ChatSync::ingest(payload.as_bytes().to_vec())

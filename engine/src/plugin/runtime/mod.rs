@@ -28,16 +28,23 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{Fault, PluginError, PluginManifest, PluginSettings};
 
-wasmtime::component::bindgen!({
-    path: "../sdk/wit",
-    world: "plugin",
-    // Exports are called as futures, so that a timer can end a call that
-    // waits in the host; the engine's own imports answer at once.
-    exports: { default: async },
-});
+/// The interface's bindings. Their types are documented in
+/// `sdk/wit/plugin.wit` (not every field there has a comment), and are
+/// reachable from outside only through the hidden `crate::fuzzing`.
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "plugin",
+        // Exports are called as futures, so that a timer can end a call that
+        // waits in the host; the engine's own imports answer at once.
+        exports: { default: async },
+    });
+}
 
-pub(crate) use self::custodian::plugin::host::Level;
-pub(crate) use self::custodian::plugin::types as wit;
+pub(crate) use bindings::custodian::plugin::host::Level;
+pub(crate) use bindings::custodian::plugin::types as wit;
+use bindings::{Plugin, PluginPre};
 
 mod convert;
 mod probe;
@@ -246,9 +253,9 @@ impl CallState {
     }
 }
 
-impl self::custodian::plugin::types::Host for CallState {}
+impl bindings::custodian::plugin::types::Host for CallState {}
 
-impl self::custodian::plugin::host::Host for CallState {
+impl bindings::custodian::plugin::host::Host for CallState {
     fn log(&mut self, level: Level, message: String) {
         if self.log.lines.len() < MAX_LOG_LINES {
             self.log
