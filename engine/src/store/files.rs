@@ -44,3 +44,25 @@ fn owner_only(_file: &File) -> io::Result<()> {
 pub(crate) fn resolved(path: &Path) -> Result<PathBuf, StoreError> {
     std::fs::canonicalize(path).map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))
 }
+
+/// Where a rewrite of `path` makes its new file (`<path>.scrub`), with
+/// what an earlier rewrite cut short left there removed.
+pub(crate) fn scratch_beside(path: &Path) -> io::Result<PathBuf> {
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(".scrub");
+    let fresh = PathBuf::from(fresh);
+    match std::fs::remove_file(&fresh) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(fresh),
+    }
+}
+
+/// Makes a rename into the folder of `path` durable (the working
+/// directory for a bare file name).
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}

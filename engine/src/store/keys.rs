@@ -303,22 +303,10 @@ impl KeyStore {
 /// Replaces the file of `db` at `path` by a fresh copy of its content.
 fn rewrite(db: &mut Database, path: &Path) -> Result<(), StoreError> {
     let io = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", path.display()));
-    let mut fresh = path.as_os_str().to_owned();
-    fresh.push(".scrub");
-    let fresh = PathBuf::from(fresh);
-    match std::fs::remove_file(&fresh) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-        _ => {}
-    }
+    let fresh = super::files::scratch_beside(path).map_err(io)?;
     drop(copy_into_new(db, &fresh)?);
     std::fs::rename(&fresh, path).map_err(io)?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
+    super::files::sync_parent(path).map_err(io)?;
     *db = open_one(path, false)?;
     Ok(())
 }

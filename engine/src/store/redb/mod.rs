@@ -25,6 +25,7 @@ use std::borrow::Borrow;
 use std::cell::OnceCell;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use redb::{
@@ -58,6 +59,10 @@ pub(crate) struct Store {
     db: RwLock<Arc<Database>>,
     /// Held by each write transaction, and by a rewrite throughout.
     writing: Mutex<()>,
+    /// Whether the file may owe a rewrite: set by a write that marked it
+    /// (and at open, until the file is read), cleared under `writing` once
+    /// the file is found clean. Spares every write a read of the mark.
+    maybe_owed: AtomicBool,
     /// Where the file is; `None` for a caller-supplied medium.
     path: Option<PathBuf>,
     integrity: Integrity,
@@ -219,6 +224,7 @@ impl Store {
         let store = Self {
             db: RwLock::new(Arc::new(db)),
             writing: Mutex::new(()),
+            maybe_owed: AtomicBool::new(true),
             path,
             integrity,
         };
@@ -307,6 +313,9 @@ impl Store {
             (value, writer.finish().map_err(E::from)?)
         };
         txn.commit().map_err(StoreError::from)?;
+        if owes_scrub {
+            self.maybe_owed.store(true, Ordering::Release);
+        }
         drop(writing);
         if owes_scrub && rewrite == Rewrite::Now {
             self.scrub_if_owed()?;

@@ -11,13 +11,14 @@
 //! copy drops the mark and records `rewritten`.
 
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use redb::{Database, MultimapTableHandle, ReadableDatabase, ReadableTable, TableHandle};
 
-use super::super::StoreError;
 use super::super::integrity::Integrity;
+use super::super::{StoreError, files};
 use super::tables::{self, SETTING_REWRITTEN, SETTING_SCRUB, SETTINGS};
 use super::tagged;
 use super::{Named, Open, Store};
@@ -45,14 +46,19 @@ impl Store {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        if !self.maybe_owed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.owes_rewrite()? {
+            self.maybe_owed.store(false, Ordering::Release);
             return Ok(());
         }
         let (fresh, synced) = copy(&self.db(), path, &self.integrity).map_err(failed)?;
         let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
         *db = Arc::new(fresh);
         drop(db);
+        self.maybe_owed.store(false, Ordering::Release);
         drop(writing);
         synced.map_err(failed)
     }
@@ -75,13 +81,7 @@ fn copy(
     integrity: &Integrity,
 ) -> Result<(Database, Result<(), StoreError>), StoreError> {
     let io = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", path.display()));
-    let mut fresh = path.as_os_str().to_owned();
-    fresh.push(".scrub");
-    let fresh = PathBuf::from(fresh);
-    match std::fs::remove_file(&fresh) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-        _ => {}
-    }
+    let fresh = files::scratch_beside(path).map_err(io)?;
     create_like(&fresh, path).map_err(io)?;
     // Renamed only once open: after the rename the old file is gone, and
     // nothing may be written to it.
@@ -92,13 +92,7 @@ fn copy(
     let opened = opened.inspect_err(|_| {
         let _ = std::fs::remove_file(&fresh);
     })?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let synced = std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io);
+    let synced = files::sync_parent(path).map_err(io);
     Ok((opened, synced))
 }
 
