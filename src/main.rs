@@ -110,9 +110,13 @@ impl Global {
 
     /// Who acts, and for what purpose: the session's holder, or `--as`.
     pub fn ctx(&self) -> Context {
-        match &self.session {
+        let ctx = match &self.session {
             Some(token) => Context::session(token, &self.purpose),
             None => Context::new(&self.principal, &self.purpose),
+        };
+        match &self.step_up {
+            Some(code) => ctx.step_up(code),
+            None => ctx,
         }
     }
 }

@@ -7,7 +7,16 @@
 //! 2. point reads by id and by phone, as the owner (fields decrypted) and as
 //!    another principal (fields masked, nothing decrypted), on 1 and 2
 //!    threads, with durable and with buffered read auditing;
-//! 3. verifying an audit chain of a million entries.
+//! 3. verifying an audit chain of a million entries;
+//! 4. the guard's cost on a buffered masked read: blocks of reads by id
+//!    alternating between a policy with no `limits` (the guard counts
+//!    nothing) and one whose budgets are far above what is read (the
+//!    guard's whole path: budgets looked up, rows and distinct customers
+//!    checked and counted, written with the audit entries).
+//!
+//! Sections 2 and 3 run under the default policy with its budgets raised
+//! far above what they read, so every read pays the guard and none is
+//! refused.
 //!
 //! Run it with `cargo bench -p custodian --bench engine`. Every size scales
 //! with `CUSTODIAN_BENCH_SCALE` (or `-- --scale 0.01`) for a quick smoke run;
@@ -26,7 +35,10 @@ use std::time::{Duration, Instant};
 
 use custodian::{AuditDurability, Context, CustomerId, Engine, MasterKey, PrincipalKind, Query};
 
-use common::{CSV_HEADER, Config, Rng, count, import_all, met, print_header};
+use common::{
+    CSV_HEADER, Config, GENEROUS_LIMITS, Rng, count, import_all, median, met, pack_with_limits,
+    percentile, print_header,
+};
 
 /// Customers imported (section 1).
 const IMPORT_CUSTOMERS: usize = 100_000;
@@ -44,6 +56,10 @@ const VERIFY_RUNS: usize = 3;
 const TARGET_IMPORT_PER_S: f64 = 50_000.0;
 const TARGET_BUFFERED_MEDIAN: Duration = Duration::from_micros(10);
 const TARGET_VERIFY_PER_S: f64 = 2_000_000.0;
+/// Reads per arm of section 4, in this many alternating blocks per arm.
+const GUARD_READS: usize = 50_000;
+const GUARD_BLOCKS: usize = 10;
+const TARGET_GUARD_ADDED: Duration = Duration::from_micros(1);
 
 fn main() {
     let config = Config::from_env_and_args();
@@ -63,6 +79,9 @@ fn main() {
 
     // 2. Point reads, first with durable then with buffered auditing.
     let owner = Context::new("admin", "service");
+    engine
+        .install_policy(&owner, &pack_with_limits(GENEROUS_LIMITS))
+        .expect("install the policy with generous budgets");
     // Under the default policy support sees personal fields masked (from
     // the stored renderings: nothing is decrypted) and the admin, with a
     // stated purpose, sees every field.
@@ -88,9 +107,12 @@ fn main() {
 
     // 3. Audit verification.
     let verify = bench_verify(&engine, &data, &other, config.scaled(AUDIT_ENTRIES));
+
+    // 4. The guard's cost.
+    let guard = bench_guard(&engine, &data, &owner, &other, config.scaled(GUARD_READS));
     drop(engine);
 
-    print_summary(&import, &sqlite, &durable, &buffered, &verify);
+    print_summary(&import, &sqlite, &durable, &buffered, &verify, &guard);
 }
 
 fn open(path: &Path, key: &MasterKey, durability: AuditDurability) -> Engine {
@@ -608,6 +630,85 @@ fn bench_verify(engine: &Engine, data: &ReadData, other: &Context, target: usize
 }
 
 // ---------------------------------------------------------------------------
+// 4. The guard's cost
+
+struct GuardCost {
+    /// Sorted latencies (ns) without and with budgets.
+    without: Vec<u64>,
+    with: Vec<u64>,
+}
+
+impl GuardCost {
+    fn added(&self) -> Duration {
+        median(&self.with).saturating_sub(median(&self.without))
+    }
+}
+
+fn bench_guard(
+    engine: &Engine,
+    data: &ReadData,
+    admin: &Context,
+    other: &Context,
+    reads: usize,
+) -> GuardCost {
+    let block = (reads / GUARD_BLOCKS).max(1);
+    let packs = [
+        (false, pack_with_limits("")),
+        (true, pack_with_limits(GENEROUS_LIMITS)),
+    ];
+    let mut cost = GuardCost {
+        without: Vec::with_capacity(reads),
+        with: Vec::with_capacity(reads),
+    };
+    let read = |engine: &Engine, rng: &mut Rng| point_read(engine, data, other, Lookup::Id, rng);
+    for round in 0..GUARD_BLOCKS {
+        // Which arm goes first alternates, so neither always follows the
+        // other's audit flushes.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for arm in order {
+            let (budgets, pack) = &packs[arm];
+            engine
+                .install_policy(admin, pack)
+                .expect("install the policy");
+            measure(engine, 1, (block / 10).max(1), &read);
+            let m = measure(engine, 1, block, &read);
+            let into = if *budgets {
+                &mut cost.with
+            } else {
+                &mut cost.without
+            };
+            into.extend(m.latencies);
+        }
+    }
+    cost.without.sort_unstable();
+    cost.with.sort_unstable();
+    println!("## 4. The guard's cost (buffered masked reads by id, 1 thread)\n");
+    println!(
+        "Blocks of {} reads alternating between a policy without `limits` and one with budgets far above what is read; {} blocks per arm.\n",
+        count(block),
+        GUARD_BLOCKS
+    );
+    println!("| policy | reads | median | p99 |");
+    println!("|---|---:|---:|---:|");
+    for (name, sorted) in [
+        ("no budgets", &cost.without),
+        ("budgets (rows, customers, misses)", &cost.with),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} |",
+            count(sorted.len()),
+            micros(median(sorted)),
+            micros(percentile(sorted, 0.99))
+        );
+    }
+    println!(
+        "\nadded by the guard (difference of medians): {}\n",
+        micros(cost.added())
+    );
+    cost
+}
+
+// ---------------------------------------------------------------------------
 // Summary against the targets
 
 fn print_summary(
@@ -616,6 +717,7 @@ fn print_summary(
     durable: &[Measured],
     buffered: &[Measured],
     verify: &Verify,
+    guard: &GuardCost,
 ) {
     let import_rate = per_second(import.customers, import.elapsed);
     println!("## Targets\n");
@@ -642,6 +744,12 @@ fn print_summary(
         count(TARGET_VERIFY_PER_S as usize),
         count(verify_rate as usize),
         met(verify_rate >= TARGET_VERIFY_PER_S),
+    );
+    println!(
+        "| guard, added to a buffered masked read (median) | ≤ {} | {} | {} |",
+        micros(TARGET_GUARD_ADDED),
+        micros(guard.added()),
+        met(guard.added() <= TARGET_GUARD_ADDED),
     );
     println!();
     println!(

@@ -47,7 +47,10 @@ use custodian::{
 };
 
 use cedar::{CedarPolicy, Request};
-use common::{CSV_HEADER, Config, Rng, count, import_all, met, print_header};
+use common::{
+    CSV_HEADER, Config, GENEROUS_LIMITS, Rng, count, import_all, met, pack_with_limits,
+    print_header,
+};
 
 /// Generated requests, each decided once per pass.
 const DECISION_REQUESTS: usize = 20_000;
@@ -412,6 +415,11 @@ fn bench_reads(engine: &Engine, customers: usize, reads: usize) -> Reads {
     engine
         .add_principal(&admin, "zhao", PrincipalKind::User, &["support"])
         .expect("add the support principal");
+    // Budgets far above what is read: every read pays the guard, none is
+    // refused.
+    engine
+        .install_policy(&admin, &pack_with_limits(GENEROUS_LIMITS))
+        .expect("install the policy with generous budgets");
     let wang = Context::new("wang", "sales_contact");
     let zhao = Context::new("zhao", "service");
 

@@ -130,6 +130,31 @@ pub enum Denied {
         /// The hook.
         hook: String,
     },
+    /// The guard refused: the request would exceed a budget of the actor
+    /// (what its policy's `limits` declares). Refused whole, before
+    /// anything was decrypted; an alert was raised.
+    #[error("`{actor}` is over a budget: {breach}; {next}")]
+    Budget {
+        /// The acting principal.
+        actor: String,
+        /// Which budget, what it allows, what was used and asked.
+        breach: crate::guard::Breach,
+        /// What the actor can do.
+        next: String,
+    },
+    /// A step-up past a budget was refused: the second-factor code was
+    /// wrong or already used. Counts as a failed login.
+    #[error("the second-factor code for the step-up was wrong or already used; nothing was shown")]
+    StepUpFailed,
+    /// The policy's `limits` failed, so the guard cannot tell what the
+    /// actor may be shown: refused (fail closed).
+    #[error("the policy's limits for `{actor}` failed ({reason}); nothing was shown")]
+    LimitsFailed {
+        /// The acting principal.
+        actor: String,
+        /// What failed.
+        reason: String,
+    },
     /// Another rule of the engine about the thing acted on (the last
     /// active admin, a deactivated owner, a wrong current password...).
     #[error("{0}")]

@@ -53,6 +53,7 @@ mod crypto;
 mod model;
 mod identity;
 mod script;
+mod guard;
 mod policy;
 mod privacy;
 mod plugin;
@@ -84,15 +85,16 @@ pub mod fuzzing {
 }
 
 pub use api::{
-    Aggregate, Alert, DEFAULT_SWEEP_BATCH, DeletionRecord, Engine, EngineBuilder, FieldInventory,
-    ImportOptions, ImportProgress, ImportReport, InstalledPolicy, Inventory, Lifecycle,
-    NOTICE_SENDER, NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, PurposeReport, Query,
+    Aggregate, Alert, Budget, DEFAULT_SWEEP_BATCH, DeletionRecord, Engine, EngineBuilder,
+    FieldInventory, ImportOptions, ImportProgress, ImportReport, InstalledPolicy, Inventory,
+    Lifecycle, NOTICE_SENDER, NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, PurposeReport, Query,
     QueuedMessage, RetentionChange, RetentionReport, RowError, SubjectExport, SweepOptions,
-    SweepProgress, Transition,
+    SweepProgress, Transition, Usage,
 };
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
 pub use crypto::{CryptoError, MasterKey};
 pub use error::{Denied, Error, Result};
+pub use guard::{Access, Breach, Caps, Limits, Measure, Over, Span};
 pub use identity::{
     ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate, STEWARD_ROLE,
 };

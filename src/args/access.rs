@@ -51,6 +51,12 @@ pub enum PrincipalCmd {
     },
     /// List principals.
     List,
+    /// A principal's budgets (from the policy's `limits`) and how much of
+    /// each it used in the last hour, day and 30 days.
+    Budget {
+        /// Whose.
+        name: String,
+    },
     /// Deactivate a principal: it can do nothing from now on.
     Deactivate {
         /// Its name.

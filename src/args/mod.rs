@@ -59,6 +59,10 @@ pub struct Global {
     /// require one: admins read customer data only with a stated purpose).
     #[arg(long, env = "CUSTODIAN_PURPOSE", default_value = "", global = true)]
     pub purpose: String,
+    /// A fresh second-factor code, for a read past a budget that the
+    /// policy lets go on with a step-up; checked and used up only then.
+    #[arg(long, global = true, value_name = "CODE")]
+    pub step_up: Option<String>,
 }
 
 #[derive(Subcommand)]

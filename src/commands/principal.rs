@@ -63,6 +63,7 @@ pub fn run(g: &Global, out: Output, cmd: PrincipalCmd) -> Result<()> {
             tell!("unlocked {name}");
         }
         PrincipalCmd::List => out.emit(&engine.principals(&ctx)?)?,
+        PrincipalCmd::Budget { name } => out.emit(&engine.budget(&ctx, &name)?)?,
         PrincipalCmd::Deactivate { name } => {
             engine.deactivate_principal(&ctx, &name)?;
             tell!("deactivated principal {name}");

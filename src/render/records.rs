@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 
 use custodian::{
-    AuditEntry, Customer, FollowUp, Interaction, Principal, SessionInfo, format_amount,
+    AuditEntry, Budget, Customer, FollowUp, Interaction, Over, Principal, SessionInfo,
+    format_amount,
 };
 use serde::Serialize;
 
@@ -101,6 +102,52 @@ impl Render for [Principal] {
                 line(&p.roles.join(",")),
                 if p.active { "active" } else { "deactivated" },
                 attrs.join(" ")
+            )?;
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> impl Serialize {
+        self
+    }
+}
+
+impl Render for Budget {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let Some(limits) = &self.limits else {
+            writeln!(out, "{}: no budget", line(&self.principal))?;
+            return Ok(());
+        };
+        writeln!(
+            out,
+            "{}: past a budget: {}",
+            line(&self.principal),
+            match limits.over {
+                Over::Block => "refused",
+                Over::StepUp => "a step-up (second factor)",
+                _ => "refused",
+            }
+        )?;
+        writeln!(
+            out,
+            "{:<10} {:>18} {:>18} {:>18}",
+            "", "hour", "day", "30 days"
+        )?;
+        for (name, caps, used) in [
+            ("rows", &limits.rows, &self.rows),
+            ("customers", &limits.customers, &self.customers),
+            ("misses", &limits.misses, &self.misses),
+        ] {
+            let cell = |cap: Option<u64>, used: u64| match cap {
+                Some(cap) => format!("{used} of {cap}"),
+                None => format!("{used}"),
+            };
+            writeln!(
+                out,
+                "{name:<10} {:>18} {:>18} {:>18}",
+                cell(caps.hour, used.hour),
+                cell(caps.day, used.day),
+                cell(caps.month, used.month)
             )?;
         }
         Ok(())

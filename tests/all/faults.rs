@@ -412,6 +412,7 @@ fn a_full_disk_refuses_writes_and_keeps_exactly_what_was_acknowledged() {
     // collected as `landed` and checked as carefully as the acknowledged.
     let engine = disk.reopen();
     engine.verify_audit(None).unwrap();
+    crate::lift_budgets(&engine);
     let whole = |id: CustomerId, name: &str, phone: &str, email: &str| {
         let c = engine.customer(&admin, id).unwrap();
         assert_eq!(c.get("name"), Some(name), "customer {id}");

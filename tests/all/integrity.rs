@@ -373,7 +373,7 @@ pub fn populated(dir: &Path, key: MasterKey) -> Engine {
 }
 
 /// Every table of the data file, by what protects it.
-const RECORD_TABLES: [&str; 27] = [
+const RECORD_TABLES: [&str; 29] = [
     "settings",
     "customers",
     "interactions",
@@ -401,6 +401,8 @@ const RECORD_TABLES: [&str; 27] = [
     "anonymized",
     "retention",
     "event_queue",
+    "guard_counts",
+    "guard_seen",
 ];
 /// Authenticated otherwise: the key check and format (checked against the
 /// key and the key store), the audit chain (keyed hashes), and an index of
@@ -454,7 +456,8 @@ fn every_record_of_every_table_is_authenticated() {
             "interactions" | "consent_ledger" => flip_first::<(u64, u64)>(&txn, name),
             "sessions" | "plugin_links" => flip_first::<&[u8]>(&txn, name),
             "plugin_state" => flip_first::<(&str, &str)>(&txn, name),
-            "plugin_log" => flip_first::<(&str, u64)>(&txn, name),
+            "plugin_log" | "guard_seen" => flip_first::<(&str, u64)>(&txn, name),
+            "guard_counts" => flip_first::<(&str, i64)>(&txn, name),
             "consents" | "plugin_customer_state" => flip_first::<(u64, &str)>(&txn, name),
             _ => flip_first::<u64>(&txn, name),
         };

@@ -17,6 +17,7 @@ mod events;
 mod faults;
 mod files;
 mod fuzz;
+mod guard;
 mod input;
 mod integrity;
 mod login;
@@ -166,6 +167,41 @@ pub fn run_and_kill(
     }
     let status = child.wait().unwrap();
     (status, reader.join().unwrap())
+}
+
+/// The default pack with its `limits` replaced by `limits` (nothing: no
+/// budgets).
+pub fn pack_with_limits(limits: &str) -> custodian::PolicyPack {
+    let mut scripts = Vec::new();
+    let (mut roles, mut cases) = (String::new(), None);
+    for (name, text) in custodian::PolicyPack::default_pack().files() {
+        match name {
+            "roles.toml" => roles = text.to_string(),
+            "cases.toml" => cases = Some(text.to_string()),
+            _ => scripts.push((name.to_string(), text.to_string())),
+        }
+    }
+    let script = &mut scripts
+        .iter_mut()
+        .find(|(name, _)| name == "access.rhai")
+        .unwrap()
+        .1;
+    let at = script
+        .find("\n// Budgets:")
+        .expect("access.rhai declares limits");
+    script.truncate(at);
+    script.push('\n');
+    script.push_str(limits);
+    custodian::PolicyPack::from_sources(scripts, roles, cases).unwrap()
+}
+
+/// Installs the default pack without budgets: for a test that reads back
+/// more than a day's budget to check what was stored (budgets are the
+/// subject of `guard`).
+pub fn lift_budgets(engine: &Engine) {
+    engine
+        .install_policy(&admin(), &pack_with_limits(""))
+        .unwrap();
 }
 
 pub fn admin() -> Context {

@@ -664,6 +664,9 @@ const ENTRIES: &[Entry] = &[
     entry("revoke_sessions", ONESELF, None, |e, ctx, _| {
         answer(e.revoke_sessions(ctx, TARGET))
     }),
+    entry("budget", ONESELF, None, |e, ctx, _| {
+        answer(e.budget(ctx, TARGET))
+    }),
     // Plugins, the outbox, alerts.
     entry("install_plugin", ADMINS, None, |e, ctx, s| {
         answer(e.install_plugin(ctx, &s.wasm, s.grant.clone()))

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Engine;
+use crate::guard::Access;
 use crate::model::{
     CustomerId, FollowUp, FollowUpId, Interaction, InteractionId, NewFollowUp, NewInteraction,
 };
@@ -123,7 +124,7 @@ impl Engine {
             before.to_rfc3339(),
             assignee.unwrap_or("everyone")
         );
-        let op = Op::new(Entry::new("followup.list").target(target));
+        let op = Op::new(Entry::new("followup.list").target(target)).access(Access::Search);
         self.core.read(ctx, op, |read| {
             let snapshot = read.snapshot();
             let due = snapshot.followups_due(before.timestamp_micros(), assignee)?;

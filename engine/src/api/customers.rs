@@ -1,6 +1,7 @@
 //! Customer records: create, read, update, delete, search, count.
 
 use super::{Engine, ImportOptions};
+use crate::guard::Access;
 use crate::model::{
     Customer, CustomerId, CustomerUpdate, ModelError, NewCustomer, Sensitivity, Status,
 };
@@ -104,7 +105,11 @@ impl Engine {
             Query::Tag(t) => IndexKey::Tag(format!("tags:{}", t.to_lowercase())),
             Query::Status(s) => IndexKey::Status(s.as_str().to_string()),
         };
-        let op = Op::new(Entry::new("customer.search").target(query.audit_target()));
+        let access = match searched {
+            Some(_) => Access::Lookup,
+            None => Access::Search,
+        };
+        let op = Op::new(Entry::new("customer.search").target(query.audit_target())).access(access);
         self.core.read(ctx, op, |read| {
             let snapshot = read.snapshot();
             // A principal the policy shows the field on no customer is
@@ -117,6 +122,11 @@ impl Engine {
                     );
                     return Err(Denied::Policy { reason }.into());
                 }
+            }
+            // Someone trying values one after another is stopped once
+            // their lookups that found nothing reach a budget.
+            if searched.is_some() {
+                read.check_lookup()?;
             }
             // Decide on every hit, in id order, until `limit` are shown
             // (nothing is decrypted); then reveal those to the guard, as
@@ -143,8 +153,12 @@ impl Engine {
             };
             scanned?;
             // The guard sees every customer the search shows, as one
-            // request, before anything is decrypted.
+            // request, before anything is decrypted; a lookup that shows
+            // nothing counts as a miss.
             let ids: Vec<u64> = shown.iter().map(Prepared::id).collect();
+            if ids.is_empty() && searched.is_some() && limit > 0 {
+                read.lookup_missed()?;
+            }
             read.reveal(&ids)?;
             shown.into_iter().map(|p| read.open(p)).collect()
         })

@@ -384,7 +384,7 @@ impl<'a> Checker<'a> {
         let records: Vec<_> = (self.refusals.iter())
             .map(|(line, error)| {
                 let entry = entry.clone().target(format!("line {line}"));
-                entry.record(caller, crate::op::outcome_of(error))
+                entry.record(caller, crate::op::outcome_of(error)).into()
             })
             .collect();
         self.engine

@@ -7,6 +7,7 @@ mod audit;
 mod consent;
 mod csv;
 mod customers;
+mod guard;
 mod import;
 mod outbox;
 mod plugins;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use consent::Lifecycle;
 pub use customers::Query;
+pub use guard::{Budget, Usage};
 pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
 pub use outbox::OutboxMessage;
 pub use plugins::{Alert, PluginLogLine, check_plugin_commands};
@@ -216,6 +218,8 @@ impl EngineBuilder {
             core.records
                 .settle_pending(|id| Ok(r.contains_customer(id)?))
         })?;
+        // What the guard counted, as committed: budgets survive a restart.
+        core.restore_guard()?;
         // A rewrite a crash or a failure cut short, the masks sealed above,
         // or a file last written by a version that left freed pages as
         // they were: done once the keys are settled. One that fails does

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Engine;
 use super::consent::{Lifecycle, consent_record, stored_lifecycle};
 use crate::audit::{self, AuditEntry};
+use crate::guard::Access;
 use crate::model::{CustomerId, FollowUp, Interaction, ModelError, from_micros};
 use crate::op::{Emitted, Entry, Op, Rule};
 use crate::policy::Action;
@@ -147,14 +148,22 @@ impl Engine {
         let normalized = records.schema.normalize(field, value)?;
         let key = IndexKey::Blind(records.ring.blind_index(field, &normalized));
         let entry = Entry::new("subject.find").target(format!("subject lookup by {field}"));
-        let op = Op::new(entry).officers("look up data subjects");
+        let op = Op::new(entry)
+            .officers("look up data subjects")
+            .access(Access::Lookup);
         self.core.read(ctx, op, |read| {
+            // An answer tells whether the value is held: lookups that find
+            // nothing count against the actor's budget, as searches do.
+            read.check_lookup()?;
             let mut ids = Vec::new();
             // An erased customer's record is a miss.
             for id in read.snapshot().lookup(key.as_index(), 1_000)? {
                 if records.has_key(id)? {
                     ids.push(id);
                 }
+            }
+            if ids.is_empty() {
+                read.lookup_missed()?;
             }
             read.touched(ids.iter().copied(), []);
             Ok(ids)
@@ -168,7 +177,9 @@ impl Engine {
         // Reads still buffered for the group commit are accesses too.
         self.core.flush_audit()?;
         let entry = Entry::new("subject.export").customer(id);
-        let op = Op::new(entry).officers("export a data subject's data");
+        let op = Op::new(entry)
+            .officers("export a data subject's data")
+            .access(Access::Export);
         let exported_at = self.core.records.clock.now();
         self.core.read(ctx, op, |read| {
             let r = read.snapshot();

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use super::{AuditError, Record};
+use super::{AuditError, Queued};
 
 type FlushResult = Result<(), String>;
 
@@ -39,7 +39,7 @@ impl AuditDurability {
 }
 
 struct State {
-    queue: Vec<Record>,
+    queue: Vec<Queued>,
     /// Completion of the batch now filling.
     batch: Arc<OnceLock<FlushResult>>,
     flushing: bool,
@@ -81,17 +81,17 @@ impl Batcher {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `record`. In durable mode, returns once it is committed.
+    /// Queues `item`. In durable mode, returns once it is committed.
     pub(crate) fn record(
         &self,
-        record: Record,
-        write: &dyn Fn(&[Record]) -> FlushResult,
+        item: Queued,
+        write: &dyn Fn(&[Queued]) -> FlushResult,
     ) -> Result<(), AuditError> {
         let mut state = self.lock();
         if let Some(err) = &state.failed {
             return Err(AuditError::Unwritable(err.clone()));
         }
-        state.queue.push(record);
+        state.queue.push(item);
         if let AuditDurability::Buffered { max_pending, .. } = self.mode {
             if state.queue.len() >= max_pending / 2 {
                 self.wake.notify_one();
@@ -120,7 +120,7 @@ impl Batcher {
     pub(crate) fn run_flusher(
         &self,
         interval: std::time::Duration,
-        write: &dyn Fn(&[Record]) -> FlushResult,
+        write: &dyn Fn(&[Queued]) -> FlushResult,
     ) {
         let half = match self.mode {
             AuditDurability::Buffered { max_pending, .. } => max_pending / 2,
@@ -154,7 +154,7 @@ impl Batcher {
     }
 
     /// Commits everything queued so far.
-    pub(crate) fn flush(&self, write: &dyn Fn(&[Record]) -> FlushResult) -> Result<(), AuditError> {
+    pub(crate) fn flush(&self, write: &dyn Fn(&[Queued]) -> FlushResult) -> Result<(), AuditError> {
         let mut state = self.lock();
         while state.flushing {
             state = self
@@ -178,7 +178,7 @@ impl Batcher {
     fn lead<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
-        write: &dyn Fn(&[Record]) -> FlushResult,
+        write: &dyn Fn(&[Queued]) -> FlushResult,
     ) -> MutexGuard<'a, State> {
         let queue = std::mem::take(&mut state.queue);
         let done = std::mem::replace(&mut state.batch, Arc::new(OnceLock::new()));
@@ -224,8 +224,8 @@ impl Batcher {
 mod tests {
     use super::*;
 
-    fn record() -> Record {
-        Record {
+    fn record() -> Queued {
+        Queued::from(super::super::Record {
             at: 0,
             actor: "admin".into(),
             action: "customer.read".into(),
@@ -234,7 +234,7 @@ mod tests {
             fields: Vec::new(),
             purpose: "test".into(),
             outcome: super::super::Outcome::Ok,
-        }
+        })
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use batch::Batcher;
 
 use crate::crypto::{hex, keyed_hash};
+use crate::guard::Charge;
 use crate::store::{AuditHead, IntegrityFailure, Snapshot, StoreError, Txn};
 
 /// Errors of the audit chain.
@@ -87,6 +88,23 @@ pub(crate) struct Record {
     pub(crate) fields: Vec<String>,
     pub(crate) purpose: String,
     pub(crate) outcome: Outcome,
+}
+
+/// A read's entry waiting for the group commit, with what the guard
+/// counted for it: both are written in one transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct Queued {
+    pub(crate) record: Record,
+    pub(crate) charge: Option<Charge>,
+}
+
+impl From<Record> for Queued {
+    fn from(record: Record) -> Self {
+        Queued {
+            record,
+            charge: None,
+        }
+    }
 }
 
 /// One entry of the audit chain, as shown to operators. It never holds a

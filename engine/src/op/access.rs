@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::guard::Limits;
 use crate::identity::Actor;
 use crate::model::{
     Customer, CustomerId, FieldType, Schema, Sensitivity, Status, from_micros, mask_value,
@@ -96,6 +97,17 @@ impl<'a> Decider<'a> {
     pub(crate) fn decide_general(&self, action: Action) -> Decision {
         self.policy
             .authorize(&self.subject, action, self.purpose, None)
+    }
+
+    /// The actor's budgets, as the policy's `limits` gives them, or why
+    /// that failed.
+    pub(crate) fn limits(&self) -> Result<Option<Limits>, String> {
+        self.policy.limits(&self.subject)
+    }
+
+    /// The budgets the policy gives another principal.
+    pub(crate) fn limits_of(&self, actor: &Actor) -> Result<Option<Limits>, String> {
+        self.policy.limits(&subject(actor))
     }
 
     /// The decision, or the policy's refusal.

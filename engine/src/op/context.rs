@@ -36,6 +36,7 @@ pub struct Context {
     principal: String,
     purpose: String,
     session: Option<String>,
+    step_up: Option<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -44,6 +45,7 @@ impl std::fmt::Debug for Context {
             .field("principal", &self.principal)
             .field("purpose", &self.purpose)
             .field("session", &self.session.as_ref().map(|_| "…"))
+            .field("step_up", &self.step_up.as_ref().map(|_| "…"))
             .finish()
     }
 }
@@ -56,6 +58,7 @@ impl Context {
             principal: principal.into(),
             purpose: purpose.into(),
             session: None,
+            step_up: None,
         }
     }
 
@@ -66,7 +69,18 @@ impl Context {
             principal: "(session)".into(),
             purpose: purpose.into(),
             session: Some(token.into()),
+            step_up: None,
         }
+    }
+
+    /// The same context with a fresh second-factor code (TOTP or recovery
+    /// code) of the acting principal: a read past a budget whose policy's
+    /// `limits` says `over: "step_up"` goes on with it. The code is checked
+    /// only when a budget asks for it, and then used up (a code is good for
+    /// one step-up, as for one login); a wrong one counts as a failed login.
+    pub fn step_up(mut self, code: impl Into<String>) -> Self {
+        self.step_up = Some(code.into());
+        self
     }
 
     /// The acting principal's name.
@@ -84,10 +98,22 @@ impl Context {
 /// the principal of a live session with the second factor its roles
 /// require. Only the identity step makes one. Whether the principal is
 /// active is checked on the operation's own snapshot or transaction.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Caller {
     principal: String,
     purpose: String,
+    /// A second-factor code the context carries for a step-up.
+    step_up: Option<String>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("principal", &self.principal)
+            .field("purpose", &self.purpose)
+            .field("step_up", &self.step_up.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 impl Caller {
@@ -97,7 +123,19 @@ impl Caller {
         Self {
             principal: principal.into(),
             purpose: purpose.into(),
+            step_up: None,
         }
+    }
+
+    /// With the step-up code `ctx` carries.
+    fn stepping_up(mut self, ctx: &Context) -> Self {
+        self.step_up = ctx.step_up.clone();
+        self
+    }
+
+    /// The step-up code the context carried.
+    pub(crate) fn step_up_code(&self) -> Option<&str> {
+        self.step_up.as_deref()
     }
 
     pub(crate) fn principal(&self) -> &str {
@@ -160,7 +198,7 @@ impl Core {
     /// audited.
     pub(crate) fn authenticate(&self, ctx: &Context) -> Result<Caller> {
         let Some(token) = &ctx.session else {
-            return Ok(Caller::internal(&ctx.principal, &ctx.purpose));
+            return Ok(Caller::internal(&ctx.principal, &ctx.purpose).stepping_up(ctx));
         };
         let hash = token_hash(&self.records.ring, token);
         let now = self.records.now();
@@ -206,7 +244,7 @@ impl Core {
                 Ok::<_, Error>(())
             })?;
         }
-        Ok(caller)
+        Ok(caller.stepping_up(ctx))
     }
 
     /// Roles among `roles` that the installed policy says need 2FA.

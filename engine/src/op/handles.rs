@@ -5,6 +5,7 @@
 use super::access::{Decider, Filed, Prepared, prepare};
 use super::{Caller, Core, Emitted, Entry, Keep};
 use crate::audit::{self, Outcome, Record};
+use crate::guard::{Access, Charge};
 use crate::identity::Actor;
 use crate::model::{Customer, CustomerId};
 use crate::policy::{Action, Decision};
@@ -18,6 +19,12 @@ pub(crate) struct Read<'a> {
     pub(super) snapshot: &'a dyn Snapshot,
     pub(super) decider: Decider<'a>,
     pub(super) entry: &'a mut Entry,
+    /// What the guard counts what this read shows as.
+    pub(super) access: Access,
+    /// What the guard counted, written with the read's audit entry.
+    pub(super) charge: &'a mut Charge,
+    /// The caller, for a step-up past a budget.
+    pub(super) caller: &'a Caller,
 }
 
 impl<'a> Read<'a> {

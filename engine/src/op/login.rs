@@ -15,6 +15,7 @@ use super::context::{micros, token_hash};
 use super::{Caller, Core, Entry, outcome_of};
 use crate::audit::{self, Outcome};
 use crate::crypto::{hex, keyed_hash, random_bytes};
+use crate::guard::Breach;
 use crate::identity::{self, password, totp};
 use crate::model::from_micros;
 use crate::store::{StoredCredentials, StoredSession, StoredThrottle, Txn};
@@ -474,6 +475,59 @@ impl Core {
             w.remove_sessions(&mut |_, s| s.principal == name)?;
         }
         Ok(locks)
+    }
+
+    /// A step-up: `name` proves a fresh second factor to go on past a
+    /// budget (`breach`). The code is used up as a login's is; a wrong one
+    /// counts as a failed login (the account locks at the limit), and
+    /// every attempt is audited.
+    pub(crate) fn step_up(&self, name: &str, code: &str, breach: &Breach) -> Result<()> {
+        let now_at = self.records.clock.now();
+        let now = now_at.timestamp_micros();
+        let caller = Caller::internal(name, "step-up");
+        let entry = Entry::new("guard.step_up").target(format!(
+            "{} per {}",
+            breach.measure.as_str(),
+            breach.span.as_str()
+        ));
+        // The attempts of one principal are throttled together, and apart
+        // from everyone else's.
+        let source = format!("step-up:{name}");
+        self.store.write(|w| {
+            let by_name = self.auth.wait(w.throttle(&name_key(name))?, now);
+            let by_source = self.auth.wait(w.throttle(&source_key(&source))?, now);
+            if let Some(secs) = by_name.max(by_source) {
+                return Ok(Err(self.throttled(w, &caller, &entry, secs)?));
+            }
+            let mut creds = w.credentials(name)?;
+            let enrolled = creds.totp.as_ref().is_some_and(|t| t.confirmed);
+            let refusal = match () {
+                () if creds.locked => Some(Denied::Locked(name.to_string())),
+                () if !enrolled && creds.recovery.is_empty() => Some(Denied::Rule(format!(
+                    "`{name}` has no second factor enrolled, so it cannot step up: an admin must enroll one"
+                ))),
+                () => None,
+            };
+            if let Some(denied) = refusal {
+                let error = Error::Denied(denied);
+                let record = entry.record(&caller, outcome_of(&error));
+                audit::append(w, self.records.ring.audit_key(), &record)?;
+                return Ok(Err(error));
+            }
+            if self.check_second_factor(name, &mut creds, code, now_at)? {
+                w.put_credentials(name, &creds)?;
+                let record = entry.record(&caller, Outcome::Ok);
+                audit::append(w, self.records.ring.audit_key(), &record)?;
+                return Ok(Ok(()));
+            }
+            let mut why = "wrong or used second-factor code".to_string();
+            if self.count_failure(w, name, Some(name), &source, now)? {
+                why.push_str("; account locked");
+            }
+            let record = entry.record(&caller, Outcome::Denied(why));
+            audit::append(w, self.records.ring.audit_key(), &record)?;
+            Ok::<_, Error>(Err(Error::Denied(Denied::StepUpFailed)))
+        })?
     }
 
     /// Checks a TOTP or recovery code against `creds`, consuming it: the

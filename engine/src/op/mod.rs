@@ -45,7 +45,8 @@ pub(crate) use operation::{Entry, Op, Rule, outcome_of};
 pub use plugins::CallReport;
 pub(crate) use plugins::{Host, NoServices, code_hash};
 
-use crate::audit::{self, Batcher, Outcome, Record};
+use crate::audit::{self, Batcher, Outcome, Queued, Record};
+use crate::guard::{Charge, Guard};
 use crate::identity::Actor;
 use crate::policy::Policy;
 use crate::privacy::RetentionPolicy;
@@ -65,6 +66,8 @@ pub(crate) struct Core {
     pub(crate) key_store_path: PathBuf,
     /// The durable event queue's signals to its delivery worker.
     pub(crate) events: Queue,
+    /// What each actor has been shown, against its budgets.
+    pub(crate) guard: Guard,
     /// The access policy in force; replaced whole by an install.
     policy: RwLock<Arc<Policy>>,
     /// The retention policy in force; replaced whole by an install.
@@ -116,6 +119,7 @@ impl Core {
             plugins,
             key_store_path,
             events: Queue::default(),
+            guard: Guard::default(),
             policy: RwLock::new(Arc::new(policy)),
             retention: RwLock::new(Arc::new(RetentionPolicy::default())),
         }
@@ -179,6 +183,7 @@ impl Core {
     ) -> Result<T> {
         let caller = self.authenticate(ctx)?;
         let mut entry = op.entry;
+        let mut charge = Charge::default();
         let policy = self.policy();
         let result = self.store.read(|snapshot| {
             let actor = self.admit(snapshot, &caller, &op.rule, &entry)?;
@@ -187,6 +192,9 @@ impl Core {
                 snapshot,
                 decider: Decider::new(&policy, actor, caller.purpose()),
                 entry: &mut entry,
+                access: op.access,
+                charge: &mut charge,
+                caller: &caller,
             };
             body(&mut read)
         });
@@ -197,7 +205,16 @@ impl Core {
                 outcome_of(e)
             }
         };
-        self.audit_read(entry.into_record(&caller, outcome))?;
+        // What the guard counted is written with the entry, even for a
+        // read that failed after it was counted.
+        let record = entry.into_record(&caller, outcome);
+        self.batcher.record(
+            Queued {
+                record,
+                charge: (!charge.is_empty()).then_some(charge),
+            },
+            &|items| self.write_records(items),
+        )?;
         result
     }
 
@@ -260,10 +277,22 @@ impl Core {
     /// Raises an alert the engine finds on its own, with no operation
     /// behind it (a rewrite of the data file that failed at open).
     pub(crate) fn raise_alert(&self, kind: &str, subject: &str, message: &str) -> Result<()> {
-        let caller = Caller::internal("engine", "setup");
-        self.store.write_then(Rewrite::Later, |w| {
-            self.put_alert(w, &caller, kind, subject, message).map(drop)
-        })
+        let caller = Caller::internal("engine", "guard");
+        let queued = self.store.write_then(Rewrite::Later, |w| {
+            let raised = self.put_alert(w, &caller, kind, subject, message)?;
+            Ok::<_, Error>(self.enqueue(w, &[raised], None)?)
+        })?;
+        if queued {
+            self.events.wake();
+        }
+        Ok(())
+    }
+
+    /// [`Core::raise_alert`] for an alert beside a refusal: if it cannot be
+    /// written the refusal stands all the same (and its own audit entry
+    /// fails the same way, so the failure is not silent).
+    pub(crate) fn raise_alert_beside(&self, kind: &str, subject: &str, message: &str) {
+        let _ = self.raise_alert(kind, subject, message);
     }
 
     /// Refuses before any transaction (a check on a snapshot, or on input
@@ -286,6 +315,7 @@ impl Core {
             claim,
             itemized,
             rewrite_later,
+            access: _,
         } = op;
         let policy = self.policy();
         let mut emitted = Vec::new();
@@ -413,7 +443,6 @@ impl Core {
             }
             _ => {}
         }
-        steps::guard(snapshot, &actor, entry)?;
         steps::approval(snapshot, &actor, entry)?;
         Ok(actor)
     }
@@ -422,7 +451,7 @@ impl Core {
     /// refusal before any write), through the group commit.
     pub(crate) fn audit_read(&self, record: Record) -> Result<()> {
         self.batcher
-            .record(record, &|records| self.write_records(records))?;
+            .record(record.into(), &|items| self.write_records(items))?;
         Ok(())
     }
 
@@ -432,13 +461,17 @@ impl Core {
         Ok(())
     }
 
-    /// Writes queued read entries in one transaction (the group commit).
-    pub(crate) fn write_records(&self, records: &[Record]) -> Result<(), String> {
+    /// Writes queued read entries, with what the guard counted for each,
+    /// in one transaction (the group commit).
+    pub(crate) fn write_records(&self, items: &[Queued]) -> Result<(), String> {
         let key = self.records.ring.audit_key();
         self.store
             .write(|w| {
-                for record in records {
-                    audit::append(w, key, record)?;
+                for item in items {
+                    audit::append(w, key, &item.record)?;
+                    if let Some(charge) = &item.charge {
+                        w.add_guard_charge(charge)?;
+                    }
                 }
                 Ok::<_, StoreError>(())
             })

@@ -3,6 +3,7 @@
 
 use crate::Error;
 use crate::audit::Outcome;
+use crate::guard::Access;
 use crate::records::KeyClaim;
 
 /// Who may run an operation, by a rule of the engine that no policy
@@ -67,6 +68,8 @@ pub(crate) struct Op<'r> {
     pub(super) itemized: bool,
     /// A removal's rewrite of the data file is left to the caller.
     pub(super) rewrite_later: bool,
+    /// What the guard counts what a read shows as.
+    pub(super) access: Access,
 }
 
 impl<'r> Op<'r> {
@@ -78,7 +81,14 @@ impl<'r> Op<'r> {
             claim: None,
             itemized: false,
             rewrite_later: false,
+            access: Access::Read,
         }
+    }
+
+    /// Counts what the read shows as `access` (a read by id unless said).
+    pub(crate) fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
     }
 
     pub(crate) fn rule(mut self, rule: Rule) -> Self {

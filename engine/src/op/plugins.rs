@@ -14,6 +14,7 @@ use super::commands::{CallDone, StateWrite};
 use super::{Caller, Context, Core, Emitted, Entry, Op, Read};
 use crate::audit::Outcome;
 use crate::crypto::Sealed;
+use crate::guard::Access;
 use crate::model::Sensitivity;
 use crate::model::{Channel, CustomerId, FieldType, FollowUpId, InteractionId, mask_value};
 use crate::plugin::runtime::{
@@ -197,13 +198,26 @@ impl HostServices for Services {
 
     fn lookup(&self, by: &wit::CustomerRef) -> Option<wit::Customer> {
         let ctx = Context::new(self.principal.clone(), "plugin lookup");
-        let op = Op::new(Entry::new("customer.read").target("plugin lookup"));
+        // By a phone or an email, a lookup by value: its misses count.
+        let by_value = matches!(by, wit::CustomerRef::Phone(_) | wit::CustomerRef::Email(_));
+        let access = if by_value {
+            Access::Lookup
+        } else {
+            Access::Read
+        };
+        let op = Op::new(Entry::new("customer.read").target("plugin lookup")).access(access);
         // Every answer is audited, a refused reference and a miss included.
         self.core
             .read(&ctx, op, |read| {
                 let key = (self.core.ref_key(&self.plugin, &self.grant, by))
                     .map_err(|reason| Error::Denied(Denied::Rule(reason)))?;
+                if by_value {
+                    read.check_lookup()?;
+                }
                 let Some(id) = self.core.resolve(read.snapshot(), key)? else {
+                    if by_value {
+                        read.lookup_missed()?;
+                    }
                     return Err(Error::NotFound("customer by that reference".into()));
                 };
                 read.customer(id, Action::Read, |read, record, decision| {

@@ -1,20 +1,14 @@
-//! The guard and approval steps of the path. Both let everything through
-//! until the guard (budgets, rules, alerts) and the approvals (a second
-//! approver for protected operations) land; they are called where those
-//! must decide, so adding them changes no caller.
+//! The guard and approval steps of the path. The guard counts what each
+//! read shows against the actor's budgets before anything is decrypted
+//! ([`Read::reveal`]); the approval step lets everything through until
+//! approvals (a second approver for protected operations) land.
 
-use super::{Entry, Read};
+use super::{Core, Entry, Read};
+use crate::guard::{Access, Breach, KEEP_MINUTES, Limits, Over, Span, minute_of};
 use crate::identity::Actor;
 use crate::model::CustomerId;
 use crate::store::Snapshot;
-use crate::{Denied, Result};
-
-/// The guard: the actor's budgets and rules (time of day, departure) for
-/// the operation `op` names, on the operation's own snapshot or
-/// transaction, before it does anything.
-pub(super) fn guard(_snapshot: &dyn Snapshot, _actor: &Actor, _op: &Entry) -> Result<(), Denied> {
-    Ok(())
-}
+use crate::{Denied, Error, Result};
 
 /// The approval step: a protected operation runs only with a matching
 /// approved request, looked up on the operation's own snapshot or
@@ -28,11 +22,148 @@ pub(super) fn approval(
 }
 
 impl Read<'_> {
-    /// The guard on what a read is about to reveal: every customer whose
-    /// data it returns, counted before anything is decrypted, so a request
-    /// larger than what is left can be refused whole.
+    /// The guard on what a read is about to show: every customer whose
+    /// data it returns, counted against the actor's budgets before
+    /// anything is decrypted. A request larger than what is left is
+    /// refused whole, and an alert raised; one that fits is counted, and
+    /// written with the read's audit entry.
     pub(crate) fn reveal(&mut self, customers: &[CustomerId]) -> Result<()> {
-        let _ = (self.actor(), customers);
+        // No budget, nothing to count.
+        let Some(limits) = self.limits()? else {
+            return Ok(());
+        };
+        let limits = Some(limits);
+        let now = self.core.records.clock.now().timestamp();
+        let actor = self.decider.actor().name.as_str();
+        let access = self.access;
+        let guard = &self.core.guard;
+        let breach = match guard.charge(actor, limits.as_ref(), access, customers, now, false) {
+            Ok((charge, _)) => {
+                self.charge.absorb(charge);
+                return Ok(());
+            }
+            Err(breach) => breach,
+        };
+        // A budget that asks for a step-up lets the request go on with a
+        // fresh second-factor code, checked and used up here; the request
+        // is counted past the budget, and staff are told.
+        let code = self.caller.step_up_code();
+        let (Over::StepUp, Some(code)) = (breach.over, code) else {
+            return Err(self.core.over_budget(actor, access, breach, now));
+        };
+        self.core.step_up(actor, code, &breach)?;
+        let counted = guard.charge(actor, limits.as_ref(), access, customers, now, true);
+        let (charge, _) = counted.map_err(|b| self.core.over_budget(actor, access, b, now))?;
+        self.charge.absorb(charge);
+        let rule = format!("guard.step_up.{}", rule_of(&breach));
+        if guard.first_alert(actor, &rule, window_of(&breach), now) {
+            let message = format!(
+                "{} by `{actor}` went past a budget with a second factor: {breach}",
+                access.as_str()
+            );
+            self.core
+                .raise_alert_beside("guard.step_up", actor, &message);
+        }
         Ok(())
+    }
+
+    /// The guard before a lookup by an exact value: refused once the
+    /// actor's lookups that found nothing reach a budget (someone trying
+    /// phone numbers one after another).
+    pub(crate) fn check_lookup(&mut self) -> Result<()> {
+        let limits = self.limits()?;
+        let now = self.core.records.clock.now().timestamp();
+        let actor = self.decider.actor().name.as_str();
+        match self.core.guard.check_misses(actor, limits.as_ref(), now) {
+            Ok(()) => Ok(()),
+            Err(breach) => Err(self.core.over_budget(actor, Access::Lookup, breach, now)),
+        }
+    }
+
+    /// Counts a lookup that showed nothing (for an actor with a budget).
+    pub(crate) fn lookup_missed(&mut self) -> Result<()> {
+        if self.limits()?.is_none() {
+            return Ok(());
+        }
+        let now = self.core.records.clock.now().timestamp();
+        let charge = self.core.guard.miss(&self.decider.actor().name, now);
+        self.charge.absorb(charge);
+        Ok(())
+    }
+
+    /// The actor's budgets; a `limits` that fails refuses the read (fail
+    /// closed) and raises an alert.
+    fn limits(&self) -> Result<Option<Limits>> {
+        self.decider.limits().map_err(|reason| {
+            let actor = self.decider.actor().name.clone();
+            let now = self.core.records.clock.now().timestamp();
+            if self
+                .core
+                .guard
+                .first_alert(&actor, "policy.limits_failed", 60, now)
+            {
+                let message = format!("the policy's limits failed for `{actor}`: {reason}");
+                self.core
+                    .raise_alert_beside("policy.limits_failed", &actor, &message);
+            }
+            Denied::LimitsFailed { actor, reason }.into()
+        })
+    }
+}
+
+impl Core {
+    /// Restores what the guard counted in the last month, as committed
+    /// (at open), and prunes what is older.
+    pub(crate) fn restore_guard(&self) -> Result<()> {
+        let now = minute_of(self.records.clock.now().timestamp());
+        let since = now - KEEP_MINUTES;
+        let (tallies, stale) = self.store.read(|r| r.guard_tallies(since))?;
+        self.guard.restore(tallies);
+        if stale {
+            self.store.write(|w| w.prune_guard(since))?;
+        }
+        Ok(())
+    }
+
+    /// A request the guard refused: an alert (one per actor and budget per
+    /// window) and the refusal, which says what is left to do.
+    fn over_budget(&self, actor: &str, access: Access, breach: Breach, now: i64) -> Error {
+        let rule = format!("guard.{}", rule_of(&breach));
+        if self
+            .guard
+            .first_alert(actor, &rule, window_of(&breach), now)
+        {
+            let message = format!("{} by `{actor}` refused: {breach}", access.as_str());
+            self.raise_alert_beside("guard.budget", actor, &message);
+        }
+        let next = match breach.over {
+            Over::Block => {
+                "wait for the window to free room, or ask an administrator to change the budget in the policy's `limits`"
+            }
+            Over::StepUp => {
+                "to go on, give a fresh second-factor code with the request (a step-up)"
+            }
+        };
+        Denied::Budget {
+            actor: actor.to_string(),
+            breach,
+            next: next.to_string(),
+        }
+        .into()
+    }
+}
+
+/// The rule a breach is alerted under: its measure and window.
+fn rule_of(breach: &Breach) -> String {
+    let measure = breach.measure.as_str().replace(' ', "_");
+    format!("{measure}.{}", breach.span.as_str())
+}
+
+/// A breach's window, in minutes: one alert per window.
+fn window_of(breach: &Breach) -> i64 {
+    match breach.span {
+        Span::Hour => 60,
+        Span::Day => 24 * 60,
+        Span::Month => 30 * 24 * 60,
     }
 }

@@ -21,6 +21,8 @@ use crate::script::{self, bare_engine, describe_fault, lowercase_first};
 
 /// The name of the function every policy defines.
 const AUTHORIZE: &str = "authorize";
+/// The name of the function that declares an actor's budgets, if defined.
+pub(super) const LIMITS: &str = "limits";
 
 thread_local! {
     /// The scope `authorize` runs in, reused by every call on this thread.
@@ -123,6 +125,23 @@ fn run_authorize(engine: &Engine, ast: &AST, request: Request) -> Decision {
         },
         Err(error) => Decision::fault_deny(describe_fault(&error)),
     }
+}
+
+/// Runs `limits(principal)`: the principal's budgets (`None`: none), or
+/// what was wrong with the script or what it returned.
+pub(super) fn call_limits(
+    engine: &Engine,
+    ast: &AST,
+    principal: &std::sync::Arc<request::PrincipalData>,
+) -> Result<Option<crate::guard::Limits>, String> {
+    script::timed(|| {
+        let options = CallFnOptions::new().eval_ast(false);
+        let argument = request::principal_value(principal);
+        let value = engine
+            .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, LIMITS, (argument,))
+            .map_err(|e| describe_fault(&e))?;
+        crate::guard::Limits::from_script(value)
+    })
 }
 
 type ScriptResult<T> = Result<T, Box<EvalAltResult>>;

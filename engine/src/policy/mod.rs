@@ -32,14 +32,15 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rhai::{AST, ImmutableString};
 use serde::{Deserialize, Serialize};
 
+use crate::guard::Limits;
 use crate::model::{Schema, Sensitivity};
 
 pub use eval::*;
@@ -365,7 +366,15 @@ pub(crate) struct Policy {
     roles: BTreeMap<String, RoleDef>,
     /// Decisions remembered by the values their calls read.
     memo: memo::Memo,
+    /// Whether a script defines `fn limits(actor)`.
+    has_limits: bool,
+    /// The budgets `limits` returned, per principal (as scripts see it).
+    limits: RwLock<HashMap<Arc<request::PrincipalData>, Option<Limits>>>,
 }
+
+/// Most principals whose budgets a policy remembers; past that, it forgets
+/// them all and starts again.
+const MAX_REMEMBERED_LIMITS: usize = 10_000;
 
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -383,12 +392,40 @@ impl Policy {
         let roles = pack::parse_roles(pack.roles_source())?;
         let engine = host::sandboxed_engine();
         let ast = host::compile_scripts(&engine, pack.scripts())?;
+        let has_limits = ast
+            .iter_functions()
+            .any(|f| f.name == host::LIMITS && f.params.len() == 1);
         Ok(Policy {
             engine,
             ast,
             roles,
             memo: memo::Memo::new(),
+            has_limits,
+            limits: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The budgets the policy's `limits(actor)` gives `subject` (`None`:
+    /// none, or the policy defines no `limits`), or why the call failed:
+    /// the caller fails closed. Remembered per principal, as it reads only
+    /// the principal; a failure is not remembered (a time limit depends on
+    /// the machine).
+    pub(crate) fn limits(&self, subject: &Subject) -> Result<Option<Limits>, String> {
+        if !self.has_limits {
+            return Ok(None);
+        }
+        let remembered = self.limits.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(limits) = remembered.get(&subject.principal) {
+            return Ok(*limits);
+        }
+        drop(remembered);
+        let limits = host::call_limits(&self.engine, &self.ast, &subject.principal)?;
+        let mut remembered = self.limits.write().unwrap_or_else(PoisonError::into_inner);
+        if remembered.len() >= MAX_REMEMBERED_LIMITS {
+            remembered.clear();
+        }
+        remembered.insert(Arc::clone(&subject.principal), limits);
+        Ok(limits)
     }
 
     /// The roles `roles.toml` declares.

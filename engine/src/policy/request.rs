@@ -19,7 +19,7 @@ use super::{Action, CustomerFacts};
 pub(crate) const MAX_TRACE_PROBES: usize = 64;
 
 /// The principal of a request, built once per operation and shared.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct PrincipalData {
     id: ImmutableString,
     kind: ImmutableString,
@@ -338,6 +338,18 @@ fn read(request: &Request, probe: Probe) -> Dynamic {
 /// `req.principal` in scripts.
 #[derive(Clone, Debug)]
 struct PrincipalView(Request);
+
+/// `principal` as scripts read `req.principal`, for a call about the
+/// principal alone (`limits`).
+pub(super) fn principal_value(principal: &Arc<PrincipalData>) -> Dynamic {
+    let live = Live {
+        principal,
+        action: Action::Read,
+        purpose: "",
+        customer: None,
+    };
+    Dynamic::from(PrincipalView(Request::new(&live, principal)))
+}
 
 /// `req.customer` in scripts; only made when the request has a customer.
 #[derive(Clone, Debug)]

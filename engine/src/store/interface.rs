@@ -3,6 +3,8 @@
 //! these two traits, as `&dyn Snapshot` and `&mut dyn Txn`; a backend
 //! implements them (redb today).
 
+use std::collections::HashMap;
+
 use super::StoreError;
 use super::types::{
     CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
@@ -10,6 +12,7 @@ use super::types::{
     StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
     StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle,
 };
+use crate::guard::{Charge, Tally};
 use crate::plugin::PluginInfo;
 
 /// A secondary index key.
@@ -165,6 +168,10 @@ pub(crate) trait Snapshot {
     fn alerts(&self, limit: usize) -> Res<Vec<(u64, StoredAlert)>>;
     /// One alert.
     fn alert(&self, id: u64) -> Res<Option<StoredAlert>>;
+    /// Everything the guard counted from minute `since` on: per actor,
+    /// its counts by minute and the customers it was shown by the minute
+    /// it last was; and whether older entries are left to prune.
+    fn guard_tallies(&self, since: i64) -> Res<(HashMap<String, Tally>, bool)>;
     /// The oldest `limit` events of the queue, in order.
     fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>>;
     /// How many events the queue holds.
@@ -363,6 +370,11 @@ pub(crate) trait Txn: Snapshot {
     fn put_consent(&mut self, customer: u64, key: &str, c: &StoredConsent) -> Res<()>;
     /// Records an alert.
     fn put_alert(&mut self, id: u64, a: &StoredAlert) -> Res<()>;
+    /// Adds what the guard counted for one request to the actor's minute,
+    /// and records when the customers it names were last shown.
+    fn add_guard_charge(&mut self, charge: &Charge) -> Res<()>;
+    /// Removes what the guard counted before minute `before`.
+    fn prune_guard(&mut self, before: i64) -> Res<()>;
     /// Queues an event under `id` (ids grow in commit order).
     fn queue_event(&mut self, id: u64, e: &StoredEvent) -> Res<()>;
     /// Removes a delivered event from the queue.

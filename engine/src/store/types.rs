@@ -395,6 +395,15 @@ pub(crate) struct StoredThrottle {
     pub(crate) last_failure_at: i64,
 }
 
+/// What the guard counted for one actor in one minute: rows shown by
+/// kind of access (in `guard::Access::ALL` order) and lookups that found
+/// nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredGuardCounts {
+    pub(crate) rows: [u64; 4],
+    pub(crate) misses: u64,
+}
+
 /// An installed policy version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredPolicy {

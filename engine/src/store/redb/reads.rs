@@ -1,6 +1,8 @@
 //! Every read, once, for snapshots and write transactions alike: both
 //! reach their tables through [`Open`].
 
+use std::collections::HashMap;
+
 use redb::{ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Value};
 use serde::de::DeserializeOwned;
 
@@ -8,14 +10,16 @@ use super::super::StoreError;
 use super::super::interface::{AuditHead, Index, Snapshot};
 use super::super::types::{
     CustomerRef, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry,
-    StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredHold,
-    StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
-    StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode,
-    decode_customer, decode_customer_ref, decode_log_line, decode_message, decode_principal,
+    StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp,
+    StoredGuardCounts, StoredHold, StoredInteraction, StoredLogLine, StoredMessage, StoredNotice,
+    StoredPluginCounters, StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle,
+    decode, decode_customer, decode_customer_ref, decode_log_line, decode_message,
+    decode_principal,
 };
 use super::Open;
 use super::tables::*;
 use super::tagged::Tagged;
+use crate::guard::Tally;
 use crate::plugin::PluginInfo;
 
 type Res<T> = Result<T, StoreError>;
@@ -421,6 +425,46 @@ impl<S: Open> Snapshot for S {
 
     fn alert(&self, id: u64) -> Res<Option<StoredAlert>> {
         get(self, ALERTS, id, "alert")
+    }
+
+    fn guard_tallies(&self, since: i64) -> Res<(HashMap<String, Tally>, bool)> {
+        let mut tallies: HashMap<String, Tally> = HashMap::new();
+        let mut stale = false;
+        if let Some(table) = self.table(GUARD_COUNTS)? {
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                let key = k.value();
+                let (actor, minute) = key;
+                if minute < since {
+                    stale = true;
+                    continue;
+                }
+                let counts: StoredGuardCounts =
+                    decode(self.body(GUARD_COUNTS, &key, v.value())?, "guard counts")?;
+                let rows = counts.rows.iter().fold(0u64, |a, n| a.saturating_add(*n));
+                tallies
+                    .entry(actor.to_string())
+                    .or_default()
+                    .restore_counts(minute, rows, counts.misses);
+            }
+        }
+        if let Some(table) = self.table(GUARD_SEEN)? {
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                let key = k.value();
+                let minute: i64 = decode(self.body(GUARD_SEEN, &key, v.value())?, "guard seen")?;
+                if minute < since {
+                    stale = true;
+                    continue;
+                }
+                let (actor, customer) = key;
+                tallies
+                    .entry(actor.to_string())
+                    .or_default()
+                    .restore_seen(customer, minute);
+            }
+        }
+        Ok((tallies, stale))
     }
 
     fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>> {

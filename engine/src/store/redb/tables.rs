@@ -242,6 +242,11 @@ tables! {
     /// Events waiting for delivery, by queue id (in commit order): one
     /// entry per subscribed plugin, naming the event by kind and ids.
     EVENTS: Events, events, u64, was &'static [u8] = "event_queue";
+    /// (actor, minute) → what the guard counted in that minute.
+    GUARD_COUNTS: GuardCounts, guard_counts, (&'static str, i64), was &'static [u8] = "guard_counts";
+    /// (actor, customer) → the minute the actor was last shown it, for
+    /// actors whose distinct customers are counted.
+    GUARD_SEEN: GuardSeen, guard_seen, (&'static str, u64), was i64 = "guard_seen";
     }
     tables {
     /// The storage format and the key-check value: read before the key is

@@ -6,14 +6,15 @@ use super::super::StoreError;
 use super::super::interface::{AuditHead, Index, Snapshot, Txn};
 use super::super::types::{
     LogText, StoredAggregate, StoredAlert, StoredConsent, StoredConsentEntry, StoredCredentials,
-    StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredHold, StoredInteraction,
-    StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters, StoredPolicy,
-    StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode, decode_message, encode,
-    encode_customer, encode_log_line, encode_message, encode_principal,
+    StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredGuardCounts, StoredHold,
+    StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
+    StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode,
+    decode_message, encode, encode_customer, encode_log_line, encode_message, encode_principal,
 };
 use super::reads::customer_state_key;
 use super::tables::*;
 use super::{Open, Writer};
+use crate::guard::Charge;
 use crate::plugin::PluginInfo;
 
 type Res<T> = Result<T, StoreError>;
@@ -340,6 +341,45 @@ impl Txn for Writer<'_> {
 
     fn put_alert(&mut self, id: u64, a: &StoredAlert) -> Res<()> {
         self.put(ALERTS, id, &encode(a)?)?;
+        Ok(())
+    }
+
+    fn add_guard_charge(&mut self, charge: &Charge) -> Res<()> {
+        let actor = charge.actor.as_str();
+        if charge.rows.iter().any(|n| *n > 0) || charge.misses > 0 {
+            let key = (actor, charge.minute);
+            let mut counts: StoredGuardCounts = self
+                .record(GUARD_COUNTS, key, |b| decode(b, "guard counts"))?
+                .unwrap_or_default();
+            for (sum, n) in counts.rows.iter_mut().zip(charge.rows) {
+                *sum = sum.saturating_add(n);
+            }
+            counts.misses = counts.misses.saturating_add(charge.misses);
+            self.put(GUARD_COUNTS, key, &encode(&counts)?)?;
+        }
+        let minute = encode(&charge.minute)?;
+        for &customer in &charge.customers {
+            self.put(GUARD_SEEN, (actor, customer), &minute)?;
+        }
+        Ok(())
+    }
+
+    fn prune_guard(&mut self, before: i64) -> Res<()> {
+        self.table_mut(GUARD_COUNTS)?
+            .retain(|(_, minute), _| minute >= before)?;
+        let mut seen = self.table_mut(GUARD_SEEN)?;
+        let mut stale = Vec::new();
+        for entry in seen.iter()? {
+            let (k, v) = entry?;
+            let key = k.value();
+            let minute: i64 = decode(self.body(GUARD_SEEN, &key, v.value())?, "guard seen")?;
+            if minute < before {
+                stale.push((key.0.to_string(), key.1));
+            }
+        }
+        for (actor, customer) in stale {
+            seen.remove((actor.as_str(), customer))?;
+        }
         Ok(())
     }
 

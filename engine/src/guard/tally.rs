@@ -1,0 +1,594 @@
+//! What each actor has been shown, in buckets, and the all-or-nothing
+//! check of a request against its budgets.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+
+use super::{Access, Breach, Limits, Measure, Span};
+
+const MINUTES_PER_HOUR: i64 = 60;
+const MINUTES_PER_DAY: i64 = 24 * 60;
+/// How long a count can matter: the month window and one bucket more.
+pub(crate) const KEEP_MINUTES: i64 = 31 * MINUTES_PER_DAY;
+/// (actor, rule) pairs whose last alert is remembered before old ones are
+/// forgotten.
+const MAX_ALERTED: usize = 100_000;
+
+/// The bucket `minute` falls in, for the window `span`.
+fn bucket(span: Span, minute: i64) -> i64 {
+    match span {
+        Span::Hour => minute,
+        Span::Day => minute.div_euclid(MINUTES_PER_HOUR),
+        Span::Month => minute.div_euclid(MINUTES_PER_DAY),
+    }
+}
+
+/// The first bucket the window `span` ending at `now` (a minute) counts:
+/// the current bucket and every one that began within the window.
+fn first(span: Span, now: i64) -> i64 {
+    match span {
+        Span::Hour => now - 60,
+        Span::Day => bucket(span, now) - 24,
+        Span::Month => bucket(span, now) - 30,
+    }
+}
+
+/// Counts at three granularities, one per window.
+#[derive(Clone, Debug, Default)]
+struct Buckets {
+    minutes: BTreeMap<i64, u64>,
+    hours: BTreeMap<i64, u64>,
+    days: BTreeMap<i64, u64>,
+}
+
+impl Buckets {
+    fn map(&mut self, span: Span) -> &mut BTreeMap<i64, u64> {
+        match span {
+            Span::Hour => &mut self.minutes,
+            Span::Day => &mut self.hours,
+            Span::Month => &mut self.days,
+        }
+    }
+
+    fn add(&mut self, minute: i64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        for span in Span::ALL {
+            let count = self.map(span).entry(bucket(span, minute)).or_default();
+            *count = count.saturating_add(n);
+        }
+    }
+
+    fn remove(&mut self, minute: i64, n: u64) {
+        for span in Span::ALL {
+            let map = self.map(span);
+            let key = bucket(span, minute);
+            if let Some(count) = map.get_mut(&key) {
+                *count = count.saturating_sub(n);
+                if *count == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn within(&self, span: Span, now: i64) -> u64 {
+        let map = match span {
+            Span::Hour => &self.minutes,
+            Span::Day => &self.hours,
+            Span::Month => &self.days,
+        };
+        map.range(first(span, now)..)
+            .fold(0u64, |sum, (_, n)| sum.saturating_add(*n))
+    }
+
+    fn prune(&mut self, now: i64) {
+        for span in Span::ALL {
+            let map = self.map(span);
+            *map = map.split_off(&first(span, now));
+        }
+    }
+}
+
+/// What one actor has been shown.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tally {
+    rows: Buckets,
+    misses: Buckets,
+    /// Distinct customers, each in the bucket it was last shown in.
+    customers: Buckets,
+    /// Customer → the minute it was last shown. Kept for an actor whose
+    /// budgets count distinct customers.
+    seen: HashMap<u64, i64>,
+    /// The minute the buckets were last pruned.
+    pruned: i64,
+}
+
+impl Tally {
+    fn prune(&mut self, now: i64) {
+        if now <= self.pruned {
+            return;
+        }
+        self.rows.prune(now);
+        self.misses.prune(now);
+        self.customers.prune(now);
+        // The customers map once an hour: its entries outlive the buckets.
+        if now.div_euclid(MINUTES_PER_HOUR) != self.pruned.div_euclid(MINUTES_PER_HOUR) {
+            self.seen.retain(|_, last| *last >= now - KEEP_MINUTES);
+        }
+        self.pruned = now;
+    }
+
+    fn used(&self, measure: Measure, span: Span, now: i64) -> u64 {
+        match measure {
+            Measure::Rows => self.rows.within(span, now),
+            Measure::Customers => self.customers.within(span, now),
+            Measure::Misses => self.misses.within(span, now),
+        }
+    }
+
+    /// How many of `customers` the window `span` has not counted yet.
+    fn new_in(&self, span: Span, now: i64, customers: &[u64]) -> u64 {
+        let first = first(span, now);
+        customers
+            .iter()
+            .filter(|c| {
+                self.seen
+                    .get(c)
+                    .is_none_or(|last| bucket(span, *last) < first)
+            })
+            .count() as u64
+    }
+
+    /// The first budget that `rows` more rows, showing `customers`
+    /// (distinct), would exceed.
+    fn breach(&self, limits: &Limits, now: i64, rows: u64, customers: &[u64]) -> Option<Breach> {
+        for span in Span::ALL {
+            if let Some(limit) = limits.rows.get(span) {
+                let used = self.used(Measure::Rows, span, now);
+                if used.saturating_add(rows) > limit {
+                    return Some(breach(limits, Measure::Rows, span, limit, used, rows));
+                }
+            }
+        }
+        for span in Span::ALL {
+            if let Some(limit) = limits.customers.get(span) {
+                let used = self.used(Measure::Customers, span, now);
+                let asked = self.new_in(span, now, customers);
+                if used.saturating_add(asked) > limit {
+                    return Some(breach(limits, Measure::Customers, span, limit, used, asked));
+                }
+            }
+        }
+        None
+    }
+
+    fn count(&mut self, now: i64, rows: u64, customers: &[u64], track: bool) {
+        self.rows.add(now, rows);
+        if !track {
+            return;
+        }
+        for &c in customers {
+            match self.seen.get(&c) {
+                Some(&last) if last >= now => continue,
+                Some(&last) => self.customers.remove(last, 1),
+                None => {}
+            }
+            self.customers.add(now, 1);
+            self.seen.insert(c, now);
+        }
+    }
+
+    /// Counts restored from the store: `rows` shown and `misses` in the
+    /// minute `minute`.
+    pub(crate) fn restore_counts(&mut self, minute: i64, rows: u64, misses: u64) {
+        self.rows.add(minute, rows);
+        self.misses.add(minute, misses);
+    }
+
+    /// A customer restored from the store, last shown in `minute`.
+    pub(crate) fn restore_seen(&mut self, customer: u64, minute: i64) {
+        if let Some(&last) = self.seen.get(&customer) {
+            if last >= minute {
+                return;
+            }
+            self.customers.remove(last, 1);
+        }
+        self.customers.add(minute, 1);
+        self.seen.insert(customer, minute);
+    }
+}
+
+fn breach(
+    limits: &Limits,
+    measure: Measure,
+    span: Span,
+    limit: u64,
+    used: u64,
+    asked: u64,
+) -> Breach {
+    Breach {
+        measure,
+        span,
+        limit,
+        used,
+        asked,
+        over: limits.over,
+    }
+}
+
+/// What a request counted, to be written with its audit entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Charge {
+    pub(crate) actor: String,
+    /// The minute it was counted in.
+    pub(crate) minute: i64,
+    /// Rows shown, by [`Access`] (in [`Access::ALL`] order).
+    pub(crate) rows: [u64; 4],
+    pub(crate) misses: u64,
+    /// Customers shown, when the actor's distinct customers are counted.
+    pub(crate) customers: Vec<u64>,
+}
+
+impl Charge {
+    /// Adds `other` (by the same actor) into this one.
+    pub(crate) fn absorb(&mut self, other: Charge) {
+        if self.actor.is_empty() {
+            *self = other;
+            return;
+        }
+        for (mine, theirs) in self.rows.iter_mut().zip(other.rows) {
+            *mine = mine.saturating_add(theirs);
+        }
+        self.misses = self.misses.saturating_add(other.misses);
+        self.minute = self.minute.max(other.minute);
+        self.customers.extend(other.customers);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.iter().all(|n| *n == 0) && self.misses == 0 && self.customers.is_empty()
+    }
+}
+
+/// Every actor's tally, shared by the engine's threads.
+#[derive(Debug, Default)]
+pub(crate) struct Guard {
+    actors: Mutex<HashMap<String, Tally>>,
+    /// (actor, rule) → the minute an alert was last raised for it.
+    alerted: Mutex<HashMap<(String, String), i64>>,
+}
+
+/// The minute a time in Unix seconds falls in.
+pub(crate) fn minute_of(unix_seconds: i64) -> i64 {
+    unix_seconds.div_euclid(60)
+}
+
+impl Guard {
+    /// Checks that showing `customers` to `actor` by `access` at `now`
+    /// (Unix seconds) fits every budget of `limits` and, if it does,
+    /// counts it and returns what to write with the audit entry. The
+    /// check and the count are one step: of two concurrent requests that
+    /// together exceed a budget, one is refused. With `over`, the request
+    /// is counted even past a budget (a stepped-up or approved request)
+    /// and the breach it made is returned beside the charge.
+    pub(crate) fn charge(
+        &self,
+        actor: &str,
+        limits: Option<&Limits>,
+        access: Access,
+        customers: &[u64],
+        now: i64,
+        over: bool,
+    ) -> Result<(Charge, Option<Breach>), Breach> {
+        let now = minute_of(now);
+        let distinct: Vec<u64> = {
+            let mut seen = HashSet::with_capacity(customers.len());
+            customers
+                .iter()
+                .copied()
+                .filter(|c| seen.insert(*c))
+                .collect()
+        };
+        let rows = customers.len() as u64;
+        let track = limits.is_some_and(|l| !l.customers.is_empty());
+        let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        let tally = actors.entry(actor.to_string()).or_default();
+        tally.prune(now);
+        let breach = limits.and_then(|l| tally.breach(l, now, rows, &distinct));
+        if let (Some(breach), false) = (&breach, over) {
+            return Err(breach.clone());
+        }
+        tally.count(now, rows, &distinct, track);
+        let mut charge = Charge {
+            actor: actor.to_string(),
+            minute: now,
+            misses: 0,
+            rows: [0; 4],
+            customers: if track { distinct } else { Vec::new() },
+        };
+        if let Some(slot) = charge.rows.get_mut(access.index()) {
+            *slot = rows;
+        }
+        Ok((charge, breach))
+    }
+
+    /// Whether `actor` may make another lookup at `now`: refused once its
+    /// lookups that found nothing reach a budget.
+    pub(crate) fn check_misses(
+        &self,
+        actor: &str,
+        limits: Option<&Limits>,
+        now: i64,
+    ) -> Result<(), Breach> {
+        let Some(limits) = limits else {
+            return Ok(());
+        };
+        let now = minute_of(now);
+        let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        let tally = actors.entry(actor.to_string()).or_default();
+        tally.prune(now);
+        for span in Span::ALL {
+            if let Some(limit) = limits.misses.get(span) {
+                let used = tally.used(Measure::Misses, span, now);
+                if used >= limit {
+                    return Err(breach(limits, Measure::Misses, span, limit, used, 1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a lookup by `actor` that found nothing.
+    pub(crate) fn miss(&self, actor: &str, now: i64) -> Charge {
+        let now = minute_of(now);
+        let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        let tally = actors.entry(actor.to_string()).or_default();
+        tally.prune(now);
+        tally.misses.add(now, 1);
+        Charge {
+            actor: actor.to_string(),
+            minute: now,
+            misses: 1,
+            ..Charge::default()
+        }
+    }
+
+    /// How much of each budget `actor` has used at `now`: per measure and
+    /// window, in [`Span::ALL`] order.
+    pub(crate) fn usage(&self, actor: &str, now: i64) -> [(Measure, [u64; 3]); 3] {
+        let now = minute_of(now);
+        let actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        let tally = actors.get(actor);
+        [Measure::Rows, Measure::Customers, Measure::Misses].map(|measure| {
+            let per_span = Span::ALL.map(|span| tally.map_or(0, |t| t.used(measure, span, now)));
+            (measure, per_span)
+        })
+    }
+
+    /// Whether to raise an alert of `rule` about `actor` at `now`: the
+    /// first time, and again once `window` minutes have passed since the
+    /// last one (a refused burst raises one alert, not one per request).
+    pub(crate) fn first_alert(&self, actor: &str, rule: &str, window: i64, now: i64) -> bool {
+        let now = minute_of(now);
+        let mut alerted = self.alerted.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (actor.to_string(), rule.to_string());
+        match alerted.get(&key) {
+            Some(&last) if now >= last && now - last < window => false,
+            _ => {
+                if alerted.len() >= MAX_ALERTED {
+                    alerted.retain(|_, last| now - *last < KEEP_MINUTES);
+                }
+                alerted.insert(key, now);
+                true
+            }
+        }
+    }
+
+    /// Replaces every tally with what `restore` builds (at open, from the
+    /// store).
+    pub(crate) fn restore(&self, tallies: HashMap<String, Tally>) {
+        *self.actors.lock().unwrap_or_else(PoisonError::into_inner) = tallies;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Caps, Over};
+    use super::*;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn rows(hour: Option<u64>, day: Option<u64>) -> Limits {
+        Limits {
+            rows: Caps {
+                hour,
+                day,
+                month: None,
+            },
+            ..Limits::default()
+        }
+    }
+
+    fn ids(range: std::ops::Range<u64>) -> Vec<u64> {
+        range.collect()
+    }
+
+    #[test]
+    fn many_small_requests_use_the_budget_one_large_one_would() {
+        let limits = rows(None, Some(100_000));
+        let guard = Guard::default();
+        for i in 0..1_000 {
+            let batch = ids(i * 100..(i + 1) * 100);
+            guard
+                .charge(
+                    "a",
+                    Some(&limits),
+                    Access::Search,
+                    &batch,
+                    T0 + i as i64,
+                    false,
+                )
+                .unwrap();
+        }
+        let refused = guard
+            .charge("a", Some(&limits), Access::Read, &[1], T0 + 1_000, false)
+            .unwrap_err();
+        assert_eq!((refused.used, refused.limit), (100_000, 100_000));
+        let other = Guard::default();
+        other
+            .charge(
+                "a",
+                Some(&limits),
+                Access::Export,
+                &ids(0..100_000),
+                T0,
+                false,
+            )
+            .unwrap();
+        let refused_too = other
+            .charge("a", Some(&limits), Access::Read, &[1], T0, false)
+            .unwrap_err();
+        assert_eq!(refused_too.used, refused.used);
+    }
+
+    #[test]
+    fn a_request_larger_than_what_is_left_is_refused_whole_and_counts_nothing() {
+        let limits = rows(Some(10), None);
+        let guard = Guard::default();
+        guard
+            .charge("a", Some(&limits), Access::Search, &ids(0..7), T0, false)
+            .unwrap();
+        let refused = guard
+            .charge("a", Some(&limits), Access::Search, &ids(7..11), T0, false)
+            .unwrap_err();
+        assert_eq!((refused.used, refused.asked), (7, 4));
+        // The refused request counted nothing: three rows are still left.
+        guard
+            .charge("a", Some(&limits), Access::Search, &ids(7..10), T0, false)
+            .unwrap();
+    }
+
+    #[test]
+    fn counts_leave_the_window_a_bucket_late_never_early() {
+        let limits = rows(Some(5), None);
+        let guard = Guard::default();
+        guard
+            .charge("a", Some(&limits), Access::Read, &ids(0..5), T0, false)
+            .unwrap();
+        // 60 minutes later the minute of the first request is still counted.
+        let at = T0 - T0.rem_euclid(60);
+        assert!(
+            guard
+                .charge("a", Some(&limits), Access::Read, &[9], at + 60 * 60, false)
+                .is_err()
+        );
+        guard
+            .charge("a", Some(&limits), Access::Read, &[9], at + 61 * 60, false)
+            .unwrap();
+    }
+
+    #[test]
+    fn distinct_customers_count_once_per_window() {
+        let limits = Limits {
+            customers: Caps {
+                hour: None,
+                day: Some(3),
+                month: None,
+            },
+            ..Limits::default()
+        };
+        let guard = Guard::default();
+        for _ in 0..10 {
+            guard
+                .charge("a", Some(&limits), Access::Read, &[1, 2, 3], T0, false)
+                .unwrap();
+        }
+        let refused = guard
+            .charge("a", Some(&limits), Access::Read, &[3, 4], T0, false)
+            .unwrap_err();
+        assert_eq!(
+            (refused.measure, refused.used, refused.asked),
+            (Measure::Customers, 3, 1)
+        );
+        // A day and an hour later the three have left the window.
+        guard
+            .charge(
+                "a",
+                Some(&limits),
+                Access::Read,
+                &[4, 5, 6],
+                T0 + 25 * 3600,
+                false,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn actors_have_their_own_budgets_and_over_counts_past_them() {
+        let limits = Limits {
+            over: Over::StepUp,
+            ..rows(Some(1), None)
+        };
+        let guard = Guard::default();
+        guard
+            .charge("a", Some(&limits), Access::Read, &[1], T0, false)
+            .unwrap();
+        guard
+            .charge("b", Some(&limits), Access::Read, &[1], T0, false)
+            .unwrap();
+        let (charge, breach) = guard
+            .charge("a", Some(&limits), Access::Read, &[2], T0, true)
+            .unwrap();
+        assert_eq!(charge.rows, [1, 0, 0, 0]);
+        assert_eq!(breach.unwrap().over, Over::StepUp);
+        assert_eq!(guard.usage("a", T0)[0].1, [2, 2, 2]);
+    }
+
+    #[test]
+    fn misses_refuse_lookups_once_their_budget_is_reached() {
+        let limits = Limits {
+            misses: Caps {
+                hour: Some(3),
+                day: None,
+                month: None,
+            },
+            ..Limits::default()
+        };
+        let guard = Guard::default();
+        for _ in 0..3 {
+            guard.check_misses("a", Some(&limits), T0).unwrap();
+            guard.miss("a", T0);
+        }
+        let refused = guard.check_misses("a", Some(&limits), T0).unwrap_err();
+        assert_eq!((refused.measure, refused.used), (Measure::Misses, 3));
+        assert!(guard.check_misses("a", None, T0).is_ok());
+    }
+
+    #[test]
+    fn restored_counts_are_counted() {
+        let limits = Limits {
+            customers: Caps {
+                hour: Some(2),
+                day: None,
+                month: None,
+            },
+            ..rows(Some(10), None)
+        };
+        let mut tally = Tally::default();
+        tally.restore_counts(minute_of(T0), 9, 0);
+        tally.restore_seen(1, minute_of(T0));
+        tally.restore_seen(2, minute_of(T0) - 1);
+        tally.restore_seen(2, minute_of(T0) - 5);
+        let guard = Guard::default();
+        guard.restore(HashMap::from([("a".to_string(), tally)]));
+        assert_eq!(guard.usage("a", T0)[1].1, [2, 2, 2]);
+        let refused = guard
+            .charge("a", Some(&limits), Access::Read, &[1, 2], T0, false)
+            .unwrap_err();
+        assert_eq!((refused.measure, refused.used), (Measure::Rows, 9));
+        guard
+            .charge("a", Some(&limits), Access::Read, &[1], T0, false)
+            .unwrap();
+    }
+}
