@@ -19,10 +19,11 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use custodian::{Context, Engine, EngineBuilder, MasterKey};
 
+use args::plugins::AlertCmd;
 use args::{Cli, Command, Global};
 use commands::{
-    audit, consent, customer, demo, follow_up, hold, init, interaction, outbox, plugin, policy,
-    principal, purpose, report, retention, session, subject,
+    alert, audit, consent, customer, demo, follow_up, hold, init, interaction, outbox, plugin,
+    policy, principal, purpose, report, retention, session, subject,
 };
 use render::{Output, tell};
 
@@ -67,7 +68,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => policy::run(g, out, cmd),
         Command::Plugin(cmd) => plugin::run(g, out, cmd),
         Command::Outbox(cmd) => outbox::run(g, out, cmd),
-        Command::Alerts { limit } => outbox::alerts(g, out, limit),
+        Command::Alert(cmd) => alert::run(g, out, cmd),
+        Command::Alerts { limit } => alert::run(g, out, AlertCmd::List { state: None, limit }),
         Command::Consent(cmd) => consent::run(g, out, cmd),
         Command::Hold(cmd) => hold::run(g, cmd),
         Command::Lifecycle { customer } => hold::lifecycle(g, out, customer),

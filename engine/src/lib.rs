@@ -86,10 +86,10 @@ pub mod fuzzing {
 
 pub use api::{
     Aggregate, Alert, Budget, DEFAULT_SWEEP_BATCH, DeletionRecord, Engine, EngineBuilder,
-    FieldInventory, ImportOptions, ImportProgress, ImportReport, InstalledPolicy, Inventory,
-    Lifecycle, NOTICE_SENDER, NOTICE_TEMPLATE, OutboxMessage, PluginLogLine, PurposeReport, Query,
-    QueuedMessage, RetentionChange, RetentionReport, RowError, SubjectExport, SweepOptions,
-    SweepProgress, Transition, Usage,
+    FieldInventory, Handling, ImportOptions, ImportProgress, ImportReport, InstalledPolicy,
+    Inventory, Lifecycle, NOTICE_SENDER, NOTICE_TEMPLATE, OutboxMessage, PluginLogLine,
+    PurposeReport, Query, QueuedMessage, RetentionChange, RetentionReport, RowError, SubjectExport,
+    SweepOptions, SweepProgress, Transition, Usage,
 };
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
 pub use crypto::{CryptoError, MasterKey};
@@ -117,4 +117,4 @@ pub use privacy::{
     ConsentRecord, DEFAULT_RETENTION, LifecycleState, PrivacyError, RetentionAction,
     RetentionFacts, RetentionPolicy, Verdict,
 };
-pub use store::{FileStorage, StorageBackend, StoreError};
+pub use store::{AlertState, FileStorage, Severity, StorageBackend, StoreError};

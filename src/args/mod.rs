@@ -144,7 +144,12 @@ pub enum Command {
     /// gives no basis to store data (admins).
     #[command(subcommand)]
     Purpose(privacy::PurposeCmd),
-    /// The newest alerts the engine raised (a plugin quarantined, ...).
+    /// Alerts the engine raised (a request past a budget, a plugin
+    /// quarantined, ...), and their handling (admins).
+    #[command(subcommand)]
+    Alert(plugins::AlertCmd),
+    /// The newest alerts (`alert list`).
+    #[command(hide = true)]
     Alerts {
         /// How many.
         #[arg(long, default_value_t = 20)]

@@ -138,6 +138,58 @@ pub struct RunArgs {
 }
 
 #[derive(Subcommand)]
+pub enum AlertCmd {
+    /// The newest alerts, newest first.
+    List {
+        /// Only alerts in this state.
+        #[arg(long, value_enum)]
+        state: Option<AlertStateArg>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One alert: its evidence and who handled it.
+    Show {
+        /// Its id.
+        id: u64,
+    },
+    /// Say you are looking into an alert.
+    Ack {
+        /// Its id.
+        id: u64,
+        /// What you are doing about it.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Close an alert, saying what was found or done.
+    Resolve {
+        /// Its id.
+        id: u64,
+        /// What was found or done (required).
+        #[arg(long)]
+        note: String,
+    },
+}
+
+/// An alert's state, on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum AlertStateArg {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl From<AlertStateArg> for custodian::AlertState {
+    fn from(s: AlertStateArg) -> Self {
+        match s {
+            AlertStateArg::Open => custodian::AlertState::Open,
+            AlertStateArg::Acknowledged => custodian::AlertState::Acknowledged,
+            AlertStateArg::Resolved => custodian::AlertState::Resolved,
+        }
+    }
+}
+
+#[derive(Subcommand)]
 pub enum OutboxCmd {
     /// List messages waiting for delivery, oldest first, with the addresses
     /// resolved.

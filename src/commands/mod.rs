@@ -1,6 +1,7 @@
 //! One handler per command group: each reads its arguments, calls the
 //! engine and hands the result to [`crate::render::Output`].
 
+pub mod alert;
 pub mod audit;
 pub mod consent;
 pub mod customer;

@@ -22,10 +22,6 @@ pub fn run(g: &Global, out: Output, cmd: OutboxCmd) -> Result<()> {
     }
 }
 
-pub fn alerts(g: &Global, out: Output, limit: usize) -> Result<()> {
-    out.emit(&g.open()?.alerts(&g.ctx(), limit)?)
-}
-
 /// How many of the messages acknowledged left the outbox.
 struct Acknowledged {
     removed: usize,

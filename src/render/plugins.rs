@@ -376,12 +376,50 @@ impl Render for [Alert] {
         for a in self {
             writeln!(
                 out,
-                "#{:<6} {}  {:<20} {:<20} {}",
+                "#{:<6} {}  {:<8} {:<12} {:<22} {:<20} {}",
                 a.id,
                 a.at.format("%Y-%m-%d %H:%M:%S"),
+                a.severity.as_str(),
+                a.state.as_str(),
                 line(&a.kind),
                 line(&a.subject),
                 line(&a.message)
+            )?;
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> impl Serialize {
+        self
+    }
+}
+
+impl Render for Alert {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "alert #{}: {}", self.id, line(&self.kind))?;
+        writeln!(
+            out,
+            "  raised    {}",
+            self.at.format("%Y-%m-%d %H:%M:%S UTC")
+        )?;
+        writeln!(out, "  severity  {}", self.severity.as_str())?;
+        writeln!(out, "  state     {}", self.state.as_str())?;
+        writeln!(out, "  about     {}", line(&self.subject))?;
+        if let Some(actor) = &self.actor {
+            writeln!(out, "  actor     {}", line(actor))?;
+        }
+        writeln!(out, "  message   {}", line(&self.message))?;
+        for (name, value) in &self.evidence {
+            writeln!(out, "  evidence  {} = {}", line(name), line(value))?;
+        }
+        for h in &self.handled {
+            writeln!(
+                out,
+                "  {} {} by {}: {}",
+                h.at.format("%Y-%m-%d %H:%M:%S"),
+                h.state.as_str(),
+                line(&h.by),
+                line(&h.note)
             )?;
         }
         Ok(())

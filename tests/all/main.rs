@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod alerts;
 mod audit;
 mod cedar;
 mod cli;

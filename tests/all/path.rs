@@ -687,6 +687,16 @@ const ENTRIES: &[Entry] = &[
     entry("alerts", ADMINS, None, |e, ctx, _| {
         answer(e.alerts(ctx, 100))
     }),
+    entry("alerts_where", ADMINS, None, |e, ctx, _| {
+        answer(e.alerts_where(ctx, Some(custodian::AlertState::Open), 100))
+    }),
+    entry("alert", ADMINS, None, |e, ctx, _| answer(e.alert(ctx, 1))),
+    entry("acknowledge_alert", ADMINS, None, |e, ctx, _| {
+        answer(e.acknowledge_alert(ctx, 1, "looking"))
+    }),
+    entry("resolve_alert", ADMINS, None, |e, ctx, _| {
+        answer(e.resolve_alert(ctx, 1, "done"))
+    }),
     entry("plugin_log", ADMINS, None, |e, ctx, _| {
         answer(e.plugin_log(ctx, PLUGIN, 100))
     }),

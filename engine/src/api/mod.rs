@@ -3,6 +3,7 @@
 //! the body that is the capability's own.
 
 mod activity;
+mod alerts;
 mod audit;
 mod consent;
 mod csv;
@@ -22,12 +23,13 @@ mod sweep;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use alerts::{Alert, Handling};
 pub use consent::Lifecycle;
 pub use customers::Query;
 pub use guard::{Budget, Usage};
 pub use import::{ImportOptions, ImportProgress, ImportReport, RowError};
 pub use outbox::OutboxMessage;
-pub use plugins::{Alert, PluginLogLine, check_plugin_commands};
+pub use plugins::{PluginLogLine, check_plugin_commands};
 pub use policies::InstalledPolicy;
 pub use report::{FieldInventory, Inventory, PurposeReport};
 pub use retention::{
@@ -39,11 +41,11 @@ pub use subject::{Aggregate, DeletionRecord, QueuedMessage, SubjectExport};
 use crate::audit::{AuditDurability, Batcher, Checkpoint, VerifyReport};
 use crate::crypto::{CryptoError, Keyring, MasterKey};
 use crate::model::{Clock, Schema};
-use crate::op::{AuthSettings, Core, Entry, Host};
+use crate::op::{AuthSettings, Core, Entry, Host, Raise};
 use crate::plugin::PluginSettings;
 use crate::policy::{Policy, PolicyPack};
 use crate::records::{MASKS_SEALED, Records};
-use crate::store::{self, Location, StorageBackend, StoreError, StoredParams};
+use crate::store::{self, Location, Severity, StorageBackend, StoreError, StoredParams};
 use crate::{Error, Result};
 
 /// Builds an [`Engine`]. Defaults: the key store beside the data file
@@ -227,7 +229,13 @@ impl EngineBuilder {
         // removal or open tries again, and staff see an alert.
         if let Err(e) = core.store.scrub_if_owed() {
             let said = e.to_string();
-            core.raise_alert("storage.rewrite_failed", "the data file", &said)?;
+            let raise = Raise::new(
+                "storage.rewrite_failed",
+                "the data file",
+                format!("the data file could not be rewritten after an erasure: {said}"),
+                Severity::Critical,
+            );
+            core.raise_alert(raise)?;
         }
         core.refresh_subscriptions()?;
         // Events left queued by the last run (a crash, a close mid-way)

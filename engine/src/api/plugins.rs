@@ -1,5 +1,5 @@
 //! Plugins, for administrators: install with a grant, enable, remove, call
-//! (`ingest`, due follow-ups), and what they leave (alerts, logs).
+//! (`ingest`, due follow-ups), and what they leave (logs).
 
 use std::sync::Arc;
 
@@ -16,21 +16,6 @@ use crate::plugin::{
 };
 use crate::records::owner_rule;
 use crate::{Context, Error, Result};
-
-/// An alert the engine raised.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Alert {
-    /// Its id.
-    pub id: u64,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// What kind (`plugin.quarantined`, ...).
-    pub kind: String,
-    /// What it is about (a plugin, a principal).
-    pub subject: String,
-    /// What happened, for a person.
-    pub message: String,
-}
 
 /// A line of a plugin's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -201,23 +186,6 @@ impl Engine {
             core.events.wake();
         }
         Ok(due.len())
-    }
-
-    /// The newest `limit` alerts, newest first. Admins only.
-    pub fn alerts(&self, ctx: &Context, limit: usize) -> Result<Vec<Alert>> {
-        let op = Op::new(Entry::new("admin.read").target("read alerts")).admins("read alerts");
-        let stored = self
-            .core
-            .read(ctx, op, |read| Ok(read.snapshot().alerts(limit)?))?;
-        Ok((stored.into_iter())
-            .map(|(id, a)| Alert {
-                id,
-                at: from_micros(a.at),
-                kind: a.kind,
-                subject: a.subject,
-                message: a.message,
-            })
-            .collect())
     }
 
     /// The newest `limit` lines of a plugin's log, oldest first. Admins only.

@@ -20,6 +20,7 @@
 //! caller can forget either half.
 
 mod access;
+mod alerts;
 mod commands;
 mod context;
 mod events;
@@ -34,6 +35,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub(crate) use access::{Admitted, Decider, Prepared, allowed, shows_text, split_tags};
+pub(crate) use alerts::Raise;
 pub(crate) use context::Caller;
 pub use context::Context;
 pub(crate) use context::token_hash;
@@ -272,27 +274,6 @@ impl Core {
             }
             Ok(())
         })
-    }
-
-    /// Raises an alert the engine finds on its own, with no operation
-    /// behind it (a rewrite of the data file that failed at open).
-    pub(crate) fn raise_alert(&self, kind: &str, subject: &str, message: &str) -> Result<()> {
-        let caller = Caller::internal("engine", "guard");
-        let queued = self.store.write_then(Rewrite::Later, |w| {
-            let raised = self.put_alert(w, &caller, kind, subject, message)?;
-            Ok::<_, Error>(self.enqueue(w, &[raised], None)?)
-        })?;
-        if queued {
-            self.events.wake();
-        }
-        Ok(())
-    }
-
-    /// [`Core::raise_alert`] for an alert beside a refusal: if it cannot be
-    /// written the refusal stands all the same (and its own audit entry
-    /// fails the same way, so the failure is not silent).
-    pub(crate) fn raise_alert_beside(&self, kind: &str, subject: &str, message: &str) {
-        let _ = self.raise_alert(kind, subject, message);
     }
 
     /// Refuses before any transaction (a check on a snapshot, or on input

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::alerts::Raise;
 use super::commands::{CallDone, StateWrite};
-use super::{Caller, Context, Core, Emitted, Entry, Op, Read};
+use super::{Caller, Context, Core, Entry, Op, Read};
 use crate::audit::Outcome;
 use crate::crypto::Sealed;
 use crate::guard::Access;
@@ -27,7 +28,7 @@ use crate::plugin::{
 };
 use crate::policy::{Action, Decision, Treatment};
 use crate::records::Slot;
-use crate::store::{CustomerRef, LogText, StoredAlert, StoredLogLine, Txn};
+use crate::store::{CustomerRef, LogText, Severity, StoredLogLine, Txn};
 use crate::{Denied, Error, Result};
 
 /// What one plugin call did.
@@ -655,7 +656,11 @@ impl Core {
                     "plugin `{name}` quarantined after {faults} faults within {}; last: {reason}",
                     humantime(window)
                 );
-                alert = Some(self.put_alert(w, caller, "plugin.quarantined", name, &message)?);
+                let raise = Raise::new("plugin.quarantined", name, message, Severity::Warning)
+                    .actor(format!("plugin:{name}"))
+                    .evidence("faults", faults)
+                    .evidence("window", humantime(window));
+                alert = Some(self.put_alert(w, caller, raise)?);
             }
             w.put_plugin(&stored, None)?;
             let queued = match &alert {
@@ -688,35 +693,6 @@ impl Core {
         counters.faults.drain(..extra);
         w.put_plugin_counters(plugin, &counters)?;
         Ok(u32::try_from(counters.faults.len()).unwrap_or(u32::MAX))
-    }
-
-    /// Records an alert (and its audit entry) inside a write transaction.
-    pub(super) fn put_alert(
-        &self,
-        w: &mut dyn Txn,
-        caller: &Caller,
-        kind: &str,
-        subject: &str,
-        message: &str,
-    ) -> Result<Emitted> {
-        let id = self.records.reserve_ids(1);
-        w.put_alert(
-            id,
-            &StoredAlert {
-                at: self.records.now(),
-                kind: kind.to_string(),
-                subject: subject.to_string(),
-                message: message.to_string(),
-            },
-        )?;
-        w.record_id(id);
-        let entry = Entry::new("alert.raise").target(format!("{kind} {subject}"));
-        crate::audit::append(
-            w,
-            self.records.ring.audit_key(),
-            &entry.record(caller, Outcome::Ok),
-        )?;
-        Ok(Emitted::Alert(id))
     }
 
     /// Appends a call's log lines to the plugin's log.

@@ -3,11 +3,11 @@
 //! ([`Read::reveal`]); the approval step lets everything through until
 //! approvals (a second approver for protected operations) land.
 
-use super::{Core, Entry, Read};
+use super::{Core, Entry, Raise, Read};
 use crate::guard::{Access, Breach, KEEP_MINUTES, Limits, Over, Span, minute_of};
 use crate::identity::Actor;
 use crate::model::CustomerId;
-use crate::store::Snapshot;
+use crate::store::{Severity, Snapshot};
 use crate::{Denied, Error, Result};
 
 /// The approval step: a protected operation runs only with a matching
@@ -61,8 +61,9 @@ impl Read<'_> {
                 "{} by `{actor}` went past a budget with a second factor: {breach}",
                 access.as_str()
             );
+            let raise = Raise::new("guard.step_up", actor, message, Severity::Info);
             self.core
-                .raise_alert_beside("guard.step_up", actor, &message);
+                .raise_alert_beside(evidence(raise, access, &breach).actor(actor));
         }
         Ok(())
     }
@@ -103,8 +104,8 @@ impl Read<'_> {
                 .first_alert(&actor, "policy.limits_failed", 60, now)
             {
                 let message = format!("the policy's limits failed for `{actor}`: {reason}");
-                self.core
-                    .raise_alert_beside("policy.limits_failed", &actor, &message);
+                let raise = Raise::new("policy.limits_failed", &actor, message, Severity::Critical);
+                self.core.raise_alert_beside(raise.actor(&actor));
             }
             Denied::LimitsFailed { actor, reason }.into()
         })
@@ -134,7 +135,8 @@ impl Core {
             .first_alert(actor, &rule, window_of(&breach), now)
         {
             let message = format!("{} by `{actor}` refused: {breach}", access.as_str());
-            self.raise_alert_beside("guard.budget", actor, &message);
+            let raise = Raise::new("guard.budget", actor, message, Severity::Warning);
+            self.raise_alert_beside(evidence(raise, access, &breach).actor(actor));
         }
         let next = match breach.over {
             Over::Block => {
@@ -166,4 +168,15 @@ fn window_of(breach: &Breach) -> i64 {
         Span::Day => 24 * 60,
         Span::Month => 30 * 24 * 60,
     }
+}
+
+/// The counts behind a budget's alert.
+fn evidence(raise: Raise, access: Access, breach: &Breach) -> Raise {
+    raise
+        .evidence("access", access.as_str())
+        .evidence("measure", breach.measure.as_str())
+        .evidence("window", breach.span.as_str())
+        .evidence("limit", breach.limit)
+        .evidence("used", breach.used)
+        .evidence("asked", breach.asked)
 }

@@ -164,8 +164,12 @@ pub(crate) trait Snapshot {
     fn messages(&self, limit: usize) -> Res<Vec<(u64, StoredMessage)>>;
     /// The messages queued for a customer.
     fn messages_of(&self, customer: u64) -> Res<Vec<StoredMessage>>;
-    /// The newest `limit` alerts, newest first.
-    fn alerts(&self, limit: usize) -> Res<Vec<(u64, StoredAlert)>>;
+    /// The newest `limit` alerts that `wanted` keeps, newest first.
+    fn alerts_where(
+        &self,
+        limit: usize,
+        wanted: &dyn Fn(&StoredAlert) -> bool,
+    ) -> Res<Vec<(u64, StoredAlert)>>;
     /// One alert.
     fn alert(&self, id: u64) -> Res<Option<StoredAlert>>;
     /// Everything the guard counted from minute `since` on: per actor,

@@ -25,12 +25,13 @@ pub use integrity::IntegrityFailure;
 pub(crate) use interface::{AuditHead, Index, Snapshot, SnapshotExt, Txn};
 pub(crate) use keys::KeyStore;
 pub(crate) use types::LogText;
+pub use types::{AlertState, Severity};
 pub(crate) use types::{
     CustomerRef, Emitted, MaskRef, SealedField, StoredAggregate, StoredAlert, StoredConsent,
     StoredConsentEntry, StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent,
-    StoredFollowUp, StoredHold, StoredInteraction, StoredLogLine, StoredMask, StoredMessage,
-    StoredNotice, StoredParams, StoredPolicy, StoredPrincipal, StoredRun, StoredSession,
-    StoredThrottle, StoredTotp,
+    StoredFollowUp, StoredHandling, StoredHold, StoredInteraction, StoredLogLine, StoredMask,
+    StoredMessage, StoredNotice, StoredParams, StoredPolicy, StoredPrincipal, StoredRun,
+    StoredSession, StoredThrottle, StoredTotp,
 };
 
 /// Errors from the storage layer.

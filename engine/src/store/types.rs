@@ -492,13 +492,133 @@ pub(crate) struct StoredConsent {
     pub(crate) by: String,
 }
 
-/// An alert raised by the engine.
+/// An alert raised by the engine, and what staff did about it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredAlert {
     pub(crate) at: i64,
+    /// The rule that raised it (`guard.budget`, `plugin.quarantined`...).
     pub(crate) kind: String,
+    /// What it is about: a principal, a plugin, the data file.
     pub(crate) subject: String,
     pub(crate) message: String,
+    pub(crate) severity: Severity,
+    /// The principal whose actions raised it, if one did.
+    pub(crate) actor: Option<String>,
+    /// Counts and windows behind it, by name; never a value.
+    pub(crate) evidence: Vec<(String, String)>,
+    pub(crate) state: AlertState,
+    /// Each acknowledgement and resolution, oldest first.
+    pub(crate) handled: Vec<StoredHandling>,
+}
+
+/// One step staff took on an alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredHandling {
+    pub(crate) at: i64,
+    pub(crate) by: String,
+    pub(crate) to: AlertState,
+    pub(crate) note: String,
+}
+
+/// How urgent an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing (a budget passed with a step-up).
+    Info,
+    /// Someone should look (a request refused past a budget, a plugin
+    /// quarantined).
+    Warning,
+    /// Something is broken or under attack (a policy's limits failing, the
+    /// data file not rewritten after an erasure).
+    Critical,
+}
+
+impl Severity {
+    /// Its name: `info`, `warning` or `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Where an alert stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Raised, nobody has taken it yet.
+    Open,
+    /// Someone is looking into it.
+    Acknowledged,
+    /// Closed, with a note saying what was found or done.
+    Resolved,
+}
+
+impl AlertState {
+    /// Its name: `open`, `acknowledged` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// The alerts' envelope: 1 held `at`, `kind`, `subject` and `message`
+/// only; 2 adds severity, actor, evidence, state and handling.
+const ALERT_ENVELOPE: u8 = 2;
+
+/// An alert as envelope 1 held it.
+#[derive(Deserialize)]
+struct AlertV1 {
+    at: i64,
+    kind: String,
+    subject: String,
+    message: String,
+}
+
+/// Serializes an alert into its envelope.
+pub(crate) fn encode_alert(a: &StoredAlert) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![ALERT_ENVELOPE];
+    let body = postcard::to_stdvec(a).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Opens an alert's envelope, of either version. An alert of envelope 1
+/// is open, with the severity its kind had.
+pub(crate) fn decode_alert(bytes: &[u8]) -> Result<StoredAlert, StoreError> {
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("alert: {e}"));
+    match bytes.split_first() {
+        Some((&ALERT_ENVELOPE, body)) => postcard::from_bytes(body).map_err(corrupt),
+        Some((&1, body)) => {
+            let old: AlertV1 = postcard::from_bytes(body).map_err(corrupt)?;
+            let severity = match old.kind.as_str() {
+                "storage.rewrite_failed" => Severity::Critical,
+                _ => Severity::Warning,
+            };
+            Ok(StoredAlert {
+                at: old.at,
+                kind: old.kind,
+                subject: old.subject,
+                message: old.message,
+                severity,
+                actor: None,
+                evidence: Vec::new(),
+                state: AlertState::Open,
+                handled: Vec::new(),
+            })
+        }
+        Some((&v, _)) => Err(StoreError::Version {
+            found: u32::from(v),
+            supported: u32::from(ALERT_ENVELOPE),
+        }),
+        None => Err(StoreError::Corrupt("alert: empty".into())),
+    }
 }
 
 /// Something that happened, for the plugins subscribed to it: only what
@@ -762,5 +882,42 @@ mod tests {
             sealed.masked
         );
         assert_eq!(view.blind, vec![("phone", [5; 16])]);
+    }
+
+    #[test]
+    fn an_alert_of_envelope_1_opens_as_open_with_its_kinds_severity() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            at: i64,
+            kind: &'a str,
+            subject: &'a str,
+            message: &'a str,
+        }
+        for (kind, severity) in [
+            ("plugin.quarantined", Severity::Warning),
+            ("storage.rewrite_failed", Severity::Critical),
+        ] {
+            let mut bytes = vec![1];
+            bytes.extend(
+                postcard::to_stdvec(&V1 {
+                    at: 7,
+                    kind,
+                    subject: "s",
+                    message: "m",
+                })
+                .unwrap(),
+            );
+            let alert = decode_alert(&bytes).unwrap();
+            assert_eq!(
+                (alert.at, alert.kind.as_str(), alert.severity),
+                (7, kind, severity)
+            );
+            assert_eq!(alert.state, AlertState::Open);
+            assert!(alert.actor.is_none() && alert.evidence.is_empty() && alert.handled.is_empty());
+            // Written back, it is envelope 2 and reads the same.
+            assert_eq!(decode_alert(&encode_alert(&alert).unwrap()).unwrap(), alert);
+        }
+        assert!(decode_alert(&[3, 0]).is_err());
+        assert!(decode_alert(&[]).is_err());
     }
 }

@@ -13,7 +13,7 @@ use super::super::types::{
     StoredCredentials, StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp,
     StoredGuardCounts, StoredHold, StoredInteraction, StoredLogLine, StoredMessage, StoredNotice,
     StoredPluginCounters, StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle,
-    decode, decode_customer, decode_customer_ref, decode_log_line, decode_message,
+    decode, decode_alert, decode_customer, decode_customer_ref, decode_log_line, decode_message,
     decode_principal,
 };
 use super::Open;
@@ -419,12 +419,31 @@ impl<S: Open> Snapshot for S {
         Ok(out)
     }
 
-    fn alerts(&self, limit: usize) -> Res<Vec<(u64, StoredAlert)>> {
-        listed(self, ALERTS, limit, true, |b| decode(b, "alert"))
+    fn alerts_where(
+        &self,
+        limit: usize,
+        wanted: &dyn Fn(&StoredAlert) -> bool,
+    ) -> Res<Vec<(u64, StoredAlert)>> {
+        let Some(table) = self.table(ALERTS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let id = k.value();
+            let alert = decode_alert(self.body(ALERTS, &id, v.value())?)?;
+            if wanted(&alert) {
+                out.push((id, alert));
+            }
+        }
+        Ok(out)
     }
 
     fn alert(&self, id: u64) -> Res<Option<StoredAlert>> {
-        get(self, ALERTS, id, "alert")
+        self.record(ALERTS, id, decode_alert)
     }
 
     fn guard_tallies(&self, since: i64) -> Res<(HashMap<String, Tally>, bool)> {

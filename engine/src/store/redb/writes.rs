@@ -9,7 +9,8 @@ use super::super::types::{
     StoredCustomer, StoredDeletion, StoredEvent, StoredFollowUp, StoredGuardCounts, StoredHold,
     StoredInteraction, StoredLogLine, StoredMessage, StoredNotice, StoredPluginCounters,
     StoredPolicy, StoredPrincipal, StoredRun, StoredSession, StoredThrottle, decode,
-    decode_message, encode, encode_customer, encode_log_line, encode_message, encode_principal,
+    decode_message, encode, encode_alert, encode_customer, encode_log_line, encode_message,
+    encode_principal,
 };
 use super::reads::customer_state_key;
 use super::tables::*;
@@ -340,7 +341,7 @@ impl Txn for Writer<'_> {
     }
 
     fn put_alert(&mut self, id: u64, a: &StoredAlert) -> Res<()> {
-        self.put(ALERTS, id, &encode(a)?)?;
+        self.put(ALERTS, id, &encode_alert(a)?)?;
         Ok(())
     }
 
