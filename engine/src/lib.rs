@@ -94,7 +94,7 @@ pub use api::{
 pub use audit::{AuditDurability, AuditEntry, AuditError, Checkpoint, Outcome, VerifyReport};
 pub use crypto::{CryptoError, MasterKey};
 pub use error::{Denied, Error, Result};
-pub use guard::{Access, Breach, Caps, Limits, Measure, Over, Span};
+pub use guard::{Access, Breach, Caps, Limits, Measure, Over, Span, Usual};
 pub use identity::{
     ADMIN_ROLE, IdentityError, Principal, PrincipalKind, PrincipalUpdate, STEWARD_ROLE,
 };

@@ -272,7 +272,9 @@ fn windows_roll_on_the_engine_clock() {
 }
 
 #[test]
-fn a_limits_that_fails_refuses_the_read_and_raises_an_alert() {
+fn a_limits_that_fails_for_a_role_is_not_installed() {
+    let fixture = Fixture::new();
+    let engine = fixture.with_staff();
     for (limits, says) in [
         (r#"fn limits(p) { 42 }"#, "must return a map"),
         (
@@ -280,23 +282,63 @@ fn a_limits_that_fails_refuses_the_read_and_raises_an_alert() {
             "unknown window `weekly`",
         ),
         (r#"fn limits(p) { loop { } }"#, "the policy ran"),
+        (
+            r#"fn limits(p, now) { if now.in_zone("+08:00").hour == 23 { 1 } else { () } }"#,
+            "at Monday 15:00 UTC",
+        ),
+        (
+            r#"fn limits(p) { () } fn limits(p, now) { () }"#,
+            "not several",
+        ),
     ] {
-        let fixture = Fixture::new();
-        let engine = fixture.with_staff();
-        let ids = seed(&engine, limits, 1);
-        match engine.customer(&as_("wang"), ids[0]) {
+        let refused = engine
+            .install_policy(&admin(), &pack_with_limits(limits))
+            .unwrap_err();
+        assert!(refused.to_string().contains(says), "{limits}: {refused}");
+    }
+}
+
+#[test]
+fn a_limits_that_fails_at_run_time_refuses_the_read_and_raises_an_alert() {
+    let fixture = Fixture::new();
+    let engine = fixture.with_staff();
+    // Fails only for a principal whose `zone` attribute is not a zone.
+    let ids = seed(
+        &engine,
+        r#"fn limits(p, now) {
+            let zone = p.attributes.zone;
+            if zone != () && now.in_zone(zone).hour > 25 { return (); }
+            #{ rows: #{ day: 100 } }
+        }"#,
+        1,
+    );
+    let wang = as_("wang");
+    engine.customer(&wang, ids[0]).unwrap();
+    let update = custodian::PrincipalUpdate {
+        set_attributes: [("zone".to_string(), "Mars".to_string())].into(),
+        ..custodian::PrincipalUpdate::default()
+    };
+    engine.update_principal(&admin(), "wang", &update).unwrap();
+    for _ in 0..2 {
+        match engine.customer(&wang, ids[0]) {
             Err(Error::Denied(Denied::LimitsFailed { actor, reason })) => {
                 assert_eq!(actor, "wang");
-                assert!(reason.contains(says), "{limits}: {reason}");
+                assert!(reason.contains("offset from UTC"), "{reason}");
             }
-            other => panic!("{limits}: expected a refusal, got {other:?}"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
-        assert_eq!(
-            alerts_about(&engine, "wang", "policy.limits_failed"),
-            1,
-            "{limits}"
-        );
     }
+    // One alert for the burst, critical, naming the principal.
+    let alerts = engine.alerts(&admin(), 10).unwrap();
+    let failed: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.kind == "policy.limits_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{alerts:#?}");
+    assert_eq!(failed[0].severity, custodian::Severity::Critical);
+    assert_eq!(failed[0].actor.as_deref(), Some("wang"));
+    // Others read on.
+    engine.customer(&as_("zhao"), ids[0]).unwrap();
 }
 
 /// Where the burst child opens its database (set by the parent test).
@@ -508,4 +550,183 @@ fn the_command_line_shows_a_budget_and_steps_up_with_a_code() {
     let (ok, _, said) = run(&["--step-up", "123456", "customer", "get", &id]);
     assert!(!ok);
     assert!(said.contains("no second factor enrolled"), "{said}");
+}
+
+/// An engine under the default policy on a clock the test moves, with
+/// `wang` (sales).
+fn default_pack_at(fixture: &Fixture, start: &str) -> (Engine, Arc<AtomicI64>) {
+    let start = DateTime::parse_from_rfc3339(start).unwrap().to_utc();
+    let (clock, now) = movable_clock(start);
+    let engine = Engine::builder()
+        .path(fixture.db())
+        .master_key(fixture.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    engine
+        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
+        .unwrap();
+    (engine, now)
+}
+
+fn hourly_rows(engine: &Engine) -> Option<u64> {
+    engine
+        .budget(&admin(), "wang")
+        .unwrap()
+        .limits
+        .unwrap()
+        .rows
+        .hour
+}
+
+#[test]
+fn the_default_pack_tightens_budgets_after_hours_and_around_a_departure() {
+    let fixture = Fixture::new();
+    // Monday 2 March 2026, 10:00 in Beijing.
+    let (engine, now) = default_pack_at(&fixture, "2026-03-02T02:00:00Z");
+    assert_eq!(hourly_rows(&engine), Some(500));
+    let at = |rfc3339: &str| {
+        let t = DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp();
+        now.store(t, Ordering::SeqCst);
+    };
+    at("2026-03-02T13:00:00Z"); // 21:00 in Beijing
+    assert_eq!(hourly_rows(&engine), Some(100));
+    at("2026-03-02T22:59:00Z"); // 06:59 the next morning
+    assert_eq!(hourly_rows(&engine), Some(100));
+    at("2026-03-02T23:00:00Z"); // 07:00
+    assert_eq!(hourly_rows(&engine), Some(500));
+    at("2026-03-08T02:00:00Z"); // a Sunday, 10:00
+    assert_eq!(hourly_rows(&engine), Some(100));
+    at("2026-03-09T02:00:00Z"); // Monday again
+    // Leaving in 30 days: a quarter of every budget.
+    let leaving = |date: &str| {
+        let update = custodian::PrincipalUpdate {
+            set_attributes: [("leaving_on".to_string(), date.to_string())].into(),
+            ..custodian::PrincipalUpdate::default()
+        };
+        engine.update_principal(&admin(), "wang", &update).unwrap();
+    };
+    leaving("2026-04-08");
+    let limits = engine.budget(&admin(), "wang").unwrap().limits.unwrap();
+    assert_eq!(
+        (limits.rows.hour, limits.rows.day, limits.customers.day),
+        (Some(125), Some(500), Some(125))
+    );
+    leaving("2026-02-10"); // left 27 days ago: still tight
+    assert_eq!(hourly_rows(&engine), Some(125));
+    leaving("2026-01-01"); // long gone: the window has passed
+    assert_eq!(hourly_rows(&engine), Some(500));
+    // A date the policy cannot read refuses his reads (fail closed), and
+    // says why.
+    leaving("next month");
+    let id = engine
+        .create_customer(
+            &as_("wang"),
+            custodian::NewCustomer::new().field("name", "Kept"),
+        )
+        .unwrap();
+    match engine.customer(&as_("wang"), id) {
+        Err(Error::Denied(Denied::LimitsFailed { reason, .. })) => {
+            assert!(reason.contains("YYYY-MM-DD"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn after_hours_the_default_pack_refuses_what_it_allowed_by_day() {
+    let fixture = Fixture::new();
+    // 20:00 in Beijing: 500 rows an hour, until 21:00.
+    let (engine, now) = default_pack_at(&fixture, "2026-03-02T12:00:00Z");
+    let wang = as_("wang");
+    for i in 0..150 {
+        let new = custodian::NewCustomer::new().field("name", format!("Customer {i}"));
+        engine.create_customer(&wang, new).unwrap();
+    }
+    let owned = Query::Owner("wang".into());
+    assert_eq!(
+        engine.find_customers(&wang, &owned, 120).unwrap().len(),
+        120
+    );
+    // Two hours later: the same search is past the after-hours budget.
+    now.fetch_add(2 * 3600, Ordering::SeqCst);
+    let refused = over_budget(engine.find_customers(&wang, &owned, 120));
+    assert_eq!(
+        (refused.span, refused.limit, refused.used),
+        (Span::Hour, 100, 0)
+    );
+    assert_eq!(
+        engine.find_customers(&wang, &owned, 100).unwrap().len(),
+        100
+    );
+}
+
+#[test]
+fn a_day_far_above_a_principals_own_days_raises_one_alert_naming_why() {
+    let fixture = Fixture::new();
+    let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
+        .unwrap()
+        .to_utc();
+    let (clock, now) = movable_clock(start);
+    let engine = Engine::builder()
+        .path(fixture.db())
+        .master_key(fixture.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    engine
+        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
+        .unwrap();
+    seed(
+        &engine,
+        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 5000 }, usual: #{ rows: 1000 } } } else { () } }"#,
+        400,
+    );
+    let wang = as_("wang");
+    let owned = Query::Owner("wang".into());
+    let unusual = || {
+        engine
+            .alerts(&admin(), 100)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == "guard.unusual")
+            .collect::<Vec<_>>()
+    };
+    // Twenty working days of about a hundred customers each.
+    for day in 0..20 {
+        now.store(start.timestamp() + day * 86_400, Ordering::SeqCst);
+        engine
+            .find_customers(&wang, &owned, 90 + (day as usize * 7) % 21)
+            .unwrap();
+    }
+    assert!(unusual().is_empty());
+    // Then an evening of four hundred: within every budget, and within the
+    // role's usual day, but not his.
+    now.store(
+        start.timestamp() + 20 * 86_400 + 11 * 3600,
+        Ordering::SeqCst,
+    );
+    engine.find_customers(&wang, &owned, 150).unwrap();
+    assert!(unusual().is_empty(), "150 is not twice his usual day");
+    engine.find_customers(&wang, &owned, 250).unwrap();
+    let alerts = unusual();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.actor.as_deref(), Some("wang"));
+    let evidence: std::collections::BTreeMap<_, _> = alert.evidence.iter().cloned().collect();
+    assert_eq!(evidence["feature"], "rows per day");
+    assert_eq!(evidence["active days"], "20");
+    assert_eq!(evidence["today"], "400");
+    let median: u64 = evidence["median"].parse().unwrap();
+    assert!((90..=110).contains(&median), "{evidence:?}");
+    assert!(
+        alert.message.contains("400 customer records shown today"),
+        "{}",
+        alert.message
+    );
+    // Not one per search.
+    engine.find_customers(&wang, &owned, 10).unwrap();
+    assert_eq!(unusual().len(), 1);
 }

@@ -53,7 +53,7 @@ impl Engine {
             };
             let limits = read
                 .decider()
-                .limits_of(&Actor::from_record(record))
+                .limits_of(&Actor::from_record(record), now)
                 .map_err(|reason| crate::Denied::LimitsFailed {
                     actor: name.to_string(),
                     reason,

@@ -50,6 +50,7 @@ impl PolicyPack {
 /// role, the one that manages principals and policies.
 fn compile_with_roles(pack: &PolicyPack) -> Result<Policy, PolicyError> {
     let policy = Policy::compile(pack)?;
+    policy.check_limits()?;
     if policy.roles().contains_key(ADMIN_ROLE) {
         Ok(policy)
     } else {

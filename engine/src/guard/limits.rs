@@ -58,6 +58,17 @@ impl Over {
     }
 }
 
+/// What a usual day holds for a role: more in one day is unusual and
+/// raises an alert (not a refusal), until the principal has days enough of
+/// its own for a baseline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usual {
+    /// Customer records shown in a day.
+    pub rows: Option<u64>,
+    /// Lookups that found nothing in a day.
+    pub misses: Option<u64>,
+}
+
 /// One actor's budgets, as its policy declares them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -69,6 +80,8 @@ pub struct Limits {
     pub misses: Caps,
     /// What happens to a request past a budget.
     pub over: Over,
+    /// What a usual day holds, before the principal has a baseline.
+    pub usual: Usual,
 }
 
 impl Limits {
@@ -101,9 +114,10 @@ impl Limits {
                 "customers" => limits.customers = caps("customers", value)?,
                 "misses" => limits.misses = caps("misses", value)?,
                 "over" => limits.over = over(value)?,
+                "usual" => limits.usual = usual(value)?,
                 other => {
                     return Err(format!(
-                        "limits: unknown key `{}`; use rows, customers, misses and over",
+                        "limits: unknown key `{}`; use rows, customers, misses, over and usual",
                         clip(other)
                     ));
                 }
@@ -145,6 +159,35 @@ fn caps(measure: &str, value: Dynamic) -> Result<Caps, String> {
     Ok(caps)
 }
 
+fn usual(value: Dynamic) -> Result<Usual, String> {
+    let type_name = value.type_name();
+    let Some(map) = value.try_cast::<Map>() else {
+        return Err(format!(
+            "limits: `usual` must be a map such as #{{ rows: 300, misses: 10 }}, not a value of type `{type_name}`"
+        ));
+    };
+    let mut usual = Usual::default();
+    for (key, value) in map {
+        let slot = match key.as_str() {
+            "rows" => &mut usual.rows,
+            "misses" => &mut usual.misses,
+            other => {
+                return Err(format!(
+                    "limits: `usual` has an unknown key `{}`; use rows and misses",
+                    clip(other)
+                ));
+            }
+        };
+        let count = value
+            .as_int()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| format!("limits: `usual.{key}` must be a whole number of at least 0"))?;
+        *slot = Some(count);
+    }
+    Ok(usual)
+}
+
 fn over(value: Dynamic) -> Result<Over, String> {
     let text = value.into_immutable_string().ok();
     match text.as_deref() {
@@ -172,7 +215,7 @@ mod tests {
     #[test]
     fn a_map_of_budgets_is_read_and_unit_means_none() {
         let limits = parse(
-            r#"#{ rows: #{ hour: 10, day: 100 }, customers: #{ month: 50 }, misses: #{ hour: 3 }, over: "step_up" }"#,
+            r#"#{ rows: #{ hour: 10, day: 100 }, customers: #{ month: 50 }, misses: #{ hour: 3 }, over: "step_up", usual: #{ rows: 40 } }"#,
         )
         .unwrap()
         .unwrap();
@@ -182,6 +225,7 @@ mod tests {
         assert_eq!(limits.customers.month, Some(50));
         assert_eq!(limits.misses.hour, Some(3));
         assert_eq!(limits.over, Over::StepUp);
+        assert_eq!((limits.usual.rows, limits.usual.misses), (Some(40), None));
         assert_eq!(parse("()").unwrap(), None);
         assert_eq!(parse("#{}").unwrap(), Some(Limits::default()));
     }
@@ -202,6 +246,8 @@ mod tests {
             ),
             ("#{ row: #{ day: 1 } }", "unknown key `row`"),
             (r#"#{ over: "warn" }"#, "`over` must be"),
+            ("#{ usual: #{ rows: -3 } }", "`usual.rows` must be"),
+            ("#{ usual: #{ customers: 3 } }", "unknown key `customers`"),
         ] {
             let error = parse(script).unwrap_err();
             assert!(error.contains(says), "{script}: {error}");

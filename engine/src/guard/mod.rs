@@ -13,8 +13,8 @@
 mod limits;
 mod tally;
 
-pub use limits::{Caps, Limits, Over};
-pub(crate) use tally::{Charge, Guard, KEEP_MINUTES, Tally, minute_of};
+pub use limits::{Caps, Limits, Over, Usual};
+pub(crate) use tally::{BASELINE_DAYS, Charge, Guard, KEEP_MINUTES, Tally, minute_of};
 
 use serde::{Deserialize, Serialize};
 

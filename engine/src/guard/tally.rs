@@ -91,6 +91,50 @@ impl Buckets {
     }
 }
 
+/// Active days of its own an actor needs before its baseline replaces
+/// its role's `usual` day.
+pub(crate) const BASELINE_DAYS: usize = 14;
+/// How far above its own median (in robust standard deviations, 1.4826 ×
+/// the median absolute deviation) a day must be to be unusual; it must
+/// also be at least twice the median.
+const UNUSUAL_DEVIATIONS: u64 = 5;
+
+/// A feature of an actor's day that is unusual for it: what the day holds
+/// so far, and what the actor's own history (or its role) says is usual.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Unusual {
+    /// `rows` or `misses` per day.
+    pub(crate) feature: &'static str,
+    pub(crate) today: u64,
+    /// Above this, a day is unusual.
+    pub(crate) threshold: u64,
+    /// The median of the actor's active days, and their median absolute
+    /// deviation; `None` while it has too few (the role's `usual` holds).
+    pub(crate) median: Option<u64>,
+    pub(crate) deviation: Option<u64>,
+    /// The active days the baseline rests on.
+    pub(crate) days: usize,
+}
+
+/// Above what a day of one feature is unusual, and why.
+#[derive(Clone, Copy, Debug)]
+struct Threshold {
+    limit: u64,
+    /// The median and median absolute deviation of the actor's active
+    /// days; `None` while the role's usual day holds.
+    median: Option<u64>,
+    deviation: Option<u64>,
+    days: usize,
+}
+
+/// The thresholds of one day, computed once per day per actor.
+#[derive(Clone, Debug, Default)]
+struct Baseline {
+    day: i64,
+    /// For rows and misses.
+    features: [Option<Threshold>; 2],
+}
+
 /// What one actor has been shown.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Tally {
@@ -103,6 +147,55 @@ pub(crate) struct Tally {
     seen: HashMap<u64, i64>,
     /// The minute the buckets were last pruned.
     pruned: i64,
+    /// Today's thresholds of unusual, once computed.
+    baseline: Option<Baseline>,
+}
+
+/// The median of `sorted`, rounded down; 0 when empty.
+fn median_of(sorted: &[u64]) -> u64 {
+    let n = sorted.len();
+    let at = |i: usize| sorted.get(i).copied().unwrap_or(0);
+    if n % 2 == 1 {
+        at(n / 2)
+    } else if n == 0 {
+        0
+    } else {
+        let (a, b) = (at(n / 2 - 1), at(n / 2));
+        a / 2 + b / 2 + (a % 2 + b % 2) / 2
+    }
+}
+
+/// The threshold of unusual for one feature: from the actor's own active
+/// days before `today` (at least [`BASELINE_DAYS`]), else the role's
+/// `usual`, else none.
+fn threshold(days: &BTreeMap<i64, u64>, today: i64, usual: Option<u64>) -> Option<Threshold> {
+    let mut history: Vec<u64> = days
+        .range(today - 30..today)
+        .map(|(_, n)| *n)
+        .filter(|n| *n > 0)
+        .collect();
+    if history.len() < BASELINE_DAYS {
+        return usual.map(|limit| Threshold {
+            limit,
+            median: None,
+            deviation: None,
+            days: history.len(),
+        });
+    }
+    history.sort_unstable();
+    let median = median_of(&history);
+    let mut deviations: Vec<u64> = history.iter().map(|n| n.abs_diff(median)).collect();
+    deviations.sort_unstable();
+    let mad = median_of(&deviations);
+    // 1.4826 × MAD estimates a standard deviation for normal data.
+    let spread = mad.saturating_mul(14_826) / 10_000;
+    let above = spread.saturating_mul(UNUSUAL_DEVIATIONS).max(median);
+    Some(Threshold {
+        limit: median.saturating_add(above),
+        median: Some(median),
+        deviation: Some(mad),
+        days: history.len(),
+    })
 }
 
 impl Tally {
@@ -178,6 +271,45 @@ impl Tally {
             self.customers.add(now, 1);
             self.seen.insert(c, now);
         }
+    }
+
+    /// The features of today (`now`, a minute) above their threshold.
+    fn unusual(&mut self, limits: &Limits, now: i64) -> Vec<Unusual> {
+        let today = bucket(Span::Month, now);
+        if self.baseline.as_ref().is_none_or(|b| b.day != today) {
+            let usual = [limits.usual.rows, limits.usual.misses];
+            let features = [
+                threshold(&self.rows.days, today, usual[0]),
+                threshold(&self.misses.days, today, usual[1]),
+            ];
+            self.baseline = Some(Baseline {
+                day: today,
+                features,
+            });
+        }
+        let Some(baseline) = &self.baseline else {
+            return Vec::new();
+        };
+        let counted = [
+            ("rows", self.rows.days.get(&today).copied().unwrap_or(0)),
+            ("misses", self.misses.days.get(&today).copied().unwrap_or(0)),
+        ];
+        let mut found = Vec::new();
+        for ((feature, today), threshold) in counted.into_iter().zip(&baseline.features) {
+            if let Some(t) = threshold
+                && today > t.limit
+            {
+                found.push(Unusual {
+                    feature,
+                    today,
+                    threshold: t.limit,
+                    median: t.median,
+                    deviation: t.deviation,
+                    days: t.days,
+                });
+            }
+        }
+        found
     }
 
     /// Counts restored from the store: `rows` shown and `misses` in the
@@ -364,6 +496,19 @@ impl Guard {
             let per_span = Span::ALL.map(|span| tally.map_or(0, |t| t.used(measure, span, now)));
             (measure, per_span)
         })
+    }
+
+    /// The features of `actor`'s day so far (at `now`, Unix seconds) that
+    /// are unusual for it: above its own baseline once it has
+    /// [`BASELINE_DAYS`] active days in the last 30, above its role's
+    /// `usual` day before that.
+    pub(crate) fn unusual(&self, actor: &str, limits: &Limits, now: i64) -> Vec<Unusual> {
+        let now = minute_of(now);
+        let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        match actors.get_mut(actor) {
+            Some(tally) => tally.unusual(limits, now),
+            None => Vec::new(),
+        }
     }
 
     /// Whether to raise an alert of `rule` about `actor` at `now`: the
@@ -563,6 +708,84 @@ mod tests {
         let refused = guard.check_misses("a", Some(&limits), T0).unwrap_err();
         assert_eq!((refused.measure, refused.used), (Measure::Misses, 3));
         assert!(guard.check_misses("a", None, T0).is_ok());
+    }
+
+    #[test]
+    fn a_day_far_above_the_actors_own_days_is_unusual_and_the_role_decides_before() {
+        let limits = Limits {
+            usual: super::super::Usual {
+                rows: Some(300),
+                misses: None,
+            },
+            ..Limits::default()
+        };
+        let day = 86_400;
+        let guard = Guard::default();
+        // Before 14 active days, the role's usual day: 300 rows.
+        guard
+            .charge("a", Some(&limits), Access::Read, &ids(0..300), T0, false)
+            .unwrap();
+        assert!(guard.unusual("a", &limits, T0).is_empty());
+        guard
+            .charge("a", Some(&limits), Access::Read, &[1], T0, false)
+            .unwrap();
+        let found = guard.unusual("a", &limits, T0);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (
+                found[0].feature,
+                found[0].today,
+                found[0].threshold,
+                found[0].median
+            ),
+            ("rows", 301, 300, None)
+        );
+        // Twenty days of 90 to 110 rows: the actor's own baseline.
+        let other = Guard::default();
+        for d in 1..=20 {
+            let n = 90 + (d * 7) % 21;
+            other
+                .charge(
+                    "a",
+                    Some(&limits),
+                    Access::Read,
+                    &ids(0..n),
+                    T0 + d as i64 * day,
+                    false,
+                )
+                .unwrap();
+        }
+        let today = T0 + 21 * day;
+        other
+            .charge("a", Some(&limits), Access::Read, &ids(0..250), today, false)
+            .unwrap();
+        // 250 is within the role's 300 but far above the actor's own ~100.
+        let found = other.unusual("a", &limits, today);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let unusual = &found[0];
+        assert_eq!(unusual.days, 20);
+        let median = unusual.median.unwrap();
+        assert!((90..=110).contains(&median), "{unusual:?}");
+        assert!(
+            unusual.threshold >= 2 * median && unusual.threshold < 250,
+            "{unusual:?}"
+        );
+        // A day like the others is not.
+        let calm = Guard::default();
+        for d in 1..=20 {
+            calm.charge(
+                "a",
+                Some(&limits),
+                Access::Read,
+                &ids(0..100),
+                T0 + d as i64 * day,
+                false,
+            )
+            .unwrap();
+        }
+        calm.charge("a", Some(&limits), Access::Read, &ids(0..150), today, false)
+            .unwrap();
+        assert!(calm.unusual("a", &limits, today).is_empty());
     }
 
     #[test]

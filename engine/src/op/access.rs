@@ -99,15 +99,15 @@ impl<'a> Decider<'a> {
             .authorize(&self.subject, action, self.purpose, None)
     }
 
-    /// The actor's budgets, as the policy's `limits` gives them, or why
-    /// that failed.
-    pub(crate) fn limits(&self) -> Result<Option<Limits>, String> {
-        self.policy.limits(&self.subject)
+    /// The actor's budgets, as the policy's `limits` gives them at `now`
+    /// (Unix seconds), or why that failed.
+    pub(crate) fn limits(&self, now: i64) -> Result<Option<Limits>, String> {
+        self.policy.limits(&self.subject, now)
     }
 
-    /// The budgets the policy gives another principal.
-    pub(crate) fn limits_of(&self, actor: &Actor) -> Result<Option<Limits>, String> {
-        self.policy.limits(&subject(actor))
+    /// The budgets the policy gives another principal at `now`.
+    pub(crate) fn limits_of(&self, actor: &Actor, now: i64) -> Result<Option<Limits>, String> {
+        self.policy.limits(&subject(actor), now)
     }
 
     /// The decision, or the policy's refusal.

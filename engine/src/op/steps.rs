@@ -4,7 +4,7 @@
 //! approvals (a second approver for protected operations) land.
 
 use super::{Core, Entry, Raise, Read};
-use crate::guard::{Access, Breach, KEEP_MINUTES, Limits, Over, Span, minute_of};
+use crate::guard::{Access, BASELINE_DAYS, Breach, KEEP_MINUTES, Limits, Over, Span, minute_of};
 use crate::identity::Actor;
 use crate::model::CustomerId;
 use crate::store::{Severity, Snapshot};
@@ -40,6 +40,9 @@ impl Read<'_> {
         let breach = match guard.charge(actor, limits.as_ref(), access, customers, now, false) {
             Ok((charge, _)) => {
                 self.charge.absorb(charge);
+                if let Some(limits) = &limits {
+                    self.core.check_usual(actor, limits, now);
+                }
                 return Ok(());
             }
             Err(breach) => breach,
@@ -83,21 +86,23 @@ impl Read<'_> {
 
     /// Counts a lookup that showed nothing (for an actor with a budget).
     pub(crate) fn lookup_missed(&mut self) -> Result<()> {
-        if self.limits()?.is_none() {
+        let Some(limits) = self.limits()? else {
             return Ok(());
-        }
+        };
         let now = self.core.records.clock.now().timestamp();
-        let charge = self.core.guard.miss(&self.decider.actor().name, now);
+        let actor = self.decider.actor().name.as_str();
+        let charge = self.core.guard.miss(actor, now);
         self.charge.absorb(charge);
+        self.core.check_usual(actor, &limits, now);
         Ok(())
     }
 
     /// The actor's budgets; a `limits` that fails refuses the read (fail
     /// closed) and raises an alert.
     fn limits(&self) -> Result<Option<Limits>> {
-        self.decider.limits().map_err(|reason| {
+        let now = self.core.records.clock.now().timestamp();
+        self.decider.limits(now).map_err(|reason| {
             let actor = self.decider.actor().name.clone();
-            let now = self.core.records.clock.now().timestamp();
             if self
                 .core
                 .guard
@@ -124,6 +129,47 @@ impl Core {
             self.store.write(|w| w.prune_guard(since))?;
         }
         Ok(())
+    }
+
+    /// Raises an alert, once a day per feature, when `actor`'s day so far
+    /// is unusual for it (its own baseline, or its role's usual day).
+    fn check_usual(&self, actor: &str, limits: &Limits, now: i64) {
+        for unusual in self.guard.unusual(actor, limits, now) {
+            let rule = format!("guard.unusual.{}", unusual.feature);
+            if !self.guard.first_alert(actor, &rule, 24 * 60, now) {
+                continue;
+            }
+            let what = match unusual.feature {
+                "misses" => "lookups that found nothing",
+                _ => "customer records shown",
+            };
+            let against = match (unusual.median, unusual.deviation) {
+                (Some(median), Some(deviation)) => format!(
+                    "its usual day holds {median} (median of {} active days, deviation {deviation}); more than {} is unusual",
+                    unusual.days, unusual.threshold
+                ),
+                _ => format!(
+                    "more than {} in a day is unusual for its role (it has {} active days of its own, {BASELINE_DAYS} are needed for a baseline)",
+                    unusual.threshold, unusual.days
+                ),
+            };
+            let message = format!(
+                "`{actor}`'s day is unusual: {} {what} today; {against}",
+                unusual.today
+            );
+            let mut raise = Raise::new("guard.unusual", actor, message, Severity::Warning)
+                .actor(actor)
+                .evidence("feature", format!("{} per day", unusual.feature))
+                .evidence("today", unusual.today)
+                .evidence("threshold", unusual.threshold)
+                .evidence("active days", unusual.days);
+            if let (Some(median), Some(deviation)) = (unusual.median, unusual.deviation) {
+                raise = raise
+                    .evidence("median", median)
+                    .evidence("deviation", deviation);
+            }
+            self.raise_alert_beside(raise);
+        }
     }
 
     /// A request the guard refused: an alert (one per actor and budget per

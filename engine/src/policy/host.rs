@@ -35,6 +35,7 @@ thread_local! {
 pub(super) fn sandboxed_engine() -> Engine {
     let mut engine = bare_engine();
     request::register(&mut engine);
+    super::clock::register(&mut engine);
     register_decision(&mut engine);
     register_masks(&mut engine);
     engine
@@ -129,17 +130,34 @@ fn run_authorize(engine: &Engine, ast: &AST, request: Request) -> Decision {
 
 /// Runs `limits(principal)`: the principal's budgets (`None`: none), or
 /// what was wrong with the script or what it returned.
+/// With `now`, `limits(principal, now)`.
 pub(super) fn call_limits(
     engine: &Engine,
     ast: &AST,
     principal: &std::sync::Arc<request::PrincipalData>,
+    now: Option<super::clock::ScriptNow>,
 ) -> Result<Option<crate::guard::Limits>, String> {
     script::timed(|| {
         let options = CallFnOptions::new().eval_ast(false);
         let argument = request::principal_value(principal);
-        let value = engine
-            .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, LIMITS, (argument,))
-            .map_err(|e| describe_fault(&e))?;
+        let mut scope = Scope::new();
+        let value = match now {
+            Some(now) => engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut scope,
+                ast,
+                LIMITS,
+                (argument, Dynamic::from(now)),
+            ),
+            None => engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut scope,
+                ast,
+                LIMITS,
+                (argument,),
+            ),
+        }
+        .map_err(|e| describe_fault(&e))?;
         crate::guard::Limits::from_script(value)
     })
 }

@@ -24,6 +24,7 @@
 //!   unlimited by default.
 
 mod cases;
+mod clock;
 mod eval;
 mod host;
 mod memo;
@@ -295,6 +296,10 @@ pub enum PolicyError {
     /// stored pack that cannot be read.
     #[error("invalid policy pack: {0}")]
     Pack(String),
+    /// `limits` fails (or returns what is not budgets) for a role: every
+    /// read of such a principal would be refused.
+    #[error("the policy pack was refused: {0}")]
+    Limits(String),
 }
 
 /// The principal a request is decided for, in the form scripts read it.
@@ -366,11 +371,16 @@ pub(crate) struct Policy {
     roles: BTreeMap<String, RoleDef>,
     /// Decisions remembered by the values their calls read.
     memo: memo::Memo,
-    /// Whether a script defines `fn limits(actor)`.
-    has_limits: bool,
-    /// The budgets `limits` returned, per principal (as scripts see it).
-    limits: RwLock<HashMap<Arc<request::PrincipalData>, Option<Limits>>>,
+    /// The parameters of the script's `limits`: none, `(p)` or `(p, now)`.
+    limits_arity: Option<usize>,
+    /// The budgets `limits` returned, per principal (as scripts see it),
+    /// with the quarter-hour they were asked for (0 for a `limits(p)`,
+    /// which reads no clock).
+    limits: RwLock<RememberedLimits>,
 }
+
+/// Per principal: the quarter-hour its budgets were asked for, and them.
+type RememberedLimits = HashMap<Arc<request::PrincipalData>, (i64, Option<Limits>)>;
 
 /// Most principals whose budgets a policy remembers; past that, it forgets
 /// them all and starts again.
@@ -392,40 +402,102 @@ impl Policy {
         let roles = pack::parse_roles(pack.roles_source())?;
         let engine = host::sandboxed_engine();
         let ast = host::compile_scripts(&engine, pack.scripts())?;
-        let has_limits = ast
-            .iter_functions()
-            .any(|f| f.name == host::LIMITS && f.params.len() == 1);
+        let arities: Vec<usize> = (ast.iter_functions())
+            .filter(|f| f.name == host::LIMITS)
+            .map(|f| f.params.len())
+            .collect();
+        let limits_arity = match arities.as_slice() {
+            [] => None,
+            [n @ (1 | 2)] => Some(*n),
+            _ => {
+                return Err(PolicyError::Pack(
+                    "define one `fn limits(p)` or `fn limits(p, now)`, not several".into(),
+                ));
+            }
+        };
         Ok(Policy {
             engine,
             ast,
             roles,
             memo: memo::Memo::new(),
-            has_limits,
+            limits_arity,
             limits: RwLock::new(HashMap::new()),
         })
     }
 
-    /// The budgets the policy's `limits(actor)` gives `subject` (`None`:
-    /// none, or the policy defines no `limits`), or why the call failed:
-    /// the caller fails closed. Remembered per principal, as it reads only
-    /// the principal; a failure is not remembered (a time limit depends on
-    /// the machine).
-    pub(crate) fn limits(&self, subject: &Subject) -> Result<Option<Limits>, String> {
-        if !self.has_limits {
+    /// The budgets the policy's `limits` gives `subject` at `now` (Unix
+    /// seconds; `None`: none, or the policy defines no `limits`), or why
+    /// the call failed: the caller fails closed. Remembered per principal
+    /// (the call reads only the principal) and, for `limits(p, now)`, for
+    /// the quarter-hour `now` falls in (all the clock a script can read);
+    /// a failure is not remembered (a time limit depends on the machine).
+    pub(crate) fn limits(&self, subject: &Subject, now: i64) -> Result<Option<Limits>, String> {
+        let Some(arity) = self.limits_arity else {
             return Ok(None);
-        }
+        };
+        let slot = match arity {
+            2 => now.div_euclid(clock::QUARTER_HOUR),
+            _ => 0,
+        };
         let remembered = self.limits.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(limits) = remembered.get(&subject.principal) {
+        if let Some((at, limits)) = remembered.get(&subject.principal)
+            && *at == slot
+        {
             return Ok(*limits);
         }
         drop(remembered);
-        let limits = host::call_limits(&self.engine, &self.ast, &subject.principal)?;
+        let clock = (arity == 2).then(|| clock::ScriptNow::at(now));
+        let limits = host::call_limits(&self.engine, &self.ast, &subject.principal, clock)?;
         let mut remembered = self.limits.write().unwrap_or_else(PoisonError::into_inner);
         if remembered.len() >= MAX_REMEMBERED_LIMITS {
             remembered.clear();
         }
-        remembered.insert(Arc::clone(&subject.principal), limits);
+        remembered.insert(Arc::clone(&subject.principal), (slot, limits));
         Ok(limits)
+    }
+
+    /// Calls `limits` for a principal of each declared role and kind, at
+    /// every hour of a Monday and of a Sunday: a `limits` that fails or
+    /// returns what is not budgets for any of them is refused before it is
+    /// installed (it would refuse every read of such a principal).
+    pub(crate) fn check_limits(&self) -> Result<(), PolicyError> {
+        if self.limits_arity.is_none() {
+            return Ok(());
+        }
+        // Monday 5 January 2026, 00:00 UTC, and the Sunday after.
+        const MONDAY: i64 = 1_767_571_200;
+        const SUNDAY: i64 = MONDAY + 6 * 86_400;
+        for role in self.roles.keys() {
+            for kind in ["user", "service", "plugin"] {
+                let subject = Subject::new(
+                    "limits-check",
+                    kind,
+                    std::slice::from_ref(role),
+                    &BTreeMap::new(),
+                );
+                for day in [MONDAY, SUNDAY] {
+                    for hour in 0..24 {
+                        let at = day + hour * 3600;
+                        let clock =
+                            (self.limits_arity == Some(2)).then(|| clock::ScriptNow::at(at));
+                        if let Err(reason) =
+                            host::call_limits(&self.engine, &self.ast, &subject.principal, clock)
+                        {
+                            let when = chrono::DateTime::from_timestamp(at, 0)
+                                .map(|t| t.format("%A %H:%M UTC").to_string())
+                                .unwrap_or_default();
+                            return Err(PolicyError::Limits(format!(
+                                "`limits` fails for a {kind} with role `{role}` at {when}: {reason}"
+                            )));
+                        }
+                        if clock.is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The roles `roles.toml` declares.
