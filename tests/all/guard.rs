@@ -730,3 +730,227 @@ fn a_day_far_above_a_principals_own_days_raises_one_alert_naming_why() {
     engine.find_customers(&wang, &owned, 10).unwrap();
     assert_eq!(unusual().len(), 1);
 }
+
+#[test]
+fn a_plugin_over_its_budget_gets_its_events_later_in_order_not_never() {
+    let fixture = Fixture::new();
+    let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
+        .unwrap()
+        .to_utc();
+    let (clock, now) = movable_clock(start);
+    let engine = Engine::builder()
+        .path(fixture.db())
+        .master_key(fixture.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    engine
+        .install_policy(
+            &admin(),
+            &pack_with_limits(
+                r#"fn limits(p) { if p.has_role("integration") { #{ rows: #{ hour: 2 } } } else { () } }"#,
+            ),
+        )
+        .unwrap();
+    let bytes = std::fs::read(custodian_test_artifacts::MISBEHAVE).unwrap();
+    let manifest = engine.inspect_plugin(&bytes).unwrap();
+    let mut grant = custodian::Grant::all(&manifest);
+    grant.events = [custodian::EventKind::CustomerCreated].into();
+    engine.install_plugin(&admin(), &bytes, grant).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let new = custodian::NewCustomer::new().field("name", format!("Customer {i}"));
+        ids.push(engine.create_customer(&admin(), new).unwrap());
+    }
+    let handed = || {
+        engine.flush_audit().unwrap();
+        engine
+            .audit_tail(&admin(), 1_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| {
+                e.actor == "plugin:misbehave"
+                    && e.action == "customer.read"
+                    && e.outcome == Outcome::Ok
+            })
+            .map(|e| e.customers[0])
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(engine.drain_events().unwrap(), 3);
+    assert_eq!(handed(), ids[..2]);
+    // An hour and a minute later the budget has room for two more.
+    now.fetch_add(61 * 60, Ordering::SeqCst);
+    assert_eq!(engine.drain_events().unwrap(), 1);
+    now.fetch_add(61 * 60, Ordering::SeqCst);
+    assert_eq!(engine.drain_events().unwrap(), 0);
+    assert_eq!(handed(), ids);
+}
+
+#[test]
+fn distinct_customers_and_misses_survive_a_restart_too() {
+    let fixture = Fixture::new();
+    let limits = r#"fn limits(p) {
+        if p.has_role("sales") { #{ customers: #{ day: 2 } } }
+        else if p.has_role("support") { #{ misses: #{ day: 2 } } }
+        else { () }
+    }"#;
+    let ids = {
+        let engine = fixture.with_staff();
+        let ids = seed(&engine, limits, 3);
+        engine.customer(&as_("wang"), ids[0]).unwrap();
+        engine.customer(&as_("wang"), ids[1]).unwrap();
+        let unknown = Query::field("phone", "13700000000");
+        engine.find_customers(&as_("zhao"), &unknown, 1).unwrap();
+        // A hit between the misses costs nothing.
+        let held = Query::field("phone", "13900000001");
+        assert_eq!(
+            engine.find_customers(&as_("zhao"), &held, 1).unwrap().len(),
+            1
+        );
+        ids
+    };
+    let engine = fixture.open();
+    // The two he was shown are still his day's two.
+    engine.customer(&as_("wang"), ids[1]).unwrap();
+    let refused = over_budget(engine.customer(&as_("wang"), ids[2]));
+    assert_eq!((refused.measure, refused.used), (Measure::Customers, 2));
+    // One miss is left, then none.
+    let unknown = Query::field("phone", "13700000001");
+    engine.find_customers(&as_("zhao"), &unknown, 1).unwrap();
+    let refused = over_budget(engine.find_customers(&as_("zhao"), &unknown, 1));
+    assert_eq!((refused.measure, refused.used), (Measure::Misses, 2));
+    let budget = engine.budget(&admin(), "zhao").unwrap();
+    assert_eq!(budget.misses.day, 2);
+}
+
+#[test]
+fn a_lookup_with_no_room_left_is_refused_alike_for_a_held_value_and_an_unknown_one() {
+    let fixture = Fixture::new();
+    let engine = fixture.with_staff();
+    let ids = seed(
+        &engine,
+        r#"fn limits(p) { if p.has_role("support") { #{ rows: #{ hour: 3 }, misses: #{ hour: 100 } } } else { () } }"#,
+        3,
+    );
+    let zhao = as_("zhao");
+    for id in &ids {
+        engine.customer(&zhao, *id).unwrap();
+    }
+    let held = over_budget(engine.find_customers(&zhao, &Query::field("phone", "13900000001"), 1));
+    let unknown =
+        over_budget(engine.find_customers(&zhao, &Query::field("phone", "13700000009"), 1));
+    assert_eq!(held, unknown);
+    assert_eq!((held.measure, held.used, held.asked), (Measure::Rows, 3, 1));
+}
+
+#[test]
+fn a_step_up_goes_one_budget_further_at_most_and_every_one_is_alerted() {
+    let fixture = Fixture::new();
+    let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
+        .unwrap()
+        .to_utc();
+    let (clock, now) = movable_clock(start);
+    let engine = Engine::builder()
+        .path(fixture.db())
+        .master_key(fixture.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    engine
+        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
+        .unwrap();
+    seed(
+        &engine,
+        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 2 }, over: "step_up" } } else { () } }"#,
+        6,
+    );
+    let app = totp_rs::TOTP::from_url(&engine.enroll_totp(&admin(), "wang").unwrap().uri).unwrap();
+    let code = || app.generate(u64::try_from(now.load(Ordering::SeqCst)).unwrap() / 30 * 30);
+    engine.confirm_totp(&admin(), "wang", &code()).unwrap();
+    let wang = as_("wang");
+    let owned = Query::Owner("wang".into());
+    engine.find_customers(&wang, &owned, 2).unwrap();
+    // One step-up cannot take the whole list: at most one budget more.
+    now.fetch_add(30, Ordering::SeqCst);
+    let refused = over_budget(engine.find_customers(&wang.clone().step_up(code()), &owned, 6));
+    assert_eq!((refused.limit, refused.used, refused.asked), (4, 2, 6));
+    now.fetch_add(30, Ordering::SeqCst);
+    assert_eq!(
+        engine
+            .find_customers(&wang.clone().step_up(code()), &owned, 1)
+            .unwrap()
+            .len(),
+        1
+    );
+    now.fetch_add(30, Ordering::SeqCst);
+    assert_eq!(
+        engine
+            .find_customers(&wang.clone().step_up(code()), &owned, 1)
+            .unwrap()
+            .len(),
+        1
+    );
+    now.fetch_add(30, Ordering::SeqCst);
+    let refused = over_budget(engine.find_customers(&wang.clone().step_up(code()), &owned, 1));
+    assert_eq!((refused.limit, refused.used), (4, 4));
+    // Each step-up that went through raised its own alert.
+    assert_eq!(alerts_about(&engine, "wang", "guard.step_up"), 2);
+    // Wrong codes are throttled like logins: the fourth in a row waits.
+    let refusals: Vec<String> = (0..4)
+        .map(|_| {
+            engine
+                .find_customers(&wang.clone().step_up("000000"), &owned, 1)
+                .unwrap_err()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        refusals[0].contains("wrong or already used"),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals[3].contains("too many failed attempts"),
+        "{refusals:?}"
+    );
+}
+
+#[test]
+fn counts_older_than_a_month_leave_the_data_file_without_a_restart() {
+    let fixture = Fixture::new();
+    let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
+        .unwrap()
+        .to_utc();
+    let (clock, now) = movable_clock(start);
+    let engine = Engine::builder()
+        .path(fixture.db())
+        .master_key(fixture.key())
+        .create(true)
+        .clock(clock)
+        .open()
+        .unwrap();
+    engine
+        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
+        .unwrap();
+    let ids = seed(
+        &engine,
+        r#"fn limits(p) { if p.has_role("sales") { #{ customers: #{ month: 100 } } } else { () } }"#,
+        2,
+    );
+    engine.customer(&as_("wang"), ids[0]).unwrap();
+    engine.flush_audit().unwrap();
+    now.fetch_add(32 * 86_400, Ordering::SeqCst);
+    engine.customer(&as_("wang"), ids[1]).unwrap();
+    engine.flush_audit().unwrap();
+    drop(engine);
+    // One customer of his is left in the file: the one read a month on.
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let db = redb::Database::open(fixture.db()).unwrap();
+    let read = db.begin_read().unwrap();
+    let seen = (read.list_tables().unwrap())
+        .find(|t| redb::TableHandle::name(t) == "guard_seen")
+        .unwrap();
+    let table = read.open_untyped_table(seen).unwrap();
+    assert_eq!(table.len().unwrap(), 1);
+}

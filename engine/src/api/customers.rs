@@ -126,7 +126,7 @@ impl Engine {
             // Someone trying values one after another is stopped once
             // their lookups that found nothing reach a budget.
             if searched.is_some() {
-                read.check_lookup()?;
+                read.check_lookup(limit)?;
             }
             // Decide on every hit, in id order, until `limit` are shown
             // (nothing is decrypted); then reveal those to the guard, as
@@ -153,12 +153,9 @@ impl Engine {
             };
             scanned?;
             // The guard sees every customer the search shows, as one
-            // request, before anything is decrypted; a lookup that shows
-            // nothing counts as a miss.
+            // request, before anything is decrypted (a lookup that shows
+            // none stays a miss).
             let ids: Vec<u64> = shown.iter().map(Prepared::id).collect();
-            if ids.is_empty() && searched.is_some() && limit > 0 {
-                read.lookup_missed()?;
-            }
             read.reveal(&ids)?;
             shown.into_iter().map(|p| read.open(p)).collect()
         })

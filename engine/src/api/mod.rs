@@ -464,7 +464,9 @@ impl Engine {
     /// this call, and those their deliveries caused. Returns how many
     /// events are still queued: 0, unless a delivery failed for a reason
     /// of the host (the storage, the plugin runtime), in which case its
-    /// event waits for the next write or open to try again.
+    /// event waits for the next write or open to try again, or a plugin is
+    /// over a budget of its policy, in which case its events wait (in
+    /// order) and are tried again a minute later.
     ///
     /// Events are written to a durable queue in the transaction of the
     /// change that caused them and delivered by a worker thread after the

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Engine;
 use super::retention::NOTICE_SENDER;
 use crate::audit::Outcome;
+use crate::guard::Access;
 use crate::model::{CustomerId, from_micros};
 use crate::op::{Entry, Op};
 use crate::records::{Slot, address_field, message_purpose};
@@ -49,7 +50,10 @@ impl Engine {
         self.core.write(ctx, op, |tx| {
             let records = tx.records();
             let retired = tx.txn().retired_purposes()?;
-            let mut out = Vec::new();
+            // What can go, decided with nothing decrypted; the guard then
+            // sees every customer whose address is handed out, as one
+            // request.
+            let mut going = Vec::new();
             for (id, m) in tx.txn().messages(limit)? {
                 let field = address_field(&m.channel).unwrap_or("phone");
                 // The engine's own legal notices go whatever the consents.
@@ -57,17 +61,16 @@ impl Engine {
                 let own = m.plugin == NOTICE_SENDER;
                 let retired = !own && retired.iter().any(|p| p == purpose);
                 let withdrawn = !own && !records.consented(tx.txn(), m.customer, purpose)?;
-                let address = match tx.txn().customer(m.customer)? {
-                    Some(record) => match record.sealed.get(field) {
-                        Some(s) => Some(records.open(m.customer, Slot::Field(field), &s.sealed)?),
-                        None => record.public.get(field).cloned(),
-                    },
-                    None => None,
+                let held = match tx.txn().customer(m.customer)? {
+                    Some(record) => {
+                        record.sealed.contains_key(field) || record.public.contains_key(field)
+                    }
+                    None => false,
                 };
                 let dropped = match () {
                     () if retired => Some("purpose retired"),
                     () if withdrawn => Some("consent withdrawn"),
-                    () if address.is_none() => Some("no address"),
+                    () if !held => Some("no address"),
                     () => None,
                 };
                 if let Some(reason) = dropped {
@@ -78,6 +81,19 @@ impl Engine {
                     tx.audit(drop, Outcome::Denied(reason.into()))?;
                     continue;
                 }
+                going.push((id, m, field));
+            }
+            let customers: Vec<u64> = going.iter().map(|(_, m, _)| m.customer).collect();
+            tx.reveal(Access::Export, &customers)?;
+            let mut out = Vec::new();
+            for (id, m, field) in going {
+                let address = match tx.txn().customer(m.customer)? {
+                    Some(record) => match record.sealed.get(field) {
+                        Some(s) => Some(records.open(m.customer, Slot::Field(field), &s.sealed)?),
+                        None => record.public.get(field).cloned(),
+                    },
+                    None => None,
+                };
                 tx.touched([m.customer]);
                 let params = records.message_params(&m)?;
                 out.push(OutboxMessage {

@@ -154,7 +154,7 @@ impl Engine {
         self.core.read(ctx, op, |read| {
             // An answer tells whether the value is held: lookups that find
             // nothing count against the actor's budget, as searches do.
-            read.check_lookup()?;
+            read.check_lookup(1)?;
             let mut ids = Vec::new();
             // An erased customer's record is a miss.
             for id in read.snapshot().lookup(key.as_index(), 1_000)? {
@@ -162,9 +162,9 @@ impl Engine {
                     ids.push(id);
                 }
             }
-            if ids.is_empty() {
-                read.lookup_missed()?;
-            }
+            // Each customer found counts as shown: the answer ties the
+            // value to it.
+            read.reveal(&ids)?;
             read.touched(ids.iter().copied(), []);
             Ok(ids)
         })

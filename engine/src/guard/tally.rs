@@ -350,6 +350,25 @@ fn breach(
     }
 }
 
+/// `limits` with every budget doubled when `over` (how far a step-up may
+/// go), else as they are.
+fn stretch(limits: &Limits, over: bool) -> Limits {
+    if !over {
+        return *limits;
+    }
+    let double = |c: &super::Caps| super::Caps {
+        hour: c.hour.map(|n| n.saturating_mul(2)),
+        day: c.day.map(|n| n.saturating_mul(2)),
+        month: c.month.map(|n| n.saturating_mul(2)),
+    };
+    Limits {
+        rows: double(&limits.rows),
+        customers: double(&limits.customers),
+        misses: double(&limits.misses),
+        ..*limits
+    }
+}
+
 /// What a request counted, to be written with its audit entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Charge {
@@ -386,6 +405,8 @@ impl Charge {
 /// Every actor's tally, shared by the engine's threads.
 #[derive(Debug, Default)]
 pub(crate) struct Guard {
+    /// The hour the stored counts were last pruned in.
+    pruned: std::sync::atomic::AtomicI64,
     actors: Mutex<HashMap<String, Tally>>,
     /// (actor, rule) → the minute an alert was last raised for it.
     alerted: Mutex<HashMap<(String, String), i64>>,
@@ -427,10 +448,15 @@ impl Guard {
         let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
         let tally = actors.entry(actor.to_string()).or_default();
         tally.prune(now);
-        let breach = limits.and_then(|l| tally.breach(l, now, rows, &distinct));
-        if let (Some(breach), false) = (&breach, over) {
-            return Err(breach.clone());
+        // A stepped-up request may go at most one budget further.
+        let stretched = limits.map(|l| stretch(l, over));
+        if let Some(breach) = stretched.and_then(|l| tally.breach(&l, now, rows, &distinct)) {
+            return Err(breach);
         }
+        let breach = match over {
+            true => limits.and_then(|l| tally.breach(l, now, rows, &distinct)),
+            false => None,
+        };
         tally.count(now, rows, &distinct, track);
         let mut charge = Charge {
             actor: actor.to_string(),
@@ -445,44 +471,61 @@ impl Guard {
         Ok((charge, breach))
     }
 
-    /// Whether `actor` may make another lookup at `now`: refused once its
-    /// lookups that found nothing reach a budget.
-    pub(crate) fn check_misses(
+    /// Admits a lookup by `actor` at `now` that may show up to `rows`
+    /// customers, and counts it as a miss until it shows one
+    /// ([`Guard::refund_miss`]): refused once its misses reach a budget, or
+    /// when the rows or distinct customers left could not hold `rows`
+    /// (so that whether the value is held never decides the answer). The
+    /// check and the count are one step: of concurrent lookups with one
+    /// miss left, one goes on. With `over`, the budgets are doubled (a
+    /// step-up goes at most one budget further). Returns the charge of
+    /// the miss.
+    pub(crate) fn begin_lookup(
         &self,
         actor: &str,
-        limits: Option<&Limits>,
+        limits: &Limits,
+        rows: u64,
         now: i64,
-    ) -> Result<(), Breach> {
-        let Some(limits) = limits else {
-            return Ok(());
-        };
+        over: bool,
+    ) -> Result<Charge, Breach> {
         let now = minute_of(now);
+        let stretched = stretch(limits, over);
         let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
         let tally = actors.entry(actor.to_string()).or_default();
         tally.prune(now);
         for span in Span::ALL {
-            if let Some(limit) = limits.misses.get(span) {
+            if let Some(limit) = stretched.misses.get(span) {
                 let used = tally.used(Measure::Misses, span, now);
                 if used >= limit {
                     return Err(breach(limits, Measure::Misses, span, limit, used, 1));
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Counts a lookup by `actor` that found nothing.
-    pub(crate) fn miss(&self, actor: &str, now: i64) -> Charge {
-        let now = minute_of(now);
-        let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
-        let tally = actors.entry(actor.to_string()).or_default();
-        tally.prune(now);
+        for measure in [Measure::Rows, Measure::Customers] {
+            for span in Span::ALL {
+                if let Some(limit) = stretched.caps(measure).get(span) {
+                    let used = tally.used(measure, span, now);
+                    if used.saturating_add(rows) > limit {
+                        return Err(breach(limits, measure, span, limit, used, rows));
+                    }
+                }
+            }
+        }
         tally.misses.add(now, 1);
-        Charge {
+        Ok(Charge {
             actor: actor.to_string(),
             minute: now,
             misses: 1,
             ..Charge::default()
+        })
+    }
+
+    /// Takes back the miss [`Guard::begin_lookup`] counted in `minute`:
+    /// the lookup showed a customer.
+    pub(crate) fn refund_miss(&self, actor: &str, minute: i64) {
+        let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tally) = actors.get_mut(actor) {
+            tally.misses.remove(minute, 1);
         }
     }
 
@@ -528,6 +571,15 @@ impl Guard {
                 true
             }
         }
+    }
+
+    /// The minute before which stored counts no longer matter, once an
+    /// hour (the first call in each hour gets it, the rest `None`).
+    pub(crate) fn prune_due(&self, now: i64) -> Option<i64> {
+        let minute = minute_of(now);
+        let hour = minute.div_euclid(MINUTES_PER_HOUR);
+        let last = self.pruned.swap(hour, std::sync::atomic::Ordering::SeqCst);
+        (last != hour).then_some(minute - KEEP_MINUTES)
     }
 
     /// Replaces every tally with what `restore` builds (at open, from the
@@ -691,7 +743,7 @@ mod tests {
     }
 
     #[test]
-    fn misses_refuse_lookups_once_their_budget_is_reached() {
+    fn misses_refuse_lookups_once_their_budget_is_reached_and_hits_are_refunded() {
         let limits = Limits {
             misses: Caps {
                 hour: Some(3),
@@ -701,13 +753,124 @@ mod tests {
             ..Limits::default()
         };
         let guard = Guard::default();
+        // A hit between the misses costs nothing.
+        let hit = guard.begin_lookup("a", &limits, 1, T0, false).unwrap();
+        guard.refund_miss("a", hit.minute);
         for _ in 0..3 {
-            guard.check_misses("a", Some(&limits), T0).unwrap();
-            guard.miss("a", T0);
+            guard.begin_lookup("a", &limits, 1, T0, false).unwrap();
         }
-        let refused = guard.check_misses("a", Some(&limits), T0).unwrap_err();
+        let refused = guard.begin_lookup("a", &limits, 1, T0, false).unwrap_err();
         assert_eq!((refused.measure, refused.used), (Measure::Misses, 3));
-        assert!(guard.check_misses("a", None, T0).is_ok());
+        // A step-up goes one budget further, no more.
+        for _ in 0..3 {
+            guard.begin_lookup("a", &limits, 1, T0, true).unwrap();
+        }
+        assert!(guard.begin_lookup("a", &limits, 1, T0, true).is_err());
+    }
+
+    #[test]
+    fn a_lookup_needs_room_for_all_it_may_show_hit_or_miss() {
+        let limits = rows(Some(10), None);
+        let guard = Guard::default();
+        guard
+            .charge("a", Some(&limits), Access::Read, &ids(0..8), T0, false)
+            .unwrap();
+        guard.begin_lookup("a", &limits, 2, T0, false).unwrap();
+        let refused = guard.begin_lookup("a", &limits, 3, T0, false).unwrap_err();
+        assert_eq!(
+            (refused.measure, refused.used, refused.asked),
+            (Measure::Rows, 8, 3)
+        );
+    }
+
+    #[test]
+    fn concurrent_lookups_with_one_miss_left_let_one_through() {
+        let limits = Limits {
+            misses: Caps {
+                hour: Some(1),
+                day: None,
+                month: None,
+            },
+            ..Limits::default()
+        };
+        let guard = Guard::default();
+        let passed = std::sync::atomic::AtomicUsize::new(0);
+        let start = std::sync::Barrier::new(16);
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| {
+                    start.wait();
+                    if guard.begin_lookup("a", &limits, 1, T0, false).is_ok() {
+                        passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(passed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn concurrent_requests_never_take_more_than_the_budget() {
+        let limits = rows(Some(100), None);
+        let guard = Guard::default();
+        let shown = std::sync::atomic::AtomicU64::new(0);
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let (guard, shown, start) = (&guard, &shown, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    for i in 0..20 {
+                        let batch = ids(t * 1000 + i * 3..t * 1000 + i * 3 + 3);
+                        if guard
+                            .charge("a", Some(&limits), Access::Search, &batch, T0, false)
+                            .is_ok()
+                        {
+                            shown.fetch_add(3, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(shown.load(std::sync::atomic::Ordering::SeqCst), 99);
+    }
+
+    #[test]
+    fn a_customer_read_again_moves_to_its_newer_bucket() {
+        let limits = Limits {
+            customers: Caps {
+                hour: None,
+                day: Some(1),
+                month: None,
+            },
+            ..Limits::default()
+        };
+        let guard = Guard::default();
+        guard
+            .charge("a", Some(&limits), Access::Read, &[1], T0, false)
+            .unwrap();
+        guard
+            .charge(
+                "a",
+                Some(&limits),
+                Access::Read,
+                &[1],
+                T0 + 23 * 3600,
+                false,
+            )
+            .unwrap();
+        // A day after the first read the second still holds the budget.
+        let refused = guard
+            .charge(
+                "a",
+                Some(&limits),
+                Access::Read,
+                &[2],
+                T0 + 25 * 3600,
+                false,
+            )
+            .unwrap_err();
+        assert_eq!((refused.measure, refused.used), (Measure::Customers, 1));
     }
 
     #[test]

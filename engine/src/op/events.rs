@@ -7,7 +7,9 @@
 //! event read through the path as the receiving plugin may see it at
 //! delivery time. An entry leaves the queue once its delivery has ended
 //! (a plugin's failure is audited and counted against it, never returned
-//! to anyone); a crash before that delivers it again on the next open. So
+//! to anyone); a crash before that delivers it again on the next open. A
+//! plugin over a budget of its policy keeps its events queued, in order,
+//! until the budget has room (tried again a minute later). So
 //! events arrive at least once and in order per plugin, no plugin runs on
 //! the thread of the operation that caused its event, and a crash loses
 //! none.
@@ -23,7 +25,7 @@ use crate::plugin::{EventKind, FieldAccess, Hook, PluginError, PluginInfo, Plugi
 use crate::policy::Action;
 use crate::records::Slot;
 use crate::store::{StoreError, StoredEvent, Txn};
-use crate::{Error, Result};
+use crate::{Denied, Error, Result};
 
 thread_local! {
     /// How deep in event delivery this thread is: events caused by a
@@ -35,6 +37,26 @@ const MAX_EVENT_DEPTH: u32 = 2;
 
 /// Queued events read at a time by the worker.
 const BATCH: usize = 64;
+
+/// How soon the worker tries again events it deferred.
+const RETRY_DEFERRED: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What came of handing one queued event to its plugin.
+enum Delivery {
+    /// Delivered, or not its event any more: it leaves the queue.
+    Done,
+    /// Not yet: the plugin is over a budget. It stays queued.
+    Deferred,
+}
+
+/// A queued event as its plugin may see it now.
+enum Handed {
+    Event(wit::Event),
+    /// The plugin may not see it (gone, denied): not its event.
+    Nothing,
+    /// The plugin may see it once its budget has room.
+    Later,
+}
 
 /// What the engine and its delivery worker tell each other about the
 /// queue (the queue itself is in the data file).
@@ -93,12 +115,25 @@ impl Queue {
         signals.done >= target
     }
 
-    /// The worker's side: waits until a pass is asked for, and returns
-    /// the passes it covers; `None` when asked to stop.
-    fn next_pass(&self) -> Option<u64> {
+    /// The worker's side: waits until a pass is asked for (or, with
+    /// `retry`, until that much time has passed: events were deferred),
+    /// and returns the passes it covers; `None` when asked to stop.
+    fn next_pass(&self, retry: Option<std::time::Duration>) -> Option<u64> {
         let mut signals = self.signals();
         while !signals.stop && signals.done == signals.asked {
-            signals = (self.work.wait(signals)).unwrap_or_else(PoisonError::into_inner);
+            match retry {
+                Some(after) => {
+                    let (next, waited) = (self.work.wait_timeout(signals, after))
+                        .unwrap_or_else(PoisonError::into_inner);
+                    signals = next;
+                    if waited.timed_out() {
+                        break;
+                    }
+                }
+                None => {
+                    signals = (self.work.wait(signals)).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
         }
         (!signals.stop).then_some(signals.asked)
     }
@@ -165,29 +200,44 @@ impl Core {
     /// The delivery worker: a pass over the queue each time it is woken,
     /// until it is asked to stop.
     pub(crate) fn run_delivery(self: &Arc<Self>) {
-        while let Some(covered) = self.events.next_pass() {
+        let mut retry = None;
+        while let Some(covered) = self.events.next_pass(retry) {
             // A failure of the host (the storage, the plugin runtime)
-            // leaves its event queued for the next pass.
-            let _ = self.deliver_queued();
+            // leaves its event queued for the next pass; events a plugin
+            // may not be shown yet (over its budget) wait for a pass a
+            // minute later.
+            let deferred = self.deliver_queued().unwrap_or(false);
+            retry = deferred.then_some(RETRY_DEFERRED);
             self.events.pass_done(covered);
         }
         self.events.ended();
     }
 
     /// Delivers the queue, oldest first, until it is empty, the worker is
-    /// asked to stop, or the host fails (the event stays queued).
-    fn deliver_queued(self: &Arc<Self>) -> Result<()> {
+    /// asked to stop, or the host fails (the event stays queued). An event
+    /// its plugin may not be shown yet (over its budget) stays queued, and
+    /// so do the plugin's later events (each plugin gets its events in
+    /// order); returns whether any did.
+    fn deliver_queued(self: &Arc<Self>) -> Result<bool> {
+        let mut held: Vec<String> = Vec::new();
+        let mut after = 0;
         loop {
-            let batch = self.store.read(|r| r.queued_events(BATCH))?;
+            let batch = self.store.read(|r| r.queued_events(after, BATCH))?;
             if batch.is_empty() {
-                return Ok(());
+                return Ok(!held.is_empty());
             }
             for (id, queued) in batch {
+                after = id;
                 if self.events.stopping() {
-                    return Ok(());
+                    return Ok(!held.is_empty());
                 }
-                self.deliver_one(&queued)?;
-                self.store.write(|w| w.remove_event(id))?;
+                if held.contains(&queued.plugin) {
+                    continue;
+                }
+                match self.deliver_one(&queued)? {
+                    Delivery::Done => self.store.write(|w| w.remove_event(id))?,
+                    Delivery::Deferred => held.push(queued.plugin.clone()),
+                }
             }
         }
     }
@@ -196,15 +246,17 @@ impl Core {
     /// granted it and may see it. `Err` only for a failure of the host,
     /// which keeps the event queued; the plugin's own failure is audited
     /// and counted against it inside [`Core::call_plugin`].
-    fn deliver_one(self: &Arc<Self>, queued: &StoredEvent) -> Result<()> {
+    fn deliver_one(self: &Arc<Self>, queued: &StoredEvent) -> Result<Delivery> {
         let Some(p) = self.store.read(|r| r.plugin(&queued.plugin))? else {
-            return Ok(());
+            return Ok(Delivery::Done);
         };
         if !subscribed(&p, queued.event.kind()) {
-            return Ok(());
+            return Ok(Delivery::Done);
         }
-        let Some(wit_event) = self.wit_event(&p, &queued.event)? else {
-            return Ok(());
+        let wit_event = match self.wit_event(&p, &queued.event)? {
+            Handed::Event(event) => event,
+            Handed::Nothing => return Ok(Delivery::Done),
+            Handed::Later => return Ok(Delivery::Deferred),
         };
         let what = format!("on-event {}", event_kind_of(&wit_event).as_str());
         let outer = DEPTH.with(|d| d.replace(queued.depth.saturating_add(1)));
@@ -217,25 +269,26 @@ impl Core {
         DEPTH.with(|d| d.set(outer));
         match called {
             Err(e @ (Error::Store(_) | Error::Plugin(PluginError::Runtime(_)))) => Err(e),
-            _ => Ok(()),
+            _ => Ok(Delivery::Done),
         }
     }
 
     /// The event as plugin `p` may see it, read through the path as its
     /// principal; `None` when the plugin may not see the customer (the
     /// policy denies it, or it is gone).
-    fn wit_event(&self, p: &PluginInfo, event: &Emitted) -> Result<Option<wit::Event>> {
+    fn wit_event(&self, p: &PluginInfo, event: &Emitted) -> Result<Handed> {
         let ctx = Context::new(p.manifest.principal(), "plugin event");
         let Some(id) = event.customer() else {
             return Ok(match event {
-                Emitted::Erased(id) => Some(wit::Event::CustomerErased(*id)),
-                Emitted::Alert(id) => (self.store.read(|r| r.alert(*id))?).map(|a| {
-                    wit::Event::AlertRaised(wit::Alert {
+                Emitted::Erased(id) => Handed::Event(wit::Event::CustomerErased(*id)),
+                Emitted::Alert(id) => match self.store.read(|r| r.alert(*id))? {
+                    Some(a) => Handed::Event(wit::Event::AlertRaised(wit::Alert {
                         kind: a.kind,
                         message: a.message,
-                    })
-                }),
-                _ => None,
+                    })),
+                    None => Handed::Nothing,
+                },
+                _ => Handed::Nothing,
             });
         };
         let op = Op::new(Entry::new("customer.read").customer(id));
@@ -264,11 +317,13 @@ impl Core {
             })
         });
         // A customer the plugin may not see is not its event; the refusal
-        // is in the audit chain.
-        let Ok((customer, note)) = seen else {
-            return Ok(None);
+        // is in the audit chain. Over its budget, it may see it later.
+        let (customer, note) = match seen {
+            Ok(seen) => seen,
+            Err(Error::Denied(Denied::Budget { .. })) => return Ok(Handed::Later),
+            Err(_) => return Ok(Handed::Nothing),
         };
-        Ok(Some(match event {
+        Ok(Handed::Event(match event {
             Emitted::Created(_) => wit::Event::CustomerCreated(customer),
             Emitted::Updated(_) => wit::Event::CustomerUpdated(customer),
             Emitted::Logged {
@@ -290,7 +345,7 @@ impl Core {
                     note,
                 })
             }
-            Emitted::Erased(_) | Emitted::Alert(_) => return Ok(None),
+            Emitted::Erased(_) | Emitted::Alert(_) => return Ok(Handed::Nothing),
         }))
     }
 }

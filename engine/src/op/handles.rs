@@ -25,6 +25,9 @@ pub(crate) struct Read<'a> {
     pub(super) charge: &'a mut Charge,
     /// The caller, for a step-up past a budget.
     pub(super) caller: &'a Caller,
+    /// The minute a lookup's provisional miss was counted in, until it
+    /// shows a customer.
+    pub(super) pending_miss: Option<i64>,
 }
 
 impl<'a> Read<'a> {

@@ -197,6 +197,7 @@ impl Core {
                 access: op.access,
                 charge: &mut charge,
                 caller: &caller,
+                pending_miss: None,
             };
             body(&mut read)
         });
@@ -446,6 +447,9 @@ impl Core {
     /// in one transaction (the group commit).
     pub(crate) fn write_records(&self, items: &[Queued]) -> Result<(), String> {
         let key = self.records.ring.audit_key();
+        // Counts older than the longest window go, once an hour, with a
+        // group commit.
+        let prune = self.guard.prune_due(self.records.clock.now().timestamp());
         self.store
             .write(|w| {
                 for item in items {
@@ -453,6 +457,9 @@ impl Core {
                     if let Some(charge) = &item.charge {
                         w.add_guard_charge(charge)?;
                     }
+                }
+                if let Some(before) = prune {
+                    w.prune_guard(before)?;
                 }
                 Ok::<_, StoreError>(())
             })

@@ -213,12 +213,9 @@ impl HostServices for Services {
                 let key = (self.core.ref_key(&self.plugin, &self.grant, by))
                     .map_err(|reason| Error::Denied(Denied::Rule(reason)))?;
                 if by_value {
-                    read.check_lookup()?;
+                    read.check_lookup(1)?;
                 }
                 let Some(id) = self.core.resolve(read.snapshot(), key)? else {
-                    if by_value {
-                        read.lookup_missed()?;
-                    }
                     return Err(Error::NotFound("customer by that reference".into()));
                 };
                 read.customer(id, Action::Read, |read, record, decision| {

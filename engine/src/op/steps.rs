@@ -3,7 +3,7 @@
 //! ([`Read::reveal`]); the approval step lets everything through until
 //! approvals (a second approver for protected operations) land.
 
-use super::{Core, Entry, Raise, Read};
+use super::{Core, Decider, Entry, Raise, Read, Write};
 use crate::guard::{Access, BASELINE_DAYS, Breach, KEEP_MINUTES, Limits, Over, Span, minute_of};
 use crate::identity::Actor;
 use crate::model::CustomerId;
@@ -26,98 +26,133 @@ impl Read<'_> {
     /// data it returns, counted against the actor's budgets before
     /// anything is decrypted. A request larger than what is left is
     /// refused whole, and an alert raised; one that fits is counted, and
-    /// written with the read's audit entry.
+    /// written with the read's audit entry. A lookup that shows a customer
+    /// is no longer a miss.
     pub(crate) fn reveal(&mut self, customers: &[CustomerId]) -> Result<()> {
-        // No budget, nothing to count.
+        // Nothing shown, nothing to count; no budget, nothing to count.
+        if customers.is_empty() {
+            return Ok(());
+        }
         let Some(limits) = self.limits()? else {
             return Ok(());
         };
-        let limits = Some(limits);
         let now = self.core.records.clock.now().timestamp();
-        let actor = self.decider.actor().name.as_str();
         let access = self.access;
         let guard = &self.core.guard;
-        let breach = match guard.charge(actor, limits.as_ref(), access, customers, now, false) {
-            Ok((charge, _)) => {
-                self.charge.absorb(charge);
-                if let Some(limits) = &limits {
-                    self.core.check_usual(actor, limits, now);
-                }
-                return Ok(());
+        let actor = self.decider.actor().name.clone();
+        let counted = guard.charge(&actor, Some(&limits), access, customers, now, false);
+        let charge = match counted {
+            Ok((charge, _)) => charge,
+            Err(breach) => {
+                self.step_past(&breach, access, now)?;
+                let again = guard.charge(&actor, Some(&limits), access, customers, now, true);
+                let (charge, _) =
+                    again.map_err(|b| self.core.over_budget(&actor, access, b, now))?;
+                self.core.stepped_up(&actor, access, &breach);
+                charge
             }
-            Err(breach) => breach,
         };
-        // A budget that asks for a step-up lets the request go on with a
-        // fresh second-factor code, checked and used up here; the request
-        // is counted past the budget, and staff are told.
-        let code = self.caller.step_up_code();
-        let (Over::StepUp, Some(code)) = (breach.over, code) else {
-            return Err(self.core.over_budget(actor, access, breach, now));
-        };
-        self.core.step_up(actor, code, &breach)?;
-        let counted = guard.charge(actor, limits.as_ref(), access, customers, now, true);
-        let (charge, _) = counted.map_err(|b| self.core.over_budget(actor, access, b, now))?;
         self.charge.absorb(charge);
-        let rule = format!("guard.step_up.{}", rule_of(&breach));
-        if guard.first_alert(actor, &rule, window_of(&breach), now) {
-            let message = format!(
-                "{} by `{actor}` went past a budget with a second factor: {breach}",
-                access.as_str()
-            );
-            let raise = Raise::new("guard.step_up", actor, message, Severity::Info);
-            self.core
-                .raise_alert_beside(evidence(raise, access, &breach).actor(actor));
+        // Only once the lookup is served: a refused one stays a miss.
+        if let Some(minute) = self.pending_miss.take() {
+            guard.refund_miss(&actor, minute);
+            self.charge.misses = self.charge.misses.saturating_sub(1);
         }
+        self.core.check_usual(&actor, &limits, now);
         Ok(())
     }
 
-    /// The guard before a lookup by an exact value: refused once the
-    /// actor's lookups that found nothing reach a budget (someone trying
-    /// phone numbers one after another).
-    pub(crate) fn check_lookup(&mut self) -> Result<()> {
-        let limits = self.limits()?;
-        let now = self.core.records.clock.now().timestamp();
-        let actor = self.decider.actor().name.as_str();
-        match self.core.guard.check_misses(actor, limits.as_ref(), now) {
-            Ok(()) => Ok(()),
-            Err(breach) => Err(self.core.over_budget(actor, Access::Lookup, breach, now)),
-        }
-    }
-
-    /// Counts a lookup that showed nothing (for an actor with a budget).
-    pub(crate) fn lookup_missed(&mut self) -> Result<()> {
+    /// The guard before a lookup by an exact value that may show up to
+    /// `rows` customers: refused once the actor's lookups that found
+    /// nothing reach a budget (someone trying phone numbers one after
+    /// another), or when its budgets could not hold `rows` more customers,
+    /// hit or miss alike (so the refusal tells nothing of the value). The
+    /// lookup counts as a miss until it shows a customer ([`Read::reveal`]).
+    pub(crate) fn check_lookup(&mut self, rows: usize) -> Result<()> {
         let Some(limits) = self.limits()? else {
             return Ok(());
         };
         let now = self.core.records.clock.now().timestamp();
-        let actor = self.decider.actor().name.as_str();
-        let charge = self.core.guard.miss(actor, now);
+        let actor = self.decider.actor().name.clone();
+        let rows = u64::try_from(rows).unwrap_or(u64::MAX);
+        let guard = &self.core.guard;
+        let charge = match guard.begin_lookup(&actor, &limits, rows, now, false) {
+            Ok(charge) => charge,
+            Err(breach) => {
+                self.step_past(&breach, Access::Lookup, now)?;
+                let again = guard.begin_lookup(&actor, &limits, rows, now, true);
+                let charge =
+                    again.map_err(|b| self.core.over_budget(&actor, Access::Lookup, b, now))?;
+                self.core.stepped_up(&actor, Access::Lookup, &breach);
+                charge
+            }
+        };
+        self.pending_miss = Some(charge.minute);
         self.charge.absorb(charge);
-        self.core.check_usual(actor, &limits, now);
+        self.core.check_usual(&actor, &limits, now);
         Ok(())
+    }
+
+    /// Past a budget: a budget that asks for a step-up lets the request go
+    /// on with a fresh second-factor code of the actor, checked and used
+    /// up here; otherwise, or without a code, the refusal.
+    fn step_past(&self, breach: &Breach, access: Access, now: i64) -> Result<()> {
+        let actor = self.decider.actor().name.as_str();
+        let code = self.caller.step_up_code();
+        let (Over::StepUp, Some(code)) = (breach.over, code) else {
+            return Err(self.core.over_budget(actor, access, breach.clone(), now));
+        };
+        self.core.step_up(actor, code, breach)
     }
 
     /// The actor's budgets; a `limits` that fails refuses the read (fail
     /// closed) and raises an alert.
     fn limits(&self) -> Result<Option<Limits>> {
+        self.core.limits_of(&self.decider)
+    }
+}
+
+impl Write<'_> {
+    /// The guard on what a write hands its caller (the outbox's
+    /// addresses): as [`Read::reveal`], before anything is decrypted, and
+    /// counted in this transaction. No step-up.
+    pub(crate) fn reveal(&mut self, access: Access, customers: &[CustomerId]) -> Result<()> {
+        if customers.is_empty() {
+            return Ok(());
+        }
+        let Some(limits) = self.core.limits_of(&self.decider)? else {
+            return Ok(());
+        };
         let now = self.core.records.clock.now().timestamp();
-        self.decider.limits(now).map_err(|reason| {
-            let actor = self.decider.actor().name.clone();
+        let actor = self.decider.actor().name.clone();
+        let counted =
+            (self.core.guard).charge(&actor, Some(&limits), access, customers, now, false);
+        let (charge, _) = counted.map_err(|b| self.core.over_budget(&actor, access, b, now))?;
+        self.txn.add_guard_charge(&charge)?;
+        self.core.check_usual(&actor, &limits, now);
+        Ok(())
+    }
+}
+
+impl Core {
+    /// The budgets `decider`'s policy gives its actor now; a `limits` that
+    /// fails refuses (fail closed) and raises an alert, once an hour.
+    fn limits_of(&self, decider: &Decider<'_>) -> Result<Option<Limits>> {
+        let now = self.records.clock.now().timestamp();
+        decider.limits(now).map_err(|reason| {
+            let actor = decider.actor().name.clone();
             if self
-                .core
                 .guard
                 .first_alert(&actor, "policy.limits_failed", 60, now)
             {
                 let message = format!("the policy's limits failed for `{actor}`: {reason}");
                 let raise = Raise::new("policy.limits_failed", &actor, message, Severity::Critical);
-                self.core.raise_alert_beside(raise.actor(&actor));
+                self.raise_alert_beside(raise.actor(&actor));
             }
             Denied::LimitsFailed { actor, reason }.into()
         })
     }
-}
 
-impl Core {
     /// Restores what the guard counted in the last month, as committed
     /// (at open), and prunes what is older.
     pub(crate) fn restore_guard(&self) -> Result<()> {
@@ -170,6 +205,17 @@ impl Core {
             }
             self.raise_alert_beside(raise);
         }
+    }
+
+    /// A request that went past a budget with a step-up: an alert each
+    /// time, with the counts.
+    fn stepped_up(&self, actor: &str, access: Access, breach: &Breach) {
+        let message = format!(
+            "{} by `{actor}` went past a budget with a second factor: {breach}",
+            access.as_str()
+        );
+        let raise = Raise::new("guard.step_up", actor, message, Severity::Info);
+        self.raise_alert_beside(evidence(raise, access, breach).actor(actor));
     }
 
     /// A request the guard refused: an alert (one per actor and budget per

@@ -176,8 +176,8 @@ pub(crate) trait Snapshot {
     /// its counts by minute and the customers it was shown by the minute
     /// it last was; and whether older entries are left to prune.
     fn guard_tallies(&self, since: i64) -> Res<(HashMap<String, Tally>, bool)>;
-    /// The oldest `limit` events of the queue, in order.
-    fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>>;
+    /// The oldest `limit` events of the queue after id `after`, in order.
+    fn queued_events(&self, after: u64, limit: usize) -> Res<Vec<(u64, StoredEvent)>>;
     /// How many events the queue holds.
     fn queued_event_count(&self) -> Res<u64>;
 

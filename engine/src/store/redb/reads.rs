@@ -486,8 +486,25 @@ impl<S: Open> Snapshot for S {
         Ok((tallies, stale))
     }
 
-    fn queued_events(&self, limit: usize) -> Res<Vec<(u64, StoredEvent)>> {
-        listed(self, EVENTS, limit, false, |b| decode(b, "queued event"))
+    fn queued_events(&self, after: u64, limit: usize) -> Res<Vec<(u64, StoredEvent)>> {
+        let Some(table) = self.table(EVENTS)? else {
+            return Ok(Vec::new());
+        };
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        table
+            .range(from..)?
+            .take(limit)
+            .map(|e| {
+                let (k, v) = e?;
+                let id = k.value();
+                Ok((
+                    id,
+                    decode(self.body(EVENTS, &id, v.value())?, "queued event")?,
+                ))
+            })
+            .collect()
     }
 
     fn queued_event_count(&self) -> Res<u64> {
