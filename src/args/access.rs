@@ -143,4 +143,27 @@ pub enum AuditCmd {
         #[arg(short = 'n', default_value_t = 20)]
         n: usize,
     },
+    /// What one principal did, through the index by actor (admins).
+    Actor {
+        /// The principal.
+        name: String,
+        /// From this time (`2026-03-02 20:00`, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many, oldest first.
+        #[arg(short = 'n', default_value_t = 100)]
+        n: usize,
+    },
+    /// Everything done to one customer's data, through the index by
+    /// customer (admins and data stewards).
+    Customer {
+        /// The customer id.
+        id: u64,
+        /// At most this many, oldest first.
+        #[arg(short = 'n', default_value_t = 100)]
+        n: usize,
+    },
 }

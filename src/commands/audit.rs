@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::args::Global;
 use crate::args::access::AuditCmd;
 use crate::files::write_private;
+use crate::parse::parse_time;
 use crate::render::{Output, Render, tell};
 
 pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
@@ -43,6 +44,12 @@ pub fn run(g: &Global, out: Output, cmd: AuditCmd) -> Result<()> {
             Ok(())
         }
         AuditCmd::Tail { n } => out.emit(&engine.audit_tail(&g.ctx(), n)?),
+        AuditCmd::Actor { name, from, to, n } => {
+            let from = from.as_deref().map(parse_time).transpose()?;
+            let to = to.as_deref().map(parse_time).transpose()?;
+            out.emit(&engine.audit_by_actor(&g.ctx(), &name, from, to, n)?)
+        }
+        AuditCmd::Customer { id, n } => out.emit(&engine.audit_of_customer(&g.ctx(), id, n)?),
     }
 }
 

@@ -338,3 +338,205 @@ fn a_create_refused_by_the_access_rule_is_audited() {
     assert_eq!(tail[0].actor, "wang");
     assert!(matches!(&tail[0].outcome, Outcome::Denied(r) if r.contains("for themselves")));
 }
+
+/// What a full scan of the chain says `pick` selects.
+fn scanned(engine: &custodian::Engine, pick: impl Fn(&custodian::AuditEntry) -> bool) -> Vec<u64> {
+    (engine.audit_tail(&admin(), 100_000).unwrap().iter())
+        .filter(|e| pick(e))
+        .map(|e| e.seq)
+        .collect()
+}
+
+fn seqs(entries: Vec<custodian::AuditEntry>) -> Vec<u64> {
+    entries.iter().map(|e| e.seq).collect()
+}
+
+/// A few principals doing a bit of everything.
+fn busy(fx: &Fixture) -> (custodian::Engine, Vec<u64>) {
+    let engine = fx.with_staff();
+    let wang = as_("wang");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let new = custodian::NewCustomer::new()
+            .field("name", format!("Customer {i}"))
+            .field("phone", format!("1390000{i:04}"));
+        ids.push(engine.create_customer(&wang, new).unwrap());
+    }
+    engine.customer(&wang, ids[0]).unwrap();
+    engine.customer(&as_("zhao"), ids[1]).unwrap();
+    engine
+        .find_customers(&as_("zhao"), &custodian::Query::Owner("wang".into()), 4)
+        .unwrap();
+    let _ = engine.delete_customer(&as_("zhao"), ids[2]);
+    engine
+        .update_customer(
+            &wang,
+            ids[3],
+            custodian::CustomerUpdate::new().set("company", "Acme"),
+        )
+        .unwrap();
+    (engine, ids)
+}
+
+#[test]
+fn the_indexes_return_what_a_scan_of_the_chain_would() {
+    let fx = Fixture::new();
+    let (engine, ids) = busy(&fx);
+    // Reading the chain adds entries of its own: compare up to a mark.
+    let mark = engine.audit_checkpoint().unwrap().seq;
+    let upto = |v: Vec<u64>| v.into_iter().filter(|s| *s <= mark).collect::<Vec<_>>();
+    for actor in ["wang", "zhao", "admin", "nobody"] {
+        let indexed = seqs(
+            engine
+                .audit_by_actor(&admin(), actor, None, None, 10_000)
+                .unwrap(),
+        );
+        let expected = scanned(&engine, |e| e.actor == actor);
+        assert_eq!(upto(indexed), upto(expected), "{actor}");
+    }
+    for id in &ids {
+        let indexed = seqs(engine.audit_of_customer(&admin(), *id, 10_000).unwrap());
+        let expected = scanned(&engine, |e| e.customers.contains(id));
+        assert_eq!(upto(indexed), upto(expected), "customer {id}");
+    }
+    // A window by time.
+    let all = engine
+        .audit_by_actor(&admin(), "wang", None, None, 10_000)
+        .unwrap();
+    let (from, to) = (all[2].at, all[4].at);
+    let window = seqs(
+        engine
+            .audit_by_actor(&admin(), "wang", Some(from), Some(to), 10_000)
+            .unwrap(),
+    );
+    let expected: Vec<u64> = all
+        .iter()
+        .filter(|e| e.at >= from && e.at <= to)
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(window, expected);
+    assert_eq!(
+        seqs(
+            engine
+                .audit_by_actor(&admin(), "wang", None, None, 2)
+                .unwrap()
+        )
+        .len(),
+        2
+    );
+    // Reading them is audited and for admins (a customer's trail: data
+    // stewards too).
+    assert!(
+        engine
+            .audit_by_actor(&as_("wang"), "wang", None, None, 10)
+            .is_err()
+    );
+    assert!(engine.audit_of_customer(&as_("zhao"), ids[0], 10).is_err());
+}
+
+#[test]
+fn a_chain_without_indexes_is_indexed_at_open_and_a_planted_index_entry_vouches_for_nothing() {
+    let fx = Fixture::new();
+    let ids = {
+        let (_engine, ids) = busy(&fx);
+        ids
+    };
+    let (before_actor, before_customer) = {
+        let engine = fx.open();
+        (
+            seqs(
+                engine
+                    .audit_by_actor(&admin(), "wang", None, None, 10_000)
+                    .unwrap(),
+            ),
+            seqs(engine.audit_of_customer(&admin(), ids[1], 10_000).unwrap()),
+        )
+    };
+    // As a version before the indexes left it: no index tables, no
+    // setting saying they are complete.
+    let db = redb::Database::open(fx.db()).unwrap();
+    let txn = db.begin_write().unwrap();
+    let by_actor: redb::TableDefinition<(&str, u64), i64> =
+        redb::TableDefinition::new("audit_by_actor");
+    let by_customer: redb::TableDefinition<(u64, u64), i64> =
+        redb::TableDefinition::new("audit_by_customer");
+    txn.delete_table(by_actor).unwrap();
+    txn.delete_table(by_customer).unwrap();
+    let removed = (txn.open_table(SETTINGS).unwrap())
+        .remove("engine:audit_indexed")
+        .unwrap()
+        .is_some();
+    assert!(removed, "the setting that says the chain is indexed");
+    txn.commit().unwrap();
+    drop(db);
+    let engine = fx.open();
+    let after_actor = seqs(
+        engine
+            .audit_by_actor(&admin(), "wang", None, None, 10_000)
+            .unwrap(),
+    );
+    assert_eq!(after_actor, before_actor);
+    // The reading of the trail before is itself in the trail now.
+    let trail = seqs(engine.audit_of_customer(&admin(), ids[1], 10_000).unwrap());
+    assert_eq!(trail[..before_customer.len()], before_customer);
+    assert_eq!(trail.len(), before_customer.len() + 1);
+    // An index entry planted in the file, naming an entry of the admin's
+    // as wang's, is checked against the entry and left out.
+    let admins = seqs(
+        engine
+            .audit_by_actor(&admin(), "admin", None, None, 10_000)
+            .unwrap(),
+    );
+    drop(engine);
+    let db = redb::Database::open(fx.db()).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(by_actor)
+        .unwrap()
+        .insert(("wang", admins[0]), 0)
+        .unwrap();
+    txn.commit().unwrap();
+    drop(db);
+    let engine = fx.open();
+    let planted = seqs(
+        engine
+            .audit_by_actor(&admin(), "wang", None, None, 10_000)
+            .unwrap(),
+    );
+    assert!(!planted.contains(&admins[0]));
+    assert_eq!(planted, after_actor);
+}
+
+#[test]
+fn the_command_line_reads_the_chain_by_actor_and_by_customer() {
+    let fx = Fixture::new();
+    let ids = {
+        let (_engine, ids) = busy(&fx);
+        ids
+    };
+    let run = |args: &[&str]| {
+        let out = fx
+            .custodian()
+            .arg("--json")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let zhao = run(&["audit", "actor", "zhao"]);
+    assert!(!zhao.is_empty());
+    assert!(zhao.iter().all(|e| e["actor"] == "zhao"));
+    let trail = run(&["audit", "customer", &ids[1].to_string()]);
+    assert!(
+        trail
+            .iter()
+            .any(|e| e["actor"] == "zhao" && e["action"] == "customer.read")
+    );
+    let none = run(&["audit", "actor", "zhao", "--from", "2999-01-01 00:00"]);
+    assert!(none.is_empty());
+}

@@ -409,7 +409,9 @@ const RECORD_TABLES: [&str; 29] = [
 /// open follow-ups checked against each follow-up.
 const OTHER_TABLES: [&str; 3] = ["meta", "audit", "followups_open"];
 /// Indexes, whose hits are checked against the records they name.
-const INDEXES: [&str; 7] = [
+const INDEXES: [&str; 9] = [
+    "audit_by_actor",
+    "audit_by_customer",
     "blind_index",
     "by_owner",
     "by_tag",

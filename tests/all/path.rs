@@ -670,6 +670,12 @@ const ENTRIES: &[Entry] = &[
     entry("revoke_sessions", ONESELF, None, |e, ctx, _| {
         answer(e.revoke_sessions(ctx, TARGET))
     }),
+    entry("audit_by_actor", ADMINS, None, |e, ctx, _| {
+        answer(e.audit_by_actor(ctx, OWNER, None, None, 100))
+    }),
+    entry("audit_of_customer", OFFICERS, None, |e, ctx, s| {
+        answer(e.audit_of_customer(ctx, s.main, 100))
+    }),
     entry("budget", ONESELF, None, |e, ctx, _| {
         answer(e.budget(ctx, TARGET))
     }),

@@ -222,6 +222,8 @@ impl EngineBuilder {
         })?;
         // What the guard counted, as committed: budgets survive a restart.
         core.restore_guard()?;
+        // A chain written before the indexes by actor and customer.
+        audit::index_chain(&core)?;
         // A rewrite a crash or a failure cut short, the masks sealed above,
         // or a file last written by a version that left freed pages as
         // they were: done once the keys are settled. One that fails does

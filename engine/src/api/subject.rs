@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Engine;
 use super::consent::{Lifecycle, consent_record, stored_lifecycle};
-use crate::audit::{self, AuditEntry};
+use crate::audit::AuditEntry;
 use crate::guard::Access;
 use crate::model::{CustomerId, FollowUp, Interaction, ModelError, from_micros};
 use crate::op::{Emitted, Entry, Op, Rule};
@@ -195,16 +195,13 @@ impl Engine {
                 );
             }
             read.touched([], fields.keys().cloned());
-            let mut accesses = Vec::new();
-            r.scan_audit(1, &mut |seq, bytes| {
-                let mut entry = audit::decode_entry(records.ring.audit_key(), seq, bytes)?;
-                if entry.customers.contains(&id) {
-                    // Other people in the same entry are not the subject's business.
-                    entry.customers = vec![id];
-                    accesses.push(entry);
-                }
-                Ok(true)
-            })?;
+            // Through the index by customer: what it returns, not the chain.
+            let key = records.ring.audit_key();
+            let mut accesses = super::audit::entries_of(r, key, id, usize::MAX)?;
+            for entry in &mut accesses {
+                // Other people in the same entry are not the subject's business.
+                entry.customers = vec![id];
+            }
             let follow_ups = (r.followups_of(id)?.into_iter())
                 .map(|f| records.show_follow_up(f, true))
                 .collect::<Result<Vec<_>>>()?;

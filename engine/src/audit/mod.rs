@@ -183,6 +183,7 @@ pub(crate) fn append(w: &mut dyn Txn, key: &[u8; 32], record: &Record) -> Result
     bytes.extend_from_slice(&hash);
     bytes.extend_from_slice(&payload);
     w.push_audit(AuditHead { seq, hash }, &bytes)?;
+    w.index_audit(seq, &record.actor, record.at, &record.customers)?;
     Ok(seq)
 }
 

@@ -142,6 +142,15 @@ pub(crate) trait Snapshot {
     fn scan_audit(&self, first: u64, f: &mut dyn FnMut(u64, &[u8]) -> Res<bool>) -> Res<()>;
     /// The last `n` stored entries, oldest first.
     fn audit_tail(&self, n: usize) -> Res<Vec<(u64, Vec<u8>)>>;
+    /// The stored bytes of audit entry `seq`.
+    fn audit_entry(&self, seq: u64) -> Res<Option<Vec<u8>>>;
+    /// Sequence numbers of `actor`'s audit entries from `from` to `to`
+    /// (µs, inclusive), oldest first, at most `limit`, as the index says
+    /// (to be checked against the entries).
+    fn audit_seqs_by_actor(&self, actor: &str, from: i64, to: i64, limit: usize) -> Res<Vec<u64>>;
+    /// Sequence numbers of the audit entries about `customer`, oldest
+    /// first, at most `limit`, as the index says.
+    fn audit_seqs_of_customer(&self, customer: u64, limit: usize) -> Res<Vec<u64>>;
 
     // Plugins and what they produce.
     /// An installed plugin.
@@ -374,6 +383,9 @@ pub(crate) trait Txn: Snapshot {
     fn put_consent(&mut self, customer: u64, key: &str, c: &StoredConsent) -> Res<()>;
     /// Records an alert.
     fn put_alert(&mut self, id: u64, a: &StoredAlert) -> Res<()>;
+    /// Files audit entry `seq` (by `actor`, at `at` µs, about
+    /// `customers`) in the indexes by actor and by customer.
+    fn index_audit(&mut self, seq: u64, actor: &str, at: i64, customers: &[u64]) -> Res<()>;
     /// Adds what the guard counted for one request to the actor's minute,
     /// and records when the customers it names were last shown.
     fn add_guard_charge(&mut self, charge: &Charge) -> Res<()>;

@@ -331,6 +331,45 @@ impl<S: Open> Snapshot for S {
         Ok(out)
     }
 
+    fn audit_entry(&self, seq: u64) -> Res<Option<Vec<u8>>> {
+        if let Some((_, bytes)) = self.pending_audit().iter().find(|(s, _)| *s == seq) {
+            return Ok(Some(bytes.clone()));
+        }
+        Ok(match self.table(AUDIT)? {
+            Some(table) => table.get(seq)?.map(|v| v.value().to_vec()),
+            None => None,
+        })
+    }
+
+    fn audit_seqs_by_actor(&self, actor: &str, from: i64, to: i64, limit: usize) -> Res<Vec<u64>> {
+        let Some(table) = self.table(AUDIT_BY_ACTOR)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in table.range((actor, 0)..=(actor, u64::MAX))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row?;
+            let at = v.value();
+            if (from..=to).contains(&at) {
+                out.push(k.value().1);
+            }
+        }
+        Ok(out)
+    }
+
+    fn audit_seqs_of_customer(&self, customer: u64, limit: usize) -> Res<Vec<u64>> {
+        let Some(table) = self.table(AUDIT_BY_CUSTOMER)? else {
+            return Ok(Vec::new());
+        };
+        table
+            .range((customer, 0)..=(customer, u64::MAX))?
+            .take(limit)
+            .map(|row| Ok(row?.0.value().1))
+            .collect()
+    }
+
     fn contains_customers(&self, ids: &[u64]) -> Res<Vec<bool>> {
         let Some(table) = self.table(CUSTOMERS)? else {
             return Ok(vec![false; ids.len()]);

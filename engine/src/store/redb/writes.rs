@@ -345,6 +345,15 @@ impl Txn for Writer<'_> {
         Ok(())
     }
 
+    fn index_audit(&mut self, seq: u64, actor: &str, at: i64, customers: &[u64]) -> Res<()> {
+        self.table_mut(AUDIT_BY_ACTOR)?.insert((actor, seq), at)?;
+        let mut by_customer = self.table_mut(AUDIT_BY_CUSTOMER)?;
+        for customer in customers {
+            by_customer.insert((*customer, seq), at)?;
+        }
+        Ok(())
+    }
+
     fn add_guard_charge(&mut self, charge: &Charge) -> Res<()> {
         let actor = charge.actor.as_str();
         if charge.rows.iter().any(|n| *n > 0) || charge.misses > 0 {
