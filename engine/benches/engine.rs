@@ -12,7 +12,11 @@
 //!    alternating between a policy with no `limits` (the guard counts
 //!    nothing) and one whose budgets are far above what is read (the
 //!    guard's whole path: budgets looked up, rows and distinct customers
-//!    checked and counted, written with the audit entries).
+//!    checked and counted, written with the audit entries);
+//! 5. reading the audit chain through its indexes (what one principal
+//!    did, 1,000 entries; who touched one customer; a subject export) on
+//!    the chain of section 3 and again once it has grown to ten million
+//!    entries: each should cost what it returns, not the chain.
 //!
 //! Sections 2 and 3 run under the default policy with its budgets raised
 //! far above what they read, so every read pays the guard and none is
@@ -60,6 +64,11 @@ const TARGET_VERIFY_PER_S: f64 = 2_000_000.0;
 const GUARD_READS: usize = 50_000;
 const GUARD_BLOCKS: usize = 10;
 const TARGET_GUARD_ADDED: Duration = Duration::from_micros(1);
+/// The chain section 5 grows to.
+const INDEXED_CHAIN: usize = 10_000_000;
+/// Runs of each indexed query; the median is reported.
+const INDEX_RUNS: usize = 5;
+const TARGET_INDEXED_1000: Duration = Duration::from_millis(100);
 
 fn main() {
     let config = Config::from_env_and_args();
@@ -110,9 +119,14 @@ fn main() {
 
     // 4. The guard's cost.
     let guard = bench_guard(&engine, &data, &owner, &other, config.scaled(GUARD_READS));
+
+    // 5. The audit indexes.
+    let indexed = bench_indexes(&engine, &data, &owner, &other, config.scaled(INDEXED_CHAIN));
     drop(engine);
 
-    print_summary(&import, &sqlite, &durable, &buffered, &verify, &guard);
+    print_summary(
+        &import, &sqlite, &durable, &buffered, &verify, &guard, &indexed,
+    );
 }
 
 fn open(path: &Path, key: &MasterKey, durability: AuditDurability) -> Engine {
@@ -709,6 +723,85 @@ fn bench_guard(
 }
 
 // ---------------------------------------------------------------------------
+// 5. The audit indexes
+
+/// Median time of each indexed query, per chain length.
+struct Indexed {
+    /// (chain length, query, entries returned, median).
+    rows: Vec<(u64, &'static str, usize, Duration)>,
+}
+
+fn bench_indexes(
+    engine: &Engine,
+    data: &ReadData,
+    admin: &Context,
+    other: &Context,
+    target: usize,
+) -> Indexed {
+    let mut indexed = Indexed { rows: Vec::new() };
+    let customer = data.first_id;
+    let have = engine.audit_checkpoint().expect("checkpoint").seq as usize;
+    for grow_to in [have, target.max(have)] {
+        let now = engine.audit_checkpoint().expect("checkpoint").seq as usize;
+        if now < grow_to {
+            let read =
+                |engine: &Engine, rng: &mut Rng| point_read(engine, data, other, Lookup::Id, rng);
+            measure(engine, 2, grow_to - now, &read);
+        }
+        engine.flush_audit().expect("flush the audit queue");
+        let chain = engine.audit_checkpoint().expect("checkpoint").seq;
+        let queries: [(&'static str, &dyn Fn() -> usize); 3] = [
+            ("`audit_by_actor`, 1,000 of `wang`'s entries", &|| {
+                (engine.audit_by_actor(admin, "wang", None, None, 1_000))
+                    .expect("by actor")
+                    .len()
+            }),
+            (
+                "`audit_of_customer`, every entry about one customer",
+                &|| {
+                    (engine.audit_of_customer(admin, customer, usize::MAX))
+                        .expect("by customer")
+                        .len()
+                },
+            ),
+            ("`subject_export` of that customer", &|| {
+                (engine.subject_export(admin, customer))
+                    .expect("subject export")
+                    .accesses
+                    .len()
+            }),
+        ];
+        for (name, query) in queries {
+            let mut runs = Vec::with_capacity(INDEX_RUNS);
+            let mut hits = 0;
+            for _ in 0..INDEX_RUNS {
+                let start = Instant::now();
+                hits = black_box(query());
+                runs.push(start.elapsed());
+            }
+            runs.sort_unstable();
+            indexed.rows.push((chain, name, hits, runs[runs.len() / 2]));
+        }
+        if grow_to == target.max(have) {
+            break;
+        }
+    }
+    println!("## 5. The audit chain through its indexes\n");
+    println!("| chain | query | entries returned | median of {INDEX_RUNS} |");
+    println!("|---:|---|---:|---:|");
+    for (chain, name, hits, median) in &indexed.rows {
+        println!(
+            "| {} | {name} | {} | {} |",
+            count(*chain as usize),
+            count(*hits),
+            micros(*median)
+        );
+    }
+    println!();
+    indexed
+}
+
+// ---------------------------------------------------------------------------
 // Summary against the targets
 
 fn print_summary(
@@ -718,6 +811,7 @@ fn print_summary(
     buffered: &[Measured],
     verify: &Verify,
     guard: &GuardCost,
+    indexed: &Indexed,
 ) {
     let import_rate = per_second(import.customers, import.elapsed);
     println!("## Targets\n");
@@ -751,6 +845,21 @@ fn print_summary(
         micros(guard.added()),
         met(guard.added() <= TARGET_GUARD_ADDED),
     );
+    if let Some((chain, _, hits, median)) = indexed
+        .rows
+        .iter()
+        .rev()
+        .find(|r| r.1.contains("audit_by_actor"))
+    {
+        println!(
+            "| `audit_by_actor`, {} hits on a chain of {} | ≤ {} | {} | {} |",
+            count(*hits),
+            count(*chain as usize),
+            micros(TARGET_INDEXED_1000),
+            micros(*median),
+            met(*median <= TARGET_INDEXED_1000),
+        );
+    }
     println!();
     println!(
         "For reference: SQLite plain import {}/s; durable read median {} to {}.",

@@ -154,16 +154,7 @@ fn the_command_line_lists_shows_acknowledges_and_resolves() {
         let (_engine, id) = over_budget(&fixture);
         id.to_string()
     };
-    let run = |args: &[&str]| {
-        let out = fixture
-            .custodian()
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .output()
-            .unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
-    };
+    let run = |args: &[&str]| fixture.run(args);
     let (ok, listed, _) = run(&["alert", "list", "--state", "open"]);
     assert!(ok);
     assert!(

@@ -237,17 +237,7 @@ fn windows_roll_on_the_engine_clock() {
     let start = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
         .unwrap()
         .to_utc();
-    let (clock, now) = movable_clock(start);
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
-    engine
-        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
-        .unwrap();
+    let (engine, now) = clocked(&fixture, start);
     let ids = seed(
         &engine,
         r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 2, day: 3 } } } else { () } }"#,
@@ -425,17 +415,7 @@ fn a_step_up_goes_past_a_budget_with_a_fresh_code_used_once() {
     let start = DateTime::parse_from_rfc3339("2026-03-02T20:30:00Z")
         .unwrap()
         .to_utc();
-    let (clock, now) = movable_clock(start);
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
-    engine
-        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
-        .unwrap();
+    let (engine, now) = clocked(&fixture, start);
     let ids = seed(
         &engine,
         r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 2 }, over: "step_up" } } else { () } }"#,
@@ -525,17 +505,7 @@ fn the_command_line_shows_a_budget_and_steps_up_with_a_code() {
         engine.customer(&as_("wang"), ids[0]).unwrap();
         ids
     };
-    let run = |args: &[&str]| {
-        let out = fixture
-            .custodian()
-            .args(["--as", "wang"])
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .output()
-            .unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
-    };
+    let run = |args: &[&str]| fixture.run(&[&["--as", "wang"], args].concat());
     let (ok, shown, _) = run(&["principal", "budget", "wang"]);
     assert!(ok);
     assert!(shown.contains("a step-up"), "{shown}");
@@ -555,7 +525,14 @@ fn the_command_line_shows_a_budget_and_steps_up_with_a_code() {
 /// An engine under the default policy on a clock the test moves, with
 /// `wang` (sales).
 fn default_pack_at(fixture: &Fixture, start: &str) -> (Engine, Arc<AtomicI64>) {
-    let start = DateTime::parse_from_rfc3339(start).unwrap().to_utc();
+    clocked(
+        fixture,
+        DateTime::parse_from_rfc3339(start).unwrap().to_utc(),
+    )
+}
+
+/// An engine on a clock the test moves, from `start`, with `wang` (sales).
+fn clocked(fixture: &Fixture, start: DateTime<Utc>) -> (Engine, Arc<AtomicI64>) {
     let (clock, now) = movable_clock(start);
     let engine = Engine::builder()
         .path(fixture.db())
@@ -668,17 +645,7 @@ fn a_day_far_above_a_principals_own_days_raises_one_alert_naming_why() {
     let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
         .unwrap()
         .to_utc();
-    let (clock, now) = movable_clock(start);
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
-    engine
-        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
-        .unwrap();
+    let (engine, now) = clocked(&fixture, start);
     seed(
         &engine,
         r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 5000 }, usual: #{ rows: 1000 } } } else { () } }"#,
@@ -737,14 +704,7 @@ fn a_plugin_over_its_budget_gets_its_events_later_in_order_not_never() {
     let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
         .unwrap()
         .to_utc();
-    let (clock, now) = movable_clock(start);
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
+    let (engine, now) = clocked(&fixture, start);
     engine
         .install_policy(
             &admin(),
@@ -850,17 +810,7 @@ fn a_step_up_goes_one_budget_further_at_most_and_every_one_is_alerted() {
     let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
         .unwrap()
         .to_utc();
-    let (clock, now) = movable_clock(start);
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
-    engine
-        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
-        .unwrap();
+    let (engine, now) = clocked(&fixture, start);
     seed(
         &engine,
         r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 2 }, over: "step_up" } } else { () } }"#,
@@ -922,17 +872,7 @@ fn counts_older_than_a_month_leave_the_data_file_without_a_restart() {
     let start = DateTime::parse_from_rfc3339("2026-03-02T02:00:00Z")
         .unwrap()
         .to_utc();
-    let (clock, now) = movable_clock(start);
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
-    engine
-        .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
-        .unwrap();
+    let (engine, now) = clocked(&fixture, start);
     let ids = seed(
         &engine,
         r#"fn limits(p) { if p.has_role("sales") { #{ customers: #{ month: 100 } } } else { () } }"#,

@@ -133,6 +133,21 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Runs `custodian` on this database with `args`: whether it
+    /// succeeded, its stdout and its stderr.
+    pub fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self
+            .custodian()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+}
+
 /// Runs `command` and, with `kill = Some((k, ms))`, sends it SIGKILL `ms`
 /// milliseconds after its `k`-th stderr line for which `acknowledged` holds
 /// (at once if it ends first). Returns its exit status and stderr lines.
@@ -170,15 +185,15 @@ pub fn run_and_kill(
     (status, reader.join().unwrap())
 }
 
-/// The default pack with its `limits` replaced by `limits` (nothing: no
-/// budgets).
-pub fn pack_with_limits(limits: &str) -> custodian::PolicyPack {
+/// The default pack with its `access.rhai` changed by `edit`; its test
+/// cases kept with `cases` (they describe the default pack).
+pub fn default_pack_edited(cases: bool, edit: impl FnOnce(&mut String)) -> custodian::PolicyPack {
     let mut scripts = Vec::new();
-    let (mut roles, mut cases) = (String::new(), None);
+    let (mut roles, mut kept) = (String::new(), None);
     for (name, text) in custodian::PolicyPack::default_pack().files() {
         match name {
             "roles.toml" => roles = text.to_string(),
-            "cases.toml" => cases = Some(text.to_string()),
+            "cases.toml" => kept = cases.then(|| text.to_string()),
             _ => scripts.push((name.to_string(), text.to_string())),
         }
     }
@@ -187,13 +202,21 @@ pub fn pack_with_limits(limits: &str) -> custodian::PolicyPack {
         .find(|(name, _)| name == "access.rhai")
         .unwrap()
         .1;
-    let at = script
-        .find("\n// Budgets:")
-        .expect("access.rhai declares limits");
-    script.truncate(at);
-    script.push('\n');
-    script.push_str(limits);
-    custodian::PolicyPack::from_sources(scripts, roles, cases).unwrap()
+    edit(script);
+    custodian::PolicyPack::from_sources(scripts, roles, kept).unwrap()
+}
+
+/// The default pack with its `limits` replaced by `limits` (nothing: no
+/// budgets).
+pub fn pack_with_limits(limits: &str) -> custodian::PolicyPack {
+    default_pack_edited(true, |script| {
+        let at = script
+            .find("\n// Budgets:")
+            .expect("access.rhai declares limits");
+        script.truncate(at);
+        script.push('\n');
+        script.push_str(limits);
+    })
 }
 
 /// Installs the default pack without budgets: for a test that reads back

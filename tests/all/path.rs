@@ -135,38 +135,25 @@ fn path_pack() -> PolicyPack {
     ] {
         assert!(PATH_RULES.contains(name), "`{name}` not in the path rules");
     }
-    let mut scripts = Vec::new();
-    let (mut roles, mut cases) = (String::new(), None);
-    for (name, text) in PolicyPack::default_pack().files() {
-        match name {
-            "roles.toml" => roles = text.to_string(),
-            "cases.toml" => cases = Some(text.to_string()),
-            _ => scripts.push((name.to_string(), text.to_string())),
+    crate::default_pack_edited(true, |script| {
+        // No budgets: the fingerprints read the whole world over and over
+        // (budgets are `guard`'s subject).
+        let at = script
+            .find("\n// Budgets:")
+            .expect("access.rhai declares limits");
+        script.truncate(at);
+        let rules = format!("let p = req.principal;{PATH_RULES}");
+        for (from, to) in [
+            ("let p = req.principal;\n", rules.as_str()),
+            (
+                "allow(\"integration, as granted at install\").hide_sensitive()",
+                "allow(\"integration, as granted at install\").hide_sensitive().hide(\"note\")",
+            ),
+        ] {
+            assert!(script.contains(from), "`{from}` not in access.rhai");
+            *script = script.replacen(from, to, 1);
         }
-    }
-    let script = &mut scripts
-        .iter_mut()
-        .find(|(name, _)| name == "access.rhai")
-        .unwrap()
-        .1;
-    // No budgets: the fingerprints read the whole world over and over
-    // (budgets are `guard`'s subject).
-    let at = script
-        .find("\n// Budgets:")
-        .expect("access.rhai declares limits");
-    script.truncate(at);
-    let rules = format!("let p = req.principal;{PATH_RULES}");
-    for (from, to) in [
-        ("let p = req.principal;\n", rules.as_str()),
-        (
-            "allow(\"integration, as granted at install\").hide_sensitive()",
-            "allow(\"integration, as granted at install\").hide_sensitive().hide(\"note\")",
-        ),
-    ] {
-        assert!(script.contains(from), "`{from}` not in access.rhai");
-        *script = script.replacen(from, to, 1);
-    }
-    PolicyPack::from_sources(scripts, roles, cases).unwrap()
+    })
 }
 
 // --- The seeded world ----------------------------------------------------------

@@ -24,23 +24,10 @@ fn install_misbehave(engine: &Engine) {
 /// The default pack with `from` replaced by `to` in `access.rhai`, and no
 /// cases (they describe the default pack).
 fn default_pack_with(from: &str, to: &str) -> PolicyPack {
-    let mut scripts = Vec::new();
-    let mut roles = String::new();
-    for (name, text) in PolicyPack::default_pack().files() {
-        match name {
-            "roles.toml" => roles = text.to_string(),
-            "cases.toml" => {}
-            _ => scripts.push((name.to_string(), text.to_string())),
-        }
-    }
-    let script = &mut scripts
-        .iter_mut()
-        .find(|(name, _)| name == "access.rhai")
-        .unwrap()
-        .1;
-    assert!(script.contains(from), "`{from}` not in access.rhai");
-    *script = script.replacen(from, to, 1);
-    PolicyPack::from_sources(scripts, roles, None).unwrap()
+    crate::default_pack_edited(false, |script| {
+        assert!(script.contains(from), "`{from}` not in access.rhai");
+        *script = script.replacen(from, to, 1);
+    })
 }
 
 // --- KeyClaim ------------------------------------------------------------

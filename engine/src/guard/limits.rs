@@ -147,14 +147,7 @@ fn caps(measure: &str, value: Dynamic) -> Result<Caps, String> {
                 ));
             }
         };
-        let count = value
-            .as_int()
-            .ok()
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| {
-                format!("limits: `{measure}.{key}` must be a whole number of at least 0")
-            })?;
-        *slot = Some(count);
+        *slot = Some(whole(measure, &key, &value)?);
     }
     Ok(caps)
 }
@@ -178,14 +171,16 @@ fn usual(value: Dynamic) -> Result<Usual, String> {
                 ));
             }
         };
-        let count = value
-            .as_int()
-            .ok()
-            .and_then(|n| u64::try_from(n).ok())
-            .ok_or_else(|| format!("limits: `usual.{key}` must be a whole number of at least 0"))?;
-        *slot = Some(count);
+        *slot = Some(whole("usual", &key, &value)?);
     }
     Ok(usual)
+}
+
+/// A count a script gave for `map.key`: a whole number of at least 0.
+fn whole(map: &str, key: &str, value: &Dynamic) -> Result<u64, String> {
+    (value.as_int().ok())
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| format!("limits: `{map}.{key}` must be a whole number of at least 0"))
 }
 
 fn over(value: Dynamic) -> Result<Over, String> {
