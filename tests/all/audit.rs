@@ -183,9 +183,26 @@ fn truncation_is_detected() {
         }
     });
     assert_eq!(broken_at(verify(&fx, None)), keep + 1);
-    // An attacker who also puts the old head back is found by the
-    // checkpoint only.
+    // An attacker who also puts the old head back leaves index rows of the
+    // entries cut, which `verify` finds...
     set_head_record(&fx.db(), &old_head);
+    assert!(
+        matches!(verify(&fx, None), Err(AuditError::Index(_))),
+        "the index still names the entries cut"
+    );
+    // ...and one who cuts those too is found by the checkpoint only.
+    let db = redb::Database::open(fx.db()).unwrap();
+    let txn = db.begin_write().unwrap();
+    let by_actor: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("audit_by_actor");
+    let by_customer: TableDefinition<(u64, u64), i64> = TableDefinition::new("audit_by_customer");
+    (txn.open_table(by_actor).unwrap())
+        .retain(|(_, _, seq), _| seq <= keep)
+        .unwrap();
+    (txn.open_table(by_customer).unwrap())
+        .retain(|(_, seq), _| seq <= keep)
+        .unwrap();
+    txn.commit().unwrap();
+    drop(db);
     assert!(
         verify(&fx, None).is_ok(),
         "without a checkpoint a clean cut is invisible"
@@ -453,22 +470,29 @@ fn a_chain_without_indexes_is_indexed_at_open_and_a_planted_index_entry_vouches_
         )
     };
     // As a version before the indexes left it: no index tables, no
-    // setting saying they are complete.
-    let db = redb::Database::open(fx.db()).unwrap();
-    let txn = db.begin_write().unwrap();
-    let by_actor: redb::TableDefinition<(&str, u64), i64> =
+    // setting saying how far they hold the chain.
+    let by_actor: redb::TableDefinition<(&str, i64, u64), ()> =
         redb::TableDefinition::new("audit_by_actor");
     let by_customer: redb::TableDefinition<(u64, u64), i64> =
         redb::TableDefinition::new("audit_by_customer");
-    txn.delete_table(by_actor).unwrap();
-    txn.delete_table(by_customer).unwrap();
-    let removed = (txn.open_table(SETTINGS).unwrap())
-        .remove("engine:audit_indexed")
-        .unwrap()
-        .is_some();
-    assert!(removed, "the setting that says the chain is indexed");
-    txn.commit().unwrap();
-    drop(db);
+    let raw = |f: &dyn Fn(&redb::WriteTransaction)| {
+        let db = redb::Database::open(fx.db()).unwrap();
+        let txn = db.begin_write().unwrap();
+        f(&txn);
+        txn.commit().unwrap();
+    };
+    raw(&|txn| {
+        txn.delete_table(by_actor).unwrap();
+        txn.delete_table(by_customer).unwrap();
+        let removed = (txn.open_table(SETTINGS).unwrap())
+            .remove("engine:audit_indexed_through")
+            .unwrap()
+            .is_some();
+        assert!(
+            removed,
+            "the setting that says how far the chain is indexed"
+        );
+    });
     let engine = fx.open();
     let after_actor = seqs(
         engine
@@ -480,30 +504,49 @@ fn a_chain_without_indexes_is_indexed_at_open_and_a_planted_index_entry_vouches_
     let trail = seqs(engine.audit_of_customer(&admin(), ids[1], 10_000).unwrap());
     assert_eq!(trail[..before_customer.len()], before_customer);
     assert_eq!(trail.len(), before_customer.len() + 1);
-    // An index entry planted in the file, naming an entry of the admin's
-    // as wang's, is checked against the entry and left out.
-    let admins = seqs(
-        engine
-            .audit_by_actor(&admin(), "admin", None, None, 10_000)
-            .unwrap(),
-    );
-    drop(engine);
-    let db = redb::Database::open(fx.db()).unwrap();
-    let txn = db.begin_write().unwrap();
-    txn.open_table(by_actor)
-        .unwrap()
-        .insert(("wang", admins[0]), 0)
+    engine.verify_audit(None).unwrap();
+    let admins = engine
+        .audit_by_actor(&admin(), "admin", None, None, 10_000)
         .unwrap();
-    txn.commit().unwrap();
-    drop(db);
+    let wangs = engine
+        .audit_by_actor(&admin(), "wang", None, None, 10_000)
+        .unwrap();
+    drop(engine);
+    let index_error = |fx: &Fixture| match fx.open().verify_audit(None) {
+        Err(Error::Audit(AuditError::Index(why))) => why,
+        other => panic!("expected an index error, got {other:?}"),
+    };
+    // A row planted in the file, naming an entry of the admin's as wang's,
+    // is checked against the entry and left out, and `verify` finds it.
+    let planted = (admins[0].at.timestamp_micros(), admins[0].seq);
+    raw(&|txn| {
+        (txn.open_table(by_actor).unwrap())
+            .insert(("wang", planted.0, planted.1), ())
+            .unwrap();
+    });
     let engine = fx.open();
-    let planted = seqs(
+    let shown = seqs(
         engine
             .audit_by_actor(&admin(), "wang", None, None, 10_000)
             .unwrap(),
     );
-    assert!(!planted.contains(&admins[0]));
-    assert_eq!(planted, after_actor);
+    assert!(!shown.contains(&planted.1));
+    drop(engine);
+    assert!(index_error(&fx).contains("planted"));
+    // A row deleted to hide an entry is found missing.
+    raw(&|txn| {
+        let mut table = txn.open_table(by_actor).unwrap();
+        table.remove(("wang", planted.0, planted.1)).unwrap();
+        let hidden = &wangs[1];
+        table
+            .remove(("wang", hidden.at.timestamp_micros(), hidden.seq))
+            .unwrap();
+    });
+    let why = index_error(&fx);
+    assert!(
+        why.contains(&format!("lacks entry {}", wangs[1].seq)),
+        "{why}"
+    );
 }
 
 #[test]

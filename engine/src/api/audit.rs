@@ -55,50 +55,55 @@ impl Engine {
     }
 }
 
-/// The setting that says the indexes by actor and by customer hold every
-/// entry of the chain.
-const AUDIT_INDEXED: &str = "audit_indexed";
+/// Entries indexed per transaction when the chain is indexed at open.
+const INDEX_BATCH: usize = 10_000;
 
-/// Entries indexed per transaction when a chain written before the
-/// indexes is indexed at open.
-const INDEX_BATCH: u64 = 10_000;
+/// Index rows read at a time by an indexed query.
+const INDEX_PAGE: usize = 1_000;
 
-/// Indexes, once, a chain written before the indexes by actor and by
-/// customer existed (every entry since is indexed as it is appended).
+/// Indexes the entries after the last one known to be indexed (every
+/// entry is indexed as it is appended; the mark is moved once an hour and
+/// here): a chain written before the indexes, or entries appended by a
+/// version without them. Indexing an entry twice changes nothing.
 pub(super) fn index_chain(core: &crate::op::Core) -> Result<()> {
-    if core.store.read(|r| r.setting(AUDIT_INDEXED))?.is_some() {
-        return Ok(());
-    }
     let key = core.records.ring.audit_key();
-    let mut next = 1;
+    let mut next = core.store.read(|r| audit::indexed_through(r))? + 1;
     loop {
         let mut entries = Vec::new();
+        let mut scanned = 0;
         core.store.read(|r| {
             r.scan_audit(next, &mut |seq, bytes| {
-                entries.push(audit::decode_entry(key, seq, bytes)?);
-                Ok(entries.len() < INDEX_BATCH as usize)
+                // An entry that fails its check is not indexed (nothing
+                // vouches for its actor); `verify` reports it, and the
+                // database still opens.
+                if let Ok(entry) = audit::decode_entry(key, seq, bytes) {
+                    entries.push(entry);
+                }
+                scanned = seq;
+                Ok(entries.len() < INDEX_BATCH)
             })
         })?;
-        let done = entries.len() < INDEX_BATCH as usize;
+        if scanned < next {
+            return Ok(());
+        }
         core.store.write(|w| {
             for e in &entries {
                 w.index_audit(e.seq, &e.actor, e.at.timestamp_micros(), &e.customers)?;
             }
-            if done {
-                w.put_setting(AUDIT_INDEXED, b"done")?;
-            }
+            audit::mark_indexed(w, scanned)?;
             Ok::<_, crate::Error>(())
         })?;
-        match entries.last() {
-            Some(last) if !done => next = last.seq + 1,
-            _ => return Ok(()),
+        if entries.len() < INDEX_BATCH {
+            return Ok(());
         }
+        next = scanned + 1;
     }
 }
 
 impl Engine {
     /// What `actor` did from `from` to `to` (inclusive; either end open),
-    /// oldest first, at most `limit` entries, through the index by actor:
+    /// the first `limit` entries by time, in chain order, through the
+    /// index by actor:
     /// it costs what it returns, not the chain. Each entry is checked
     /// against its keyed hash and its actor. Admins only.
     pub fn audit_by_actor(
@@ -118,16 +123,37 @@ impl Engine {
         self.core.read(ctx, op, |read| {
             let r = read.snapshot();
             let mut out = Vec::new();
-            for seq in r.audit_seqs_by_actor(actor, from, to, limit)? {
-                let Some(bytes) = r.audit_entry(seq)? else {
-                    continue;
+            let mut cursor = (from, 0);
+            // The limit counts entries that passed their check: rows that
+            // vouch for nothing do not crowd out real ones.
+            while out.len() < limit {
+                let rows = r.audit_seqs_by_actor(actor, cursor, to, INDEX_PAGE)?;
+                let Some(&(at, seq)) = rows.last() else {
+                    break;
                 };
-                // An index entry vouches for nothing: the entry must say so.
-                let e = audit::decode_entry(key, seq, &bytes)?;
-                if e.actor == actor {
-                    out.push(e);
+                for (_, seq) in &rows {
+                    let Some(bytes) = r.audit_entry(*seq)? else {
+                        continue;
+                    };
+                    // An index row vouches for nothing: the entry must say
+                    // so, its actor and its time.
+                    let e = audit::decode_entry(key, *seq, &bytes)?;
+                    let t = e.at.timestamp_micros();
+                    if e.actor == actor && (from..=to).contains(&t) && out.len() < limit {
+                        out.push(e);
+                    }
                 }
+                if rows.len() < INDEX_PAGE {
+                    break;
+                }
+                cursor = match seq.checked_add(1) {
+                    Some(next) => (at, next),
+                    None => break,
+                };
             }
+            // In chain order (a buffered read's entry can come after a
+            // later write's).
+            out.sort_by_key(|e| e.seq);
             Ok(out)
         })
     }
@@ -159,14 +185,25 @@ pub(super) fn entries_of(
     limit: usize,
 ) -> Result<Vec<AuditEntry>> {
     let mut out = Vec::new();
-    for seq in r.audit_seqs_of_customer(id, limit)? {
-        let Some(bytes) = r.audit_entry(seq)? else {
-            continue;
+    let mut after = 0;
+    while out.len() < limit {
+        let seqs = r.audit_seqs_of_customer(id, after, INDEX_PAGE)?;
+        let Some(&last) = seqs.last() else {
+            break;
         };
-        let e = audit::decode_entry(key, seq, &bytes)?;
-        if e.customers.contains(&id) {
-            out.push(e);
+        for seq in &seqs {
+            let Some(bytes) = r.audit_entry(*seq)? else {
+                continue;
+            };
+            let e = audit::decode_entry(key, *seq, &bytes)?;
+            if e.customers.contains(&id) && out.len() < limit {
+                out.push(e);
+            }
         }
+        if seqs.len() < INDEX_PAGE {
+            break;
+        }
+        after = last;
     }
     Ok(out)
 }

@@ -162,9 +162,10 @@ impl Engine {
                     ids.push(id);
                 }
             }
-            // Each customer found counts as shown: the answer ties the
-            // value to it.
-            read.reveal(&ids)?;
+            // Each customer found counts as shown (the answer ties the
+            // value to it), past the budget if need be: a refusal now would
+            // tell that the value is held.
+            read.count_answered(&ids)?;
             read.touched(ids.iter().copied(), []);
             Ok(ids)
         })

@@ -48,6 +48,10 @@ pub enum AuditError {
     /// A checkpoint file is malformed.
     #[error("invalid checkpoint: {0}")]
     Checkpoint(String),
+    /// The chain verifies, but its indexes by actor or by customer do not
+    /// hold it exactly (a row deleted, moved or planted).
+    #[error("the audit index {0}")]
+    Index(String),
     /// The chain verifies, but records failed their integrity check.
     #[error("{} record(s) failed their integrity check (altered or moved outside the engine, and not used): {}", .0.len(), list(.0))]
     Tampered(Vec<IntegrityFailure>),
@@ -187,6 +191,27 @@ pub(crate) fn append(w: &mut dyn Txn, key: &[u8; 32], record: &Record) -> Result
     Ok(seq)
 }
 
+/// The setting that says through which entry the indexes by actor and by
+/// customer hold the chain.
+const INDEXED_THROUGH: &str = "audit_indexed_through";
+
+/// The last entry the indexes are known to hold (0: none).
+pub(crate) fn indexed_through(r: &dyn Snapshot) -> Result<u64, StoreError> {
+    Ok(match r.setting(INDEXED_THROUGH)? {
+        Some(bytes) => bytes
+            .as_slice()
+            .try_into()
+            .map(u64::from_le_bytes)
+            .unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// Records that the indexes hold the chain through entry `seq`.
+pub(crate) fn mark_indexed(w: &mut dyn Txn, seq: u64) -> Result<(), StoreError> {
+    w.put_setting(INDEXED_THROUGH, &seq.to_le_bytes())
+}
+
 /// Why a verification did not pass: the chain is broken, or the storage
 /// under it failed.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +277,10 @@ pub(crate) fn verify(
     let mut at_checkpoint: Option<[u8; 32]> = None;
     let checkpoint_seq = checkpoint.map(|c| c.seq);
     let mut broken_at = None;
+    // The indexes must hold every entry under its actor and customers,
+    // and nothing else.
+    let mut unindexed = None;
+    let (mut actor_rows, mut customer_rows) = (0u64, 0u64);
     r.scan_audit(1, &mut |seq, bytes| {
         let link = check_link(key, seq, bytes, expected, &prev);
         match link {
@@ -261,6 +290,18 @@ pub(crate) fn verify(
                 }
                 prev = hash;
                 expected += 1;
+                let record: Record = postcard::from_bytes(bytes.get(LINK..).unwrap_or_default())
+                    .map_err(|_| StoreError::Corrupt(format!("audit entry {seq}")))?;
+                let mut customers = record.customers.clone();
+                customers.sort_unstable();
+                customers.dedup();
+                actor_rows += 1;
+                customer_rows += customers.len() as u64;
+                if unindexed.is_none()
+                    && !r.audit_indexed(seq, &record.actor, record.at, &customers)?
+                {
+                    unindexed = Some(seq);
+                }
                 Ok(true)
             }
             Err(e) => {
@@ -272,6 +313,7 @@ pub(crate) fn verify(
     if let Some(e) = broken_at {
         return Err(e.into());
     }
+
     let last = expected - 1;
     let head = r.audit_head()?;
     if head.seq != last || head.hash != prev {
@@ -302,6 +344,19 @@ pub(crate) fn verify(
             }
             Some(_) => {}
         }
+    }
+    if let Some(seq) = unindexed {
+        return Err(AuditError::Index(format!(
+            "lacks entry {seq} under its actor or a customer it names: a row was deleted or moved (opening the database indexes again entries a version without the indexes appended)"
+        ))
+        .into());
+    }
+    let (held_actor, held_customer) = r.audit_index_rows()?;
+    if (held_actor, held_customer) != (actor_rows, customer_rows) {
+        return Err(AuditError::Index(format!(
+            "holds {held_actor} rows by actor and {held_customer} by customer where the chain has {actor_rows} and {customer_rows}: rows were planted"
+        ))
+        .into());
     }
     Ok(VerifyReport {
         entries: last,

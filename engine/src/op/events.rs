@@ -38,8 +38,10 @@ const MAX_EVENT_DEPTH: u32 = 2;
 /// Queued events read at a time by the worker.
 const BATCH: usize = 64;
 
-/// How soon the worker tries again events it deferred.
+/// How soon the worker tries again events it deferred, at first.
 const RETRY_DEFERRED: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest it waits between tries.
+const RETRY_LONGEST: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What came of handing one queued event to its plugin.
 enum Delivery {
@@ -200,14 +202,17 @@ impl Core {
     /// The delivery worker: a pass over the queue each time it is woken,
     /// until it is asked to stop.
     pub(crate) fn run_delivery(self: &Arc<Self>) {
-        let mut retry = None;
+        let mut retry: Option<std::time::Duration> = None;
         while let Some(covered) = self.events.next_pass(retry) {
             // A failure of the host (the storage, the plugin runtime)
-            // leaves its event queued for the next pass; events a plugin
-            // may not be shown yet (over its budget) wait for a pass a
-            // minute later.
-            let deferred = self.deliver_queued().unwrap_or(false);
-            retry = deferred.then_some(RETRY_DEFERRED);
+            // leaves its event queued, and so does a plugin over its
+            // budget: both are tried again a minute later, then less and
+            // less often (at most every hour) while they stay.
+            let waiting = self.deliver_queued().unwrap_or(true);
+            retry = waiting.then(|| match retry {
+                Some(last) => (last * 2).min(RETRY_LONGEST),
+                None => RETRY_DEFERRED,
+            });
             self.events.pass_done(covered);
         }
         self.events.ended();
@@ -231,7 +236,11 @@ impl Core {
                 if self.events.stopping() {
                     return Ok(!held.is_empty());
                 }
-                if held.contains(&queued.plugin) {
+                // An erasure is told at once, even past events its
+                // plugin waits for: it carries no data, and the plugin
+                // must forget the customer.
+                let erased = matches!(queued.event, Emitted::Erased(_));
+                if held.contains(&queued.plugin) && !erased {
                     continue;
                 }
                 match self.deliver_one(&queued)? {
@@ -320,7 +329,12 @@ impl Core {
         // is in the audit chain. Over its budget, it may see it later.
         let (customer, note) = match seen {
             Ok(seen) => seen,
-            Err(Error::Denied(Denied::Budget { .. })) => return Ok(Handed::Later),
+            // Over its budget, or its budgets cannot be told: later.
+            Err(Error::Denied(Denied::Budget { .. } | Denied::LimitsFailed { .. })) => {
+                return Ok(Handed::Later);
+            }
+            // The host failed: the event stays queued.
+            Err(e @ Error::Store(_)) => return Err(e),
             Err(_) => return Ok(Handed::Nothing),
         };
         Ok(Handed::Event(match event {

@@ -460,6 +460,10 @@ impl Core {
                 }
                 if let Some(before) = prune {
                     w.prune_guard(before)?;
+                    // The indexes hold every entry appended so far: an
+                    // open indexes again only what comes after.
+                    let head = w.audit_head()?.seq;
+                    audit::mark_indexed(w, head)?;
                 }
                 Ok::<_, StoreError>(())
             })

@@ -62,6 +62,31 @@ impl Read<'_> {
         Ok(())
     }
 
+    /// Counts what a lookup admitted by [`Read::check_lookup`] answered
+    /// (the customers found), never refusing it once answered: a refusal
+    /// after the scan would tell that the value is held, and by how many.
+    pub(crate) fn count_answered(&mut self, customers: &[CustomerId]) -> Result<()> {
+        if customers.is_empty() {
+            return Ok(());
+        }
+        if self.limits()?.is_none() {
+            return Ok(());
+        }
+        let now = self.core.records.clock.now().timestamp();
+        let actor = self.decider.actor().name.clone();
+        let guard = &self.core.guard;
+        // Counted past the budget if need be, never refused here.
+        let counted = guard.charge(&actor, None, self.access, customers, now, false);
+        let (charge, _) =
+            counted.map_err(|b| self.core.over_budget(&actor, self.access, b, now))?;
+        self.charge.absorb(charge);
+        if let Some(minute) = self.pending_miss.take() {
+            guard.refund_miss(&actor, minute);
+            self.charge.misses = self.charge.misses.saturating_sub(1);
+        }
+        Ok(())
+    }
+
     /// The guard before a lookup by an exact value that may show up to
     /// `rows` customers: refused once the actor's lookups that found
     /// nothing reach a budget (someone trying phone numbers one after

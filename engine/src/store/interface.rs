@@ -144,13 +144,25 @@ pub(crate) trait Snapshot {
     fn audit_tail(&self, n: usize) -> Res<Vec<(u64, Vec<u8>)>>;
     /// The stored bytes of audit entry `seq`.
     fn audit_entry(&self, seq: u64) -> Res<Option<Vec<u8>>>;
-    /// Sequence numbers of `actor`'s audit entries from `from` to `to`
-    /// (µs, inclusive), oldest first, at most `limit`, as the index says
-    /// (to be checked against the entries).
-    fn audit_seqs_by_actor(&self, actor: &str, from: i64, to: i64, limit: usize) -> Res<Vec<u64>>;
-    /// Sequence numbers of the audit entries about `customer`, oldest
-    /// first, at most `limit`, as the index says.
-    fn audit_seqs_of_customer(&self, customer: u64, limit: usize) -> Res<Vec<u64>>;
+    /// (time in µs, seq) of `actor`'s audit entries from `from` (a time
+    /// and the first seq at that time) to `to` (µs, inclusive), in time
+    /// order, at most `limit`, as the index says (to be checked against
+    /// the entries).
+    fn audit_seqs_by_actor(
+        &self,
+        actor: &str,
+        from: (i64, u64),
+        to: i64,
+        limit: usize,
+    ) -> Res<Vec<(i64, u64)>>;
+    /// Sequence numbers of the audit entries about `customer` after seq
+    /// `after`, oldest first, at most `limit`, as the index says.
+    fn audit_seqs_of_customer(&self, customer: u64, after: u64, limit: usize) -> Res<Vec<u64>>;
+    /// Whether the indexes file entry `seq` under its actor (at its time)
+    /// and under each customer it names.
+    fn audit_indexed(&self, seq: u64, actor: &str, at: i64, customers: &[u64]) -> Res<bool>;
+    /// How many rows the indexes by actor and by customer hold.
+    fn audit_index_rows(&self) -> Res<(u64, u64)>;
 
     // Plugins and what they produce.
     /// An installed plugin.

@@ -598,8 +598,16 @@ pub(crate) fn decode_alert(bytes: &[u8]) -> Result<StoredAlert, StoreError> {
         Some((&1, body)) => {
             let old: AlertV1 = postcard::from_bytes(body).map_err(corrupt)?;
             let severity = match old.kind.as_str() {
-                "storage.rewrite_failed" => Severity::Critical,
+                "storage.rewrite_failed" | "policy.limits_failed" => Severity::Critical,
                 _ => Severity::Warning,
+            };
+            // Who the alert is about, so that they cannot close it.
+            let actor = match old.kind.as_str() {
+                "plugin.quarantined" => Some(format!("plugin:{}", old.subject)),
+                kind if kind.starts_with("guard.") || kind == "policy.limits_failed" => {
+                    Some(old.subject.clone())
+                }
+                _ => None,
             };
             Ok(StoredAlert {
                 at: old.at,
@@ -607,7 +615,7 @@ pub(crate) fn decode_alert(bytes: &[u8]) -> Result<StoredAlert, StoreError> {
                 subject: old.subject,
                 message: old.message,
                 severity,
-                actor: None,
+                actor,
                 evidence: Vec::new(),
                 state: AlertState::Open,
                 handled: Vec::new(),
@@ -893,9 +901,10 @@ mod tests {
             subject: &'a str,
             message: &'a str,
         }
-        for (kind, severity) in [
-            ("plugin.quarantined", Severity::Warning),
-            ("storage.rewrite_failed", Severity::Critical),
+        for (kind, severity, actor) in [
+            ("plugin.quarantined", Severity::Warning, Some("plugin:s")),
+            ("storage.rewrite_failed", Severity::Critical, None),
+            ("guard.budget", Severity::Warning, Some("s")),
         ] {
             let mut bytes = vec![1];
             bytes.extend(
@@ -913,7 +922,8 @@ mod tests {
                 (7, kind, severity)
             );
             assert_eq!(alert.state, AlertState::Open);
-            assert!(alert.actor.is_none() && alert.evidence.is_empty() && alert.handled.is_empty());
+            assert!(alert.evidence.is_empty() && alert.handled.is_empty());
+            assert_eq!(alert.actor.as_deref(), actor);
             // Written back, it is envelope 2 and reads the same.
             assert_eq!(decode_alert(&encode_alert(&alert).unwrap()).unwrap(), alert);
         }

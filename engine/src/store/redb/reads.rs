@@ -341,30 +341,61 @@ impl<S: Open> Snapshot for S {
         })
     }
 
-    fn audit_seqs_by_actor(&self, actor: &str, from: i64, to: i64, limit: usize) -> Res<Vec<u64>> {
+    fn audit_seqs_by_actor(
+        &self,
+        actor: &str,
+        from: (i64, u64),
+        to: i64,
+        limit: usize,
+    ) -> Res<Vec<(i64, u64)>> {
         let Some(table) = self.table(AUDIT_BY_ACTOR)? else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::new();
-        for row in table.range((actor, 0)..=(actor, u64::MAX))? {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = row?;
-            let at = v.value();
-            if (from..=to).contains(&at) {
-                out.push(k.value().1);
-            }
+        if from.0 > to {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        table
+            .range((actor, from.0, from.1)..=(actor, to, u64::MAX))?
+            .take(limit)
+            .map(|row| {
+                let (_, at, seq) = row?.0.value();
+                Ok((at, seq))
+            })
+            .collect()
     }
 
-    fn audit_seqs_of_customer(&self, customer: u64, limit: usize) -> Res<Vec<u64>> {
+    fn audit_indexed(&self, seq: u64, actor: &str, at: i64, customers: &[u64]) -> Res<bool> {
+        let by_actor = match self.table(AUDIT_BY_ACTOR)? {
+            Some(table) => table.get((actor, at, seq))?.is_some(),
+            None => false,
+        };
+        if !by_actor {
+            return Ok(false);
+        }
+        let Some(table) = self.table(AUDIT_BY_CUSTOMER)? else {
+            return Ok(customers.is_empty());
+        };
+        for customer in customers {
+            if table.get((*customer, seq))?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn audit_index_rows(&self) -> Res<(u64, u64)> {
+        Ok((len(self, AUDIT_BY_ACTOR)?, len(self, AUDIT_BY_CUSTOMER)?))
+    }
+
+    fn audit_seqs_of_customer(&self, customer: u64, after: u64, limit: usize) -> Res<Vec<u64>> {
         let Some(table) = self.table(AUDIT_BY_CUSTOMER)? else {
             return Ok(Vec::new());
         };
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
         table
-            .range((customer, 0)..=(customer, u64::MAX))?
+            .range((customer, from)..=(customer, u64::MAX))?
             .take(limit)
             .map(|row| Ok(row?.0.value().1))
             .collect()

@@ -257,9 +257,9 @@ tables! {
     /// Open follow-ups by (due time in µs, id) → assignee; checked against
     /// the follow-up it names.
     FOLLOWUPS_OPEN: FollowupsOpen, followups_open, (i64, u64) => &'static str = "followups_open";
-    /// The audit chain by actor: (actor, seq) → the entry's time in µs;
+    /// The audit chain by actor: (actor, the entry's time in µs, seq);
     /// checked against the (keyed) entry it names.
-    AUDIT_BY_ACTOR: AuditByActor, audit_by_actor, (&'static str, u64) => i64 = "audit_by_actor";
+    AUDIT_BY_ACTOR: AuditByActor, audit_by_actor, (&'static str, i64, u64) => () = "audit_by_actor";
     /// The audit chain by customer: (customer, seq) → the entry's time in
     /// µs; checked against the entry it names.
     AUDIT_BY_CUSTOMER: AuditByCustomer, audit_by_customer, (u64, u64) => i64 = "audit_by_customer";

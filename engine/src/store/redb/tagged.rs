@@ -99,6 +99,12 @@ impl ShownKey for (&'static str, u64) {
 
 /// Plugin state: the plugin's name, not the key it chose (which may
 /// spell a value it was shown).
+impl ShownKey for (&'static str, i64, u64) {
+    fn show(key: &(&str, i64, u64)) -> String {
+        format!("({:?}, {}, {})", clip(key.0), key.1, key.2)
+    }
+}
+
 impl ShownKey for (&'static str, i64) {
     fn show(key: &(&str, i64)) -> String {
         format!("({:?}, {})", clip(key.0), key.1)

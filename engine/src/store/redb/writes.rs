@@ -346,7 +346,8 @@ impl Txn for Writer<'_> {
     }
 
     fn index_audit(&mut self, seq: u64, actor: &str, at: i64, customers: &[u64]) -> Res<()> {
-        self.table_mut(AUDIT_BY_ACTOR)?.insert((actor, seq), at)?;
+        self.table_mut(AUDIT_BY_ACTOR)?
+            .insert((actor, at, seq), ())?;
         let mut by_customer = self.table_mut(AUDIT_BY_CUSTOMER)?;
         for customer in customers {
             by_customer.insert((*customer, seq), at)?;
