@@ -6,7 +6,7 @@ use custodian::{
     AlertState, Denied, Error, Outcome, PrincipalKind, PrincipalUpdate, Query, Severity,
 };
 
-use crate::{Fixture, admin, as_, pack_with_limits};
+use crate::{Fixture, admin, as_, for_role, pack_with_limits};
 
 /// A database where `wang` (sales) went past his hourly budget once; the
 /// alert's id.
@@ -15,9 +15,7 @@ fn over_budget(fixture: &Fixture) -> (custodian::Engine, u64) {
     engine
         .install_policy(
             &admin(),
-            &pack_with_limits(
-                r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 1 } } } else { () } }"#,
-            ),
+            &pack_with_limits(&for_role("sales", r#"#{ rows: #{ hour: 1 } }"#)),
         )
         .unwrap();
     let wang = as_("wang");

@@ -11,7 +11,7 @@ use custodian::{
     Span, Status,
 };
 
-use crate::{Fixture, admin, as_, pack_with_limits};
+use crate::{Fixture, admin, as_, for_role, pack_with_limits};
 
 /// Adds `qian` (support) beside the fixture's staff, installs the default
 /// pack with `limits`, and has `wang` create `n` customers; their ids.
@@ -60,7 +60,7 @@ fn reads_and_searches_draw_on_one_budget_and_a_larger_request_is_refused_whole()
     let engine = fixture.with_staff();
     let ids = seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 250 } } } else { () } }"#,
+        &for_role("sales", r#"#{ rows: #{ day: 250 } }"#),
         200,
     );
     let wang = as_("wang");
@@ -118,7 +118,7 @@ fn many_small_searches_use_what_one_large_search_would() {
     let engine = fixture.with_staff();
     seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("support") { #{ rows: #{ hour: 100 } } } else { () } }"#,
+        &for_role("support", r#"#{ rows: #{ hour: 100 } }"#),
         100,
     );
     let active = Query::Status(Status::Active);
@@ -150,7 +150,7 @@ fn distinct_customers_count_once_however_often_they_are_read() {
     let engine = fixture.with_staff();
     let ids = seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ customers: #{ day: 3 } } } else { () } }"#,
+        &for_role("sales", r#"#{ customers: #{ day: 3 } }"#),
         4,
     );
     let wang = as_("wang");
@@ -172,7 +172,7 @@ fn lookups_that_find_nothing_are_stopped_at_their_budget_hit_or_miss() {
     let engine = fixture.with_staff();
     seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("support") { #{ misses: #{ hour: 5 } } } else { () } }"#,
+        &for_role("support", r#"#{ misses: #{ hour: 5 } }"#),
         3,
     );
     let zhao = as_("zhao");
@@ -204,8 +204,7 @@ fn lookups_that_find_nothing_are_stopped_at_their_budget_hit_or_miss() {
 #[test]
 fn budgets_survive_a_restart() {
     let fixture = Fixture::new();
-    let limits =
-        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 30 } } } else { () } }"#;
+    let limits = &for_role("sales", r#"#{ rows: #{ day: 30 } }"#);
     let ids = {
         let engine = fixture.with_staff();
         let ids = seed(&engine, limits, 30);
@@ -240,7 +239,7 @@ fn windows_roll_on_the_engine_clock() {
     let (engine, now) = clocked(&fixture, start);
     let ids = seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 2, day: 3 } } } else { () } }"#,
+        &for_role("sales", r#"#{ rows: #{ hour: 2, day: 3 } }"#),
         3,
     );
     let wang = as_("wang");
@@ -333,8 +332,8 @@ fn a_limits_that_fails_at_run_time_refuses_the_read_and_raises_an_alert() {
 
 /// Where the burst child opens its database (set by the parent test).
 const BURST_ENV: &str = "CUSTODIAN_GUARD_BURST";
-const BURST_LIMITS: &str =
-    r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 400 } } } else { () } }"#;
+/// The sales budget the burst draws on.
+const BURST_BUDGET: &str = r#"#{ rows: #{ day: 400 } }"#;
 
 /// Not a test on its own: the process the kill test below starts and
 /// kills. It reads customers one at a time with durable auditing, saying
@@ -372,7 +371,7 @@ fn budget_counts_survive_a_kill_in_the_middle_of_a_burst() {
     let fixture = Fixture::new();
     let ids = {
         let engine = fixture.with_staff();
-        seed(&engine, BURST_LIMITS, 50)
+        seed(&engine, &for_role("sales", BURST_BUDGET), 50)
     };
     let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command
@@ -418,7 +417,7 @@ fn a_step_up_goes_past_a_budget_with_a_fresh_code_used_once() {
     let (engine, now) = clocked(&fixture, start);
     let ids = seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 2 }, over: "step_up" } } else { () } }"#,
+        &for_role("sales", r#"#{ rows: #{ hour: 2 }, over: "step_up" }"#),
         4,
     );
     let wang = as_("wang");
@@ -477,7 +476,10 @@ fn a_principal_sees_its_own_budget_and_admins_see_everyones() {
     let engine = fixture.with_staff();
     let ids = seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 10 }, customers: #{ month: 5 } } } else { () } }"#,
+        &for_role(
+            "sales",
+            r#"#{ rows: #{ day: 10 }, customers: #{ month: 5 } }"#,
+        ),
         2,
     );
     let wang = as_("wang");
@@ -499,7 +501,7 @@ fn the_command_line_shows_a_budget_and_steps_up_with_a_code() {
         let engine = fixture.with_staff();
         let ids = seed(
             &engine,
-            r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 1 }, over: "step_up" } } else { () } }"#,
+            &for_role("sales", r#"#{ rows: #{ day: 1 }, over: "step_up" }"#),
             2,
         );
         engine.customer(&as_("wang"), ids[0]).unwrap();
@@ -534,13 +536,7 @@ fn default_pack_at(fixture: &Fixture, start: &str) -> (Engine, Arc<AtomicI64>) {
 /// An engine on a clock the test moves, from `start`, with `wang` (sales).
 fn clocked(fixture: &Fixture, start: DateTime<Utc>) -> (Engine, Arc<AtomicI64>) {
     let (clock, now) = movable_clock(start);
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
+    let engine = fixture.open_on(clock);
     engine
         .add_principal(&admin(), "wang", PrincipalKind::User, &["sales"])
         .unwrap();
@@ -648,7 +644,10 @@ fn a_day_far_above_a_principals_own_days_raises_one_alert_naming_why() {
     let (engine, now) = clocked(&fixture, start);
     seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ day: 5000 }, usual: #{ rows: 1000 } } } else { () } }"#,
+        &for_role(
+            "sales",
+            r#"#{ rows: #{ day: 5000 }, usual: #{ rows: 1000 } }"#,
+        ),
         400,
     );
     let wang = as_("wang");
@@ -708,16 +707,12 @@ fn a_plugin_over_its_budget_gets_its_events_later_in_order_not_never() {
     engine
         .install_policy(
             &admin(),
-            &pack_with_limits(
-                r#"fn limits(p) { if p.has_role("integration") { #{ rows: #{ hour: 2 } } } else { () } }"#,
-            ),
+            &pack_with_limits(&for_role("integration", r#"#{ rows: #{ hour: 2 } }"#)),
         )
         .unwrap();
-    let bytes = std::fs::read(custodian_test_artifacts::MISBEHAVE).unwrap();
-    let manifest = engine.inspect_plugin(&bytes).unwrap();
-    let mut grant = custodian::Grant::all(&manifest);
-    grant.events = [custodian::EventKind::CustomerCreated].into();
-    engine.install_plugin(&admin(), &bytes, grant).unwrap();
+    crate::plugins::install(&engine, custodian_test_artifacts::MISBEHAVE, |grant| {
+        grant.events = [custodian::EventKind::CustomerCreated].into();
+    });
     let mut ids = Vec::new();
     for i in 0..5 {
         let new = custodian::NewCustomer::new().field("name", format!("Customer {i}"));
@@ -790,7 +785,10 @@ fn a_lookup_with_no_room_left_is_refused_alike_for_a_held_value_and_an_unknown_o
     let engine = fixture.with_staff();
     let ids = seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("support") { #{ rows: #{ hour: 3 }, misses: #{ hour: 100 } } } else { () } }"#,
+        &for_role(
+            "support",
+            r#"#{ rows: #{ hour: 3 }, misses: #{ hour: 100 } }"#,
+        ),
         3,
     );
     let zhao = as_("zhao");
@@ -813,7 +811,7 @@ fn a_step_up_goes_one_budget_further_at_most_and_every_one_is_alerted() {
     let (engine, now) = clocked(&fixture, start);
     seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ rows: #{ hour: 2 }, over: "step_up" } } else { () } }"#,
+        &for_role("sales", r#"#{ rows: #{ hour: 2 }, over: "step_up" }"#),
         6,
     );
     let app = totp_rs::TOTP::from_url(&engine.enroll_totp(&admin(), "wang").unwrap().uri).unwrap();
@@ -875,7 +873,7 @@ fn counts_older_than_a_month_leave_the_data_file_without_a_restart() {
     let (engine, now) = clocked(&fixture, start);
     let ids = seed(
         &engine,
-        r#"fn limits(p) { if p.has_role("sales") { #{ customers: #{ month: 100 } } } else { () } }"#,
+        &for_role("sales", r#"#{ customers: #{ month: 100 } }"#),
         2,
     );
     engine.customer(&as_("wang"), ids[0]).unwrap();
@@ -893,4 +891,43 @@ fn counts_older_than_a_month_leave_the_data_file_without_a_restart() {
         .unwrap();
     let table = read.open_untyped_table(seen).unwrap();
     assert_eq!(table.len().unwrap(), 1);
+}
+
+#[test]
+fn the_outbox_hands_out_addresses_only_within_the_readers_budget() {
+    let fixture = Fixture::new();
+    let engine = fixture.open();
+    crate::plugins::install(&engine, custodian_test_artifacts::SMS_REMINDER, |_| {});
+    let id = engine.create_customer(&admin(), crate::li_na()).unwrap();
+    let consent = custodian::ConsentChange::grant("service", "web", "v1");
+    engine.record_consent(&admin(), id, &consent).unwrap();
+    let due = Utc::now() - chrono::Duration::minutes(1);
+    let follow_up = custodian::NewFollowUp {
+        customer: id,
+        due,
+        assignee: None,
+        note: "call back".into(),
+    };
+    engine.add_follow_up(&admin(), follow_up).unwrap();
+    engine.dispatch_due_follow_ups(Utc::now()).unwrap();
+    engine.drain_events().unwrap();
+    // An admin with no rows left: the address is not handed out, and the
+    // message stays queued.
+    engine
+        .install_policy(
+            &admin(),
+            &pack_with_limits(&for_role("admin", r#"#{ rows: #{ day: 0 } }"#)),
+        )
+        .unwrap();
+    let refused = over_budget(engine.outbox(&admin(), 10));
+    assert_eq!((refused.limit, refused.asked), (0, 1));
+    // Its alert is raised once the refused write has let go of the file
+    // (raised inside it, it would wait on itself).
+    assert_eq!(alerts_about(&engine, "admin", "guard.budget"), 1);
+    engine
+        .install_policy(&admin(), &pack_with_limits(""))
+        .unwrap();
+    let outbox = engine.outbox(&admin(), 10).unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].address, "+8613800138000");
 }

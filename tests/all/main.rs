@@ -80,6 +80,17 @@ impl Fixture {
         self.builder(key).open()
     }
 
+    /// Opens (creating on first use) on `clock`, with durable auditing.
+    pub fn open_on(&self, clock: custodian::Clock) -> Engine {
+        Engine::builder()
+            .path(self.db())
+            .master_key(self.key())
+            .create(true)
+            .clock(clock)
+            .open()
+            .unwrap()
+    }
+
     /// Opens with a chosen read-audit durability.
     pub fn open_with(&self, durability: AuditDurability) -> Engine {
         self.builder(self.key())
@@ -217,6 +228,12 @@ pub fn pack_with_limits(limits: &str) -> custodian::PolicyPack {
         script.push('\n');
         script.push_str(limits);
     })
+}
+
+/// A `limits` giving principals with `role` the budgets `budgets` (a rhai
+/// map) and everyone else none.
+pub fn for_role(role: &str, budgets: &str) -> String {
+    format!(r#"fn limits(p) {{ if p.has_role("{role}") {{ {budgets} }} else {{ () }} }}"#)
 }
 
 /// Installs the default pack without budgets: for a test that reads back

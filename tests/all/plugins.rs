@@ -335,13 +335,7 @@ fn faults_older_than_the_window_do_not_count() {
     let clock = Clock::from_fn(move || {
         DateTime::from_timestamp_micros(read.load(Ordering::SeqCst)).unwrap_or_default()
     });
-    let engine = Engine::builder()
-        .path(fixture.db())
-        .master_key(fixture.key())
-        .create(true)
-        .clock(clock)
-        .open()
-        .unwrap();
+    let engine = fixture.open_on(clock);
     install(&engine, wasm::MISBEHAVE, |_| {});
     let status = || engine.plugins(&admin()).unwrap()[0].status.clone();
     fault_of(engine.ingest("misbehave", b"trap"));

@@ -3,6 +3,8 @@
 //! `alert-raised` event for subscribed plugins; then acknowledged and
 //! resolved by staff, each step audited.
 
+use std::cell::RefCell;
+
 use super::{Caller, Core, Emitted, Entry, Write};
 use crate::audit::Outcome;
 use crate::store::{AlertState, Rewrite, Severity, StoredAlert, StoredHandling, Txn};
@@ -105,10 +107,39 @@ impl Core {
 
     /// [`Core::raise_alert`] for an alert beside a refusal: if it cannot be
     /// written the refusal stands all the same (and its own audit entry
-    /// fails the same way, so the failure is not silent).
+    /// fails the same way, so the failure is not silent). Raised while
+    /// this thread holds a write transaction, it waits for that
+    /// transaction to end ([`Core::deferring_alerts`]): a write of its own
+    /// would wait for the lock this thread holds.
     pub(crate) fn raise_alert_beside(&self, raise: Raise) {
-        let _ = self.raise_alert(raise);
+        let deferred = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+            Some(pending) => {
+                pending.push(raise);
+                None
+            }
+            None => Some(raise),
+        });
+        if let Some(raise) = deferred {
+            let _ = self.raise_alert(raise);
+        }
     }
+
+    /// Runs `f` (which holds a write transaction) with the alerts raised
+    /// beside refusals on this thread held back, then raises them.
+    pub(crate) fn deferring_alerts<T>(&self, f: impl FnOnce() -> T) -> T {
+        let outer = DEFERRED.with(|d| d.borrow_mut().replace(Vec::new()));
+        let value = f();
+        let pending = DEFERRED.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
+        for raise in pending.into_iter().flatten() {
+            self.raise_alert_beside(raise);
+        }
+        value
+    }
+}
+
+thread_local! {
+    /// Alerts raised on this thread while it holds a write transaction.
+    static DEFERRED: RefCell<Option<Vec<Raise>>> = const { RefCell::new(None) };
 }
 
 impl Write<'_> {

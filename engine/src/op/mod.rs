@@ -308,33 +308,35 @@ impl Core {
         let mut queued = false;
         // The rewrite a removal owes comes after its keys are settled: a
         // rewrite that fails then loses nothing (the file stays marked).
-        let committed = self.store.write_then(Rewrite::Later, |txn| {
-            let actor = (self.admit(&*txn, caller, &rule, &entry)).map_err(Stop::Refused)?;
-            source = actor.plugin_name().map(str::to_string);
-            let mut write = Write {
-                core: self,
-                txn,
-                decider: Decider::new(&policy, actor, caller.purpose()),
-                caller,
-                entry: &mut entry,
-                emitted: &mut emitted,
-                keep: &mut keep,
-                refused_as: &mut refused_as,
-                consequences: (!itemized).then_some(&mut consequences),
-            };
-            let value = body(&mut write).map_err(Stop::Refused)?;
-            // The change's events are queued with it, in its transaction.
-            queued = self.enqueue(&mut *write.txn, write.emitted, source.as_deref())?;
-            if !itemized {
-                let record =
-                    std::mem::replace(write.entry, Entry::new("")).into_record(caller, Outcome::Ok);
-                let key = self.records.ring.audit_key();
-                audit::append(write.txn, key, &record)?;
-                for record in write.consequences.take().into_iter().flatten() {
-                    audit::append(write.txn, key, record)?;
+        let committed = self.deferring_alerts(|| {
+            self.store.write_then(Rewrite::Later, |txn| {
+                let actor = (self.admit(&*txn, caller, &rule, &entry)).map_err(Stop::Refused)?;
+                source = actor.plugin_name().map(str::to_string);
+                let mut write = Write {
+                    core: self,
+                    txn,
+                    decider: Decider::new(&policy, actor, caller.purpose()),
+                    caller,
+                    entry: &mut entry,
+                    emitted: &mut emitted,
+                    keep: &mut keep,
+                    refused_as: &mut refused_as,
+                    consequences: (!itemized).then_some(&mut consequences),
+                };
+                let value = body(&mut write).map_err(Stop::Refused)?;
+                // The change's events are queued with it, in its transaction.
+                queued = self.enqueue(&mut *write.txn, write.emitted, source.as_deref())?;
+                if !itemized {
+                    let record = std::mem::replace(write.entry, Entry::new(""))
+                        .into_record(caller, Outcome::Ok);
+                    let key = self.records.ring.audit_key();
+                    audit::append(write.txn, key, &record)?;
+                    for record in write.consequences.take().into_iter().flatten() {
+                        audit::append(write.txn, key, record)?;
+                    }
                 }
-            }
-            Ok::<_, Stop>(value)
+                Ok::<_, Stop>(value)
+            })
         });
         match committed {
             Ok(value) => {

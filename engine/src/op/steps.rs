@@ -4,7 +4,9 @@
 //! approvals (a second approver for protected operations) land.
 
 use super::{Core, Decider, Entry, Raise, Read, Write};
-use crate::guard::{Access, BASELINE_DAYS, Breach, KEEP_MINUTES, Limits, Over, Span, minute_of};
+use crate::guard::{
+    Access, BASELINE_DAYS, Breach, Charge, KEEP_MINUTES, Limits, Over, Span, minute_of,
+};
 use crate::identity::Actor;
 use crate::model::CustomerId;
 use crate::store::{Severity, Snapshot};
@@ -40,18 +42,9 @@ impl Read<'_> {
         let access = self.access;
         let guard = &self.core.guard;
         let actor = self.decider.actor().name.clone();
-        let counted = guard.charge(&actor, Some(&limits), access, customers, now, false);
-        let charge = match counted {
-            Ok((charge, _)) => charge,
-            Err(breach) => {
-                self.step_past(&breach, access, now)?;
-                let again = guard.charge(&actor, Some(&limits), access, customers, now, true);
-                let (charge, _) =
-                    again.map_err(|b| self.core.over_budget(&actor, access, b, now))?;
-                self.core.stepped_up(&actor, access, &breach);
-                charge
-            }
-        };
+        let charge = self.counted(access, now, |over| {
+            (guard.charge(&actor, Some(&limits), access, customers, now, over)).map(|(c, _)| c)
+        })?;
         self.charge.absorb(charge);
         // Only once the lookup is served: a refused one stays a miss.
         if let Some(minute) = self.pending_miss.take() {
@@ -101,33 +94,39 @@ impl Read<'_> {
         let actor = self.decider.actor().name.clone();
         let rows = u64::try_from(rows).unwrap_or(u64::MAX);
         let guard = &self.core.guard;
-        let charge = match guard.begin_lookup(&actor, &limits, rows, now, false) {
-            Ok(charge) => charge,
-            Err(breach) => {
-                self.step_past(&breach, Access::Lookup, now)?;
-                let again = guard.begin_lookup(&actor, &limits, rows, now, true);
-                let charge =
-                    again.map_err(|b| self.core.over_budget(&actor, Access::Lookup, b, now))?;
-                self.core.stepped_up(&actor, Access::Lookup, &breach);
-                charge
-            }
-        };
+        let charge = self.counted(Access::Lookup, now, |over| {
+            guard.begin_lookup(&actor, &limits, rows, now, over)
+        })?;
         self.pending_miss = Some(charge.minute);
         self.charge.absorb(charge);
         self.core.check_usual(&actor, &limits, now);
         Ok(())
     }
 
-    /// Past a budget: a budget that asks for a step-up lets the request go
-    /// on with a fresh second-factor code of the actor, checked and used
-    /// up here; otherwise, or without a code, the refusal.
-    fn step_past(&self, breach: &Breach, access: Access, now: i64) -> Result<()> {
+    /// The charge `count` makes within the budgets (`count(false)`), or,
+    /// past one: a budget that asks for a step-up lets the request go on
+    /// with a fresh second-factor code of the actor, checked and used up
+    /// here, at most one budget further (`count(true)`), alerted;
+    /// otherwise, or without a code, the refusal.
+    fn counted(
+        &self,
+        access: Access,
+        now: i64,
+        count: impl Fn(bool) -> Result<Charge, Breach>,
+    ) -> Result<Charge> {
+        let breach = match count(false) {
+            Ok(charge) => return Ok(charge),
+            Err(breach) => breach,
+        };
         let actor = self.decider.actor().name.as_str();
         let code = self.caller.step_up_code();
         let (Over::StepUp, Some(code)) = (breach.over, code) else {
-            return Err(self.core.over_budget(actor, access, breach.clone(), now));
+            return Err(self.core.over_budget(actor, access, breach, now));
         };
-        self.core.step_up(actor, code, breach)
+        self.core.step_up(actor, code, &breach)?;
+        let charge = count(true).map_err(|b| self.core.over_budget(actor, access, b, now))?;
+        self.core.stepped_up(actor, access, &breach);
+        Ok(charge)
     }
 
     /// The actor's budgets; a `limits` that fails refuses the read (fail
